@@ -1,0 +1,42 @@
+//! Media probing and decoding on FFmpeg: stream facts, frames sampled by presentation time and
+//! cropped/scaled/rotated to a model's input in one pass, and mono audio resampled to a
+//! model's rate. No machine learning here.
+
+mod decode;
+mod error;
+mod probe;
+
+pub use decode::{DecodeOptions, DecodeStats, Frame, decode};
+pub use error::{MediaError, MediaErrorKind};
+pub use probe::{AudioStream, MediaKind, Probe, VideoStream, probe};
+
+/// File extensions taken when walking folders (files named explicitly are always taken).
+pub const VIDEO_EXTENSIONS: &[&str] = &[
+    "mp4", "m4v", "mov", "mkv", "webm", "avi", "wmv", "flv", "mpg", "mpeg", "ts", "m2ts", "mts", "3gp",
+    "3g2", "ogv", "mxf", "vob",
+];
+pub const AUDIO_EXTENSIONS: &[&str] =
+    &["wav", "mp3", "m4a", "aac", "flac", "ogg", "oga", "opus", "wma", "aiff", "aif", "mka", "ac3"];
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"];
+
+/// True when the file name has one of the media extensions above (case-insensitive).
+pub fn has_media_extension(path: &std::path::Path) -> bool {
+    let Some(ext) = path.extension().and_then(|e| e.to_str()) else { return false };
+    let ext = ext.to_ascii_lowercase();
+    [VIDEO_EXTENSIONS, AUDIO_EXTENSIONS, IMAGE_EXTENSIONS].iter().any(|list| list.contains(&ext.as_str()))
+}
+
+/// Initialise FFmpeg once per process and keep its own logging quiet: every problem reaches
+/// the caller as a typed error instead. `MEDLEY_FFMPEG_LOG=1` turns FFmpeg's log back on.
+pub(crate) fn init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = ffmpeg_next::init();
+        let level = if std::env::var_os("MEDLEY_FFMPEG_LOG").is_some() {
+            ffmpeg_next::util::log::Level::Warning
+        } else {
+            ffmpeg_next::util::log::Level::Quiet
+        };
+        ffmpeg_next::util::log::set_level(level);
+    });
+}

