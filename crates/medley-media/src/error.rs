@@ -18,6 +18,8 @@ pub enum MediaErrorKind {
     UnsupportedCodec(String),
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    #[error("the file is empty (0 bytes)")]
+    ZeroBytes,
     #[error("decoding produced no frames or samples ({0})")]
     Empty(String),
     #[error("ffmpeg: {0}")]
@@ -32,7 +34,7 @@ impl MediaErrorKind {
             Self::NoStreams => "no_streams",
             Self::UnsupportedCodec(_) => "unsupported_codec",
             Self::Corrupt(_) => "corrupt",
-            Self::Empty(_) => "empty",
+            Self::ZeroBytes | Self::Empty(_) => "empty",
             Self::Ffmpeg(_) => "ffmpeg",
         }
     }

@@ -62,7 +62,34 @@ fn err(path: &Path, kind: MediaErrorKind) -> MediaError {
 
 pub(crate) fn open(path: &Path) -> Result<format::context::Input, MediaError> {
     crate::init();
-    format::input(path).map_err(|e| err(path, MediaErrorKind::NotMedia(e.to_string())))
+    format::input(path).map_err(|e| err(path, classify_open_failure(path, e)))
+}
+
+/// Tell "not media at all" from "a media container that is damaged": probe the first bytes
+/// by content only (no file name, so a text file named `.mp4` is not taken for MP4).
+fn classify_open_failure(path: &Path, e: ff::Error) -> MediaErrorKind {
+    use std::io::Read;
+    let mut head = vec![0u8; 4096];
+    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
+    if n == 0 {
+        return MediaErrorKind::ZeroBytes;
+    }
+    head.truncate(n);
+    head.resize(n + ff::ffi::AVPROBE_PADDING_SIZE as usize, 0);
+    // Only a confident content match counts: above AVPROBE_SCORE_RETRY (a C macro, MAX / 4).
+    let mut score = ff::ffi::AVPROBE_SCORE_MAX / 4;
+    let recognised = unsafe {
+        let mut pd: ff::ffi::AVProbeData = std::mem::zeroed();
+        pd.filename = c"".as_ptr();
+        pd.buf = head.as_mut_ptr();
+        pd.buf_size = n as i32;
+        let fmt = ff::ffi::av_probe_input_format2(&mut pd, 1, &mut score);
+        (!fmt.is_null()).then(|| std::ffi::CStr::from_ptr((*fmt).name).to_string_lossy().into_owned())
+    };
+    match recognised {
+        Some(name) => MediaErrorKind::Corrupt(format!("{name} container recognised but unreadable: {e}")),
+        None => MediaErrorKind::NotMedia(e.to_string()),
+    }
 }
 
 /// Open a file and read its stream facts. Cover art (an attached picture) is not video.

@@ -1,1 +1,12 @@
+//! The index pipeline: discover files, hash, probe, decode, encode, pool, and write rows,
+//! with every per-file failure typed by stage and recorded instead of stopping the batch.
 
+mod discover;
+mod encoders;
+mod error;
+mod index;
+
+pub use discover::{Discovery, discover};
+pub use encoders::Encoders;
+pub use error::{FileError, Stage};
+pub use index::{Event, IndexOptions, Indexer, Summary};

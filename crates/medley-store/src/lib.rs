@@ -1,1 +1,10 @@
+//! medley's LanceDB tables: the `media` rows (one per item, keyed by content hash) and the
+//! `failures` rows (one per file that could not be indexed), idempotent writes, and search.
 
+mod rows;
+mod schema;
+mod store;
+
+pub use rows::{FailureRow, Label, MediaRow, SearchHit};
+pub use schema::{FAILURES_TABLE, MEDIA_TABLE, SCHEMA_VERSION, VectorDims};
+pub use store::{Store, StoreError};

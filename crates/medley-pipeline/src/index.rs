@@ -1,0 +1,382 @@
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use medley_media::{DecodeOptions, Frame, MediaKind, Probe};
+use medley_models::{LabelBridge, ModelError};
+use medley_store::{FailureRow, Label, MediaRow, Store, StoreError};
+use serde::Serialize;
+
+use crate::{Discovery, Encoders, FileError, Stage};
+
+#[derive(Debug, Clone)]
+pub struct IndexOptions {
+    /// Frames per encoder call.
+    pub frame_batch: usize,
+    /// Audio windows per encoder call.
+    pub window_batch: usize,
+    /// Rows gathered before one table commit (each commit is a LanceDB version).
+    pub commit_every: usize,
+    /// FFmpeg decoder threads.
+    pub decode_threads: usize,
+    /// Labels kept per item.
+    pub top_labels: usize,
+}
+
+impl Default for IndexOptions {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        Self { frame_batch: 16, window_batch: 8, commit_every: 32, decode_threads: cores, top_labels: 5 }
+    }
+}
+
+/// What happened to one file, for progress display.
+#[derive(Debug)]
+pub enum Event<'a> {
+    Started(&'a Path),
+    Indexed { path: &'a Path, media_s: f64 },
+    AlreadyIndexed(&'a Path),
+    Failed(&'a FileError),
+}
+
+/// The outcome of a run; `failures` lists every file that failed, with stage and reason.
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub files: usize,
+    pub indexed: usize,
+    pub already_indexed: usize,
+    pub skipped_not_media: usize,
+    pub failed: usize,
+    pub rows_written: u64,
+    pub media_seconds: f64,
+    pub wall_seconds: f64,
+    pub failures: Vec<FailureSummary>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FailureSummary {
+    pub path: String,
+    pub stage: &'static str,
+    pub kind: String,
+    pub message: String,
+}
+
+pub struct Indexer {
+    encoders: Arc<Encoders>,
+    store: Store,
+    opts: IndexOptions,
+}
+
+impl Indexer {
+    pub fn new(encoders: Arc<Encoders>, store: Store, opts: IndexOptions) -> Self {
+        Self { encoders, store, opts }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Index every discovered file. Per-file problems become `failures` rows and the run
+    /// goes on; only a database error ends it (rows committed before it stay committed).
+    pub async fn run(&self, discovery: &Discovery, on_event: &mut (dyn FnMut(Event<'_>) + Send)) -> Result<Summary, StoreError> {
+        let started = Instant::now();
+        let mut summary =
+            Summary { files: discovery.files.len(), skipped_not_media: discovery.skipped.len(), ..Default::default() };
+        let mut known = self.store.indexed_hashes().await?;
+        let mut rows: Vec<MediaRow> = Vec::new();
+        let mut failures: Vec<FailureRow> = Vec::new();
+
+        for path in &discovery.files {
+            on_event(Event::Started(path));
+            match self.index_file(path, &known).await {
+                Ok(Outcome::Indexed(row)) => {
+                    let media_s = row.duration_s.unwrap_or(0.0);
+                    summary.indexed += 1;
+                    summary.media_seconds += media_s;
+                    known.insert(row.content_hash.clone());
+                    rows.push(*row);
+                    on_event(Event::Indexed { path, media_s });
+                }
+                Ok(Outcome::AlreadyIndexed) => {
+                    summary.already_indexed += 1;
+                    on_event(Event::AlreadyIndexed(path));
+                }
+                Err((err, content_hash)) => {
+                    summary.failed += 1;
+                    on_event(Event::Failed(&err));
+                    failures.push(FailureRow {
+                        path: err.path.display().to_string(),
+                        content_hash,
+                        stage: err.stage.as_str().into(),
+                        error_kind: err.kind.clone(),
+                        message: err.message.clone(),
+                        failed_at_us: now_us(),
+                    });
+                    summary.failures.push(FailureSummary {
+                        path: err.path.display().to_string(),
+                        stage: err.stage.as_str(),
+                        kind: err.kind,
+                        message: err.message,
+                    });
+                }
+            }
+            if rows.len() + failures.len() >= self.opts.commit_every {
+                summary.rows_written += self.commit(&mut rows, &mut failures).await?;
+            }
+        }
+        summary.rows_written += self.commit(&mut rows, &mut failures).await?;
+        summary.wall_seconds = started.elapsed().as_secs_f64();
+        Ok(summary)
+    }
+
+    async fn commit(&self, rows: &mut Vec<MediaRow>, failures: &mut Vec<FailureRow>) -> Result<u64, StoreError> {
+        let written = self.store.insert_media(rows).await?;
+        self.store.record_failures(failures).await?;
+        rows.clear();
+        failures.clear();
+        Ok(written)
+    }
+
+    async fn index_file(&self, path: &Path, known: &HashSet<String>) -> Result<Outcome, (FileError, Option<String>)> {
+        let p = path.to_path_buf();
+        let hash = blocking(path, Stage::Read, move || hash_file(&p).map_err(|e| FileError::new(&p, Stage::Read, "io", e)))
+            .await
+            .map_err(|e| (e, None))?;
+        if known.contains(&hash) {
+            return Ok(Outcome::AlreadyIndexed);
+        }
+        let (enc, opts, p, h) = (self.encoders.clone(), self.opts.clone(), path.to_path_buf(), hash.clone());
+        let row = blocking(path, Stage::Decode, move || build_row(&enc, &opts, &p, h)).await.map_err(|e| (e, Some(hash)))?;
+        Ok(Outcome::Indexed(Box::new(row)))
+    }
+}
+
+enum Outcome {
+    Indexed(Box<MediaRow>),
+    AlreadyIndexed,
+}
+
+/// Run CPU work off the async runtime; a panic becomes this file's failure, not the run's.
+async fn blocking<T: Send + 'static>(
+    path: &Path,
+    stage: Stage,
+    f: impl FnOnce() -> Result<T, FileError> + Send + 'static,
+) -> Result<T, FileError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(FileError::new(path, stage, "panic", e)),
+    }
+}
+
+fn now_us() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+/// BLAKE3 of the file's bytes: the item's identity, whatever its name or location.
+fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(std::fs::File::open(path)?)?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+/// Running mean of equal-length vectors.
+struct MeanPool {
+    sum: Vec<f64>,
+    count: usize,
+}
+
+impl MeanPool {
+    fn new() -> Self {
+        Self { sum: Vec::new(), count: 0 }
+    }
+    fn add(&mut self, v: &[f32]) {
+        if self.sum.is_empty() {
+            self.sum = vec![0.0; v.len()];
+        }
+        self.sum.iter_mut().zip(v).for_each(|(s, x)| *s += f64::from(*x));
+        self.count += 1;
+    }
+    fn mean(&self) -> Option<Vec<f32>> {
+        (self.count > 0).then(|| self.sum.iter().map(|s| (s / self.count as f64) as f32).collect())
+    }
+}
+
+/// Frames in, batched image-encoder calls, pooled embedding and class probabilities out.
+struct VisualAccumulator<'a> {
+    enc: &'a Encoders,
+    batch: usize,
+    pending: Vec<Frame>,
+    embedding: MeanPool,
+    probabilities: MeanPool,
+    error: Option<ModelError>,
+}
+
+impl VisualAccumulator<'_> {
+    fn push(&mut self, frame: Frame) {
+        self.pending.push(frame);
+        if self.pending.len() >= self.batch {
+            self.flush();
+        }
+    }
+    fn flush(&mut self) {
+        if self.error.is_none() && !self.pending.is_empty() {
+            let images: Vec<&[u8]> = self.pending.iter().map(|f| f.rgb.as_slice()).collect();
+            match self.enc.image.encode(&images) {
+                Ok(outs) => outs.iter().for_each(|o| {
+                    self.embedding.add(&o.embedding);
+                    self.probabilities.add(&o.probabilities);
+                }),
+                Err(e) => self.error = Some(e),
+            }
+        }
+        self.pending.clear();
+    }
+}
+
+/// Mono samples in, fixed windows cut, batched audio-encoder calls, pooled embedding out.
+struct AudioAccumulator<'a> {
+    enc: &'a Encoders,
+    batch: usize,
+    buffer: Vec<f32>,
+    windows: Vec<Vec<f32>>,
+    embedding: MeanPool,
+    error: Option<ModelError>,
+}
+
+impl AudioAccumulator<'_> {
+    fn push(&mut self, samples: &[f32]) {
+        let w = self.enc.audio.window();
+        self.buffer.extend_from_slice(samples);
+        while self.buffer.len() >= w {
+            let rest = self.buffer.split_off(w);
+            let window = std::mem::replace(&mut self.buffer, rest);
+            self.add_window(window);
+        }
+    }
+    fn add_window(&mut self, mut window: Vec<f32>) {
+        // aiSFX was trained on peak-normalised audio. Normalising per window (not per file)
+        // keeps decoding streaming; the floor keeps near-silence from being blown up to noise.
+        let peak = window.iter().fold(0f32, |m, x| m.max(x.abs()));
+        if peak > 1e-3 {
+            window.iter_mut().for_each(|x| *x /= peak);
+        }
+        self.windows.push(window);
+        if self.windows.len() >= self.batch {
+            self.flush();
+        }
+    }
+    /// The tail becomes a zero-padded window if it holds at least a second of sound, or if
+    /// the whole file is shorter than one window (so short clips still get a vector).
+    fn finish(&mut self) {
+        let (w, rate) = (self.enc.audio.window(), self.enc.audio.sample_rate() as usize);
+        let tail = std::mem::take(&mut self.buffer);
+        if tail.len() >= rate || (self.embedding.count == 0 && self.windows.is_empty() && tail.len() >= rate / 10) {
+            let mut padded = tail;
+            padded.resize(w, 0.0);
+            self.add_window(padded);
+        }
+        self.flush();
+    }
+    fn flush(&mut self) {
+        if self.error.is_none() && !self.windows.is_empty() {
+            let refs: Vec<&[f32]> = self.windows.iter().map(Vec::as_slice).collect();
+            match self.enc.audio.encode(&refs) {
+                Ok(outs) => outs.iter().for_each(|o| self.embedding.add(o)),
+                Err(e) => self.error = Some(e),
+            }
+        }
+        self.windows.clear();
+    }
+}
+
+/// Probe, decode and encode one file into its `media` row.
+fn build_row(enc: &Encoders, opts: &IndexOptions, path: &Path, content_hash: String) -> Result<MediaRow, FileError> {
+    let probe = medley_media::probe(path).map_err(|e| FileError::media(Stage::Probe, e))?;
+    let decode_opts = DecodeOptions {
+        frames_per_second: 1.0,
+        frame_size: Some(enc.image.input_size()),
+        audio_rate: (probe.kind != MediaKind::Image).then(|| enc.audio.sample_rate()),
+        threads: opts.decode_threads,
+        ..Default::default()
+    };
+    let mut visual = VisualAccumulator {
+        enc,
+        batch: opts.frame_batch,
+        pending: Vec::new(),
+        embedding: MeanPool::new(),
+        probabilities: MeanPool::new(),
+        error: None,
+    };
+    let mut audio =
+        AudioAccumulator { enc, batch: opts.window_batch, buffer: Vec::new(), windows: Vec::new(), embedding: MeanPool::new(), error: None };
+    let stats = medley_media::decode(&probe, &decode_opts, &mut |f| visual.push(f), &mut |s| audio.push(s))
+        .map_err(|e| FileError::media(Stage::Decode, e))?;
+    visual.flush();
+    audio.finish();
+    if let Some(e) = visual.error.or(audio.error) {
+        return Err(FileError::new(path, Stage::Encode, "model", e));
+    }
+
+    let probabilities = visual.probabilities.mean();
+    let labels = probabilities
+        .as_deref()
+        .map(|p| {
+            LabelBridge::top(p, opts.top_labels)
+                .into_iter()
+                .map(|(i, score)| Label { label: enc.image.labels()[i].clone(), score })
+                .collect()
+        })
+        .unwrap_or_default();
+    let bridge = probabilities.as_deref().map(|p| enc.bridge.project(p));
+    let duration_s = probe.duration_s.or_else(|| match probe.kind {
+        MediaKind::Image => None,
+        _ => stats.last_video_pts_s.or_else(|| (stats.audio_samples > 0).then(|| stats.audio_samples as f64 / f64::from(enc.audio.sample_rate()))),
+    });
+    Ok(media_row(&probe, content_hash, duration_s, &stats, visual.embedding.mean(), audio.embedding, bridge, labels, enc.models()))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn media_row(
+    probe: &Probe,
+    content_hash: String,
+    duration_s: Option<f64>,
+    stats: &medley_media::DecodeStats,
+    visual: Option<Vec<f32>>,
+    audio: MeanPool,
+    bridge: Option<Vec<f32>>,
+    labels: Vec<Label>,
+    models: String,
+) -> MediaRow {
+    let v = probe.video.as_ref();
+    let a = probe.audio.as_ref().filter(|_| probe.kind != MediaKind::Image);
+    MediaRow {
+        content_hash,
+        path: absolute(&probe.path).display().to_string(),
+        file_name: probe.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        kind: probe.kind.as_str().into(),
+        container: probe.container.clone(),
+        size_bytes: probe.size_bytes,
+        duration_s,
+        video_codec: v.map(|v| v.codec.clone()),
+        width: v.map(|v| v.width),
+        height: v.map(|v| v.height),
+        fps: v.and_then(|v| v.fps).filter(|_| probe.kind == MediaKind::Video),
+        rotation: v.map(|v| v.rotation),
+        audio_codec: a.map(|a| a.codec.clone()),
+        sample_rate: a.map(|a| a.sample_rate),
+        channels: a.map(|a| u32::from(a.channels)),
+        frames_sampled: stats.frames_sampled as u32,
+        audio_windows: audio.count as u32,
+        visual,
+        audio: audio.mean(),
+        bridge,
+        labels,
+        models,
+        indexed_at_us: now_us(),
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}

@@ -1,0 +1,158 @@
+use std::sync::Arc;
+
+use arrow_array::{
+    ArrayRef, BooleanArray, Float32Array, Float64Array, ListArray, RecordBatch, StringArray,
+    StructArray, TimestampMicrosecondArray, UInt32Array, UInt64Array,
+    builder::{FixedSizeListBuilder, Float32Builder},
+};
+use arrow_buffer::{OffsetBuffer, ScalarBuffer};
+use arrow_schema::{ArrowError, Field, SchemaRef};
+use serde::Serialize;
+
+use crate::schema::label_struct;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Label {
+    pub label: String,
+    pub score: f32,
+}
+
+/// One indexed item: a row of the `media` table.
+#[derive(Debug, Clone, Default)]
+pub struct MediaRow {
+    pub content_hash: String,
+    pub path: String,
+    pub file_name: String,
+    pub kind: String,
+    pub container: String,
+    pub size_bytes: u64,
+    pub duration_s: Option<f64>,
+    pub video_codec: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub fps: Option<f64>,
+    pub rotation: Option<u32>,
+    pub audio_codec: Option<String>,
+    pub sample_rate: Option<u32>,
+    pub channels: Option<u32>,
+    pub frames_sampled: u32,
+    pub audio_windows: u32,
+    pub visual: Option<Vec<f32>>,
+    pub audio: Option<Vec<f32>>,
+    pub bridge: Option<Vec<f32>>,
+    pub labels: Vec<Label>,
+    pub models: String,
+    pub indexed_at_us: i64,
+}
+
+/// A file that could not be indexed: a row of the `failures` table.
+#[derive(Debug, Clone)]
+pub struct FailureRow {
+    pub path: String,
+    pub content_hash: Option<String>,
+    pub stage: String,
+    pub error_kind: String,
+    pub message: String,
+    pub failed_at_us: i64,
+}
+
+/// One result of a vector search.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchHit {
+    pub content_hash: String,
+    pub path: String,
+    pub kind: String,
+    pub duration_s: Option<f64>,
+    /// Cosine similarity to the query (1 is identical).
+    pub score: f32,
+    pub labels: Vec<Label>,
+}
+
+fn strings<'a>(v: impl Iterator<Item = &'a str>) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(v))
+}
+
+fn opt_strings<'a>(v: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
+    Arc::new(StringArray::from_iter(v))
+}
+
+fn vectors<'a>(v: impl Iterator<Item = Option<&'a Vec<f32>>>, dim: usize) -> Result<ArrayRef, ArrowError> {
+    let mut b = FixedSizeListBuilder::new(Float32Builder::new(), dim as i32);
+    for item in v {
+        match item {
+            Some(x) if x.len() == dim => {
+                b.values().append_slice(x);
+                b.append(true);
+            }
+            Some(x) => return Err(ArrowError::InvalidArgumentError(format!("vector of {} values for a {dim}-wide column", x.len()))),
+            None => {
+                b.values().append_slice(&vec![0.0; dim]);
+                b.append(false);
+            }
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+fn label_lists<'a>(rows: impl Iterator<Item = &'a [Label]>) -> Result<ArrayRef, ArrowError> {
+    let mut offsets = vec![0i32];
+    let (mut names, mut scores) = (Vec::new(), Vec::new());
+    for labels in rows {
+        for l in labels {
+            names.push(l.label.as_str());
+            scores.push(l.score);
+        }
+        offsets.push(names.len() as i32);
+    }
+    let values = StructArray::try_new(
+        label_struct(),
+        vec![Arc::new(StringArray::from(names)) as ArrayRef, Arc::new(Float32Array::from(scores))],
+        None,
+    )?;
+    let field = Arc::new(Field::new("item", arrow_schema::DataType::Struct(label_struct()), true));
+    Ok(Arc::new(ListArray::try_new(field, OffsetBuffer::new(ScalarBuffer::from(offsets)), Arc::new(values), None)?))
+}
+
+pub(crate) fn media_batch(schema: SchemaRef, rows: &[MediaRow], dims: crate::VectorDims) -> Result<RecordBatch, ArrowError> {
+    let utc = |v: Vec<i64>| Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC")) as ArrayRef;
+    let columns: Vec<ArrayRef> = vec![
+        strings(rows.iter().map(|r| r.content_hash.as_str())),
+        strings(rows.iter().map(|r| r.path.as_str())),
+        strings(rows.iter().map(|r| r.file_name.as_str())),
+        strings(rows.iter().map(|r| r.kind.as_str())),
+        strings(rows.iter().map(|r| r.container.as_str())),
+        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.size_bytes))),
+        Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.duration_s))),
+        Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.video_codec.is_some())))),
+        Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.audio_codec.is_some())))),
+        opt_strings(rows.iter().map(|r| r.video_codec.as_deref())),
+        Arc::new(UInt32Array::from_iter(rows.iter().map(|r| r.width))),
+        Arc::new(UInt32Array::from_iter(rows.iter().map(|r| r.height))),
+        Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.fps))),
+        Arc::new(UInt32Array::from_iter(rows.iter().map(|r| r.rotation))),
+        opt_strings(rows.iter().map(|r| r.audio_codec.as_deref())),
+        Arc::new(UInt32Array::from_iter(rows.iter().map(|r| r.sample_rate))),
+        Arc::new(UInt32Array::from_iter(rows.iter().map(|r| r.channels))),
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.frames_sampled))),
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.audio_windows))),
+        vectors(rows.iter().map(|r| r.visual.as_ref()), dims.visual)?,
+        vectors(rows.iter().map(|r| r.audio.as_ref()), dims.audio)?,
+        vectors(rows.iter().map(|r| r.bridge.as_ref()), dims.bridge)?,
+        label_lists(rows.iter().map(|r| r.labels.as_slice()))?,
+        strings(rows.iter().map(|r| r.models.as_str())),
+        utc(rows.iter().map(|r| r.indexed_at_us).collect()),
+    ];
+    RecordBatch::try_new(schema, columns)
+}
+
+pub(crate) fn failure_batch(schema: SchemaRef, rows: &[FailureRow]) -> Result<RecordBatch, ArrowError> {
+    let columns: Vec<ArrayRef> = vec![
+        strings(rows.iter().map(|r| r.path.as_str())),
+        opt_strings(rows.iter().map(|r| r.content_hash.as_deref())),
+        strings(rows.iter().map(|r| r.stage.as_str())),
+        strings(rows.iter().map(|r| r.error_kind.as_str())),
+        strings(rows.iter().map(|r| r.message.as_str())),
+        Arc::new(TimestampMicrosecondArray::from(rows.iter().map(|r| r.failed_at_us).collect::<Vec<_>>()).with_timezone("UTC")),
+    ];
+    RecordBatch::try_new(schema, columns)
+}

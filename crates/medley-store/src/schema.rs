@@ -1,0 +1,75 @@
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+
+pub const MEDIA_TABLE: &str = "media";
+pub const FAILURES_TABLE: &str = "failures";
+/// Stored in each table's schema metadata (`medley.schema_version`); bumped on any change.
+pub const SCHEMA_VERSION: &str = "1";
+
+/// Widths of the vector columns; they come from the models in use, and a table written with
+/// other widths is refused rather than mixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VectorDims {
+    pub visual: usize,
+    pub audio: usize,
+    pub bridge: usize,
+}
+
+pub(crate) fn vector(name: &str, dim: usize) -> Field {
+    Field::new(name, DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), dim as i32), true)
+}
+
+pub(crate) fn label_struct() -> Fields {
+    Fields::from(vec![Field::new("label", DataType::Utf8, false), Field::new("score", DataType::Float32, false)])
+}
+
+fn utc_micros(name: &str) -> Field {
+    Field::new(name, DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false)
+}
+
+fn with_version(fields: Vec<Field>) -> SchemaRef {
+    let meta = [("medley.schema_version".to_string(), SCHEMA_VERSION.to_string())].into_iter().collect();
+    Arc::new(Schema::new_with_metadata(fields, meta))
+}
+
+pub(crate) fn media_schema(d: VectorDims) -> SchemaRef {
+    with_version(vec![
+        Field::new("content_hash", DataType::Utf8, false),
+        Field::new("path", DataType::Utf8, false),
+        Field::new("file_name", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("container", DataType::Utf8, false),
+        Field::new("size_bytes", DataType::UInt64, false),
+        Field::new("duration_s", DataType::Float64, true),
+        Field::new("has_video", DataType::Boolean, false),
+        Field::new("has_audio", DataType::Boolean, false),
+        Field::new("video_codec", DataType::Utf8, true),
+        Field::new("width", DataType::UInt32, true),
+        Field::new("height", DataType::UInt32, true),
+        Field::new("fps", DataType::Float64, true),
+        Field::new("rotation", DataType::UInt32, true),
+        Field::new("audio_codec", DataType::Utf8, true),
+        Field::new("sample_rate", DataType::UInt32, true),
+        Field::new("channels", DataType::UInt32, true),
+        Field::new("frames_sampled", DataType::UInt32, false),
+        Field::new("audio_windows", DataType::UInt32, false),
+        vector("visual", d.visual),
+        vector("audio", d.audio),
+        vector("bridge", d.bridge),
+        Field::new("labels", DataType::List(Arc::new(Field::new("item", DataType::Struct(label_struct()), true))), false),
+        Field::new("models", DataType::Utf8, false),
+        utc_micros("indexed_at"),
+    ])
+}
+
+pub(crate) fn failures_schema() -> SchemaRef {
+    with_version(vec![
+        Field::new("path", DataType::Utf8, false),
+        Field::new("content_hash", DataType::Utf8, true),
+        Field::new("stage", DataType::Utf8, false),
+        Field::new("error_kind", DataType::Utf8, false),
+        Field::new("message", DataType::Utf8, false),
+        utc_micros("failed_at"),
+    ])
+}

@@ -1,0 +1,51 @@
+"""Open the tables medley wrote, the way a researcher would, and report them as JSON.
+
+Usage: python read_tables.py DB_DIR
+
+For every `media` row: its facts, labels, and for each vector column the width, whether it
+is null, whether it holds NaN, and its L2 norm (read as NumPy arrays). Also the `failures`
+rows, and for each row with a `bridge` vector, the top hit of a cosine vector search with that
+vector (which should be the row itself).
+"""
+
+import json
+import sys
+
+import lancedb
+import numpy as np
+
+
+def main():
+    db = lancedb.connect(sys.argv[1])
+    media = db.open_table("media")
+    table = media.to_arrow()
+    rows = table.to_pylist()
+    out = {"schema_version": (table.schema.metadata or {}).get(b"medley.schema_version", b"").decode(), "media": [], "failures": []}
+    for column in ("visual", "audio", "bridge"):
+        col = table.column(column).combine_chunks()
+        out[f"{column}_width"] = col.type.list_size
+        present = [i for i, v in enumerate(col.is_valid().to_pylist()) if v]
+        # The fixed-size list column, non-null rows only, as one 2-d float32 NumPy array.
+        matrix = np.asarray(col.filter(col.is_valid()).flatten().to_numpy(), dtype=np.float32).reshape(len(present), -1)
+        for row in rows:
+            row[f"_{column}"] = {"null": True}
+        for i, vec in zip(present, matrix):
+            rows[i][f"_{column}"] = {"null": False, "dim": int(vec.shape[0]), "nan": bool(np.isnan(vec).any()),
+                                     "norm": float(np.linalg.norm(vec))}
+    for row in rows:
+        item = {k: row[k] for k in ("content_hash", "path", "file_name", "kind", "container", "duration_s", "has_video",
+                                    "has_audio", "width", "height", "fps", "rotation", "frames_sampled", "audio_windows", "labels")}
+        item.update({c: row[f"_{c}"] for c in ("visual", "audio", "bridge")})
+        if row["bridge"] is not None:
+            hits = (media.search(np.asarray(row["bridge"], dtype=np.float32), vector_column_name="bridge")
+                    .metric("cosine").where("bridge IS NOT NULL", prefilter=True).limit(1).to_list())
+            item["self_search_top"] = hits[0]["content_hash"] if hits else None
+        out["media"].append(item)
+    if "failures" in db.table_names():
+        for row in db.open_table("failures").to_arrow().to_pylist():
+            out["failures"].append({k: row[k] for k in ("path", "content_hash", "stage", "error_kind", "message")})
+    json.dump(out, sys.stdout, default=str)
+
+
+if __name__ == "__main__":
+    main()
