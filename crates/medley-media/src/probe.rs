@@ -83,7 +83,7 @@ fn classify_open_failure(path: &Path, e: ff::Error) -> MediaErrorKind {
         pd.filename = c"".as_ptr();
         pd.buf = head.as_mut_ptr();
         pd.buf_size = n as i32;
-        let fmt = ff::ffi::av_probe_input_format2(&mut pd, 1, &mut score);
+        let fmt = ff::ffi::av_probe_input_format2(&pd, 1, &mut score);
         (!fmt.is_null()).then(|| std::ffi::CStr::from_ptr((*fmt).name).to_string_lossy().into_owned())
     };
     match recognised {
