@@ -32,6 +32,9 @@ const APT_PACKAGES: &[&str] = &[
     "libavdevice-dev",
 ];
 
+/// The packages every cargo invocation of xtask covers (xtask itself builds separately).
+const WORKSPACE: &[&str] = &["--workspace", "--exclude", "xtask"];
+
 /// Models this pipeline uses, built by `onnx_models/export.py`.
 const MODELS: &[&str] = &["efficientnet-lite0", "aisfx", "minilm-l6"];
 
@@ -345,8 +348,10 @@ impl Ctx {
         Ok(out)
     }
 
+    /// Builds what the tests build (same packages and targets, so the same dependency
+    /// features): switching between `build` and `test` then never recompiles dependencies.
     pub fn build(&self) -> Result<()> {
-        run(self.cargo().args(["build", "--bin", "medley"]))
+        run(self.cargo().arg("build").args(WORKSPACE).arg("--all-targets"))
     }
 
     fn demo(&self) -> Result<()> {
@@ -386,12 +391,13 @@ impl Ctx {
         let venv = self.home.join("venv");
         run(self
             .cargo()
-            .args(["test", "--workspace", "--exclude", "xtask"])
+            .arg("test")
+            .args(WORKSPACE)
             .args(extra)
             .env("MEDLEY_TEST_MEDIA", &media)
             .env("MEDLEY_TEST_FIXTURES", &fixtures)
             .env("MEDLEY_TEST_PYTHON", venv.join("bin/python")))?;
-        run(self.cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
+        run(self.cargo().arg("clippy").args(WORKSPACE).args(["--all-targets", "--", "-D", "warnings"]))
     }
 }
 

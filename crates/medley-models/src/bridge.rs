@@ -1,3 +1,5 @@
+use std::path::Path;
+
 use crate::{ModelError, TextEncoder, l2_normalize};
 
 /// ConSE (Norouzi et al., 2014): maps class probabilities into a text-embedding space as the
@@ -20,6 +22,34 @@ impl LabelBridge {
         Ok(Self { label_embeddings, top_k })
     }
 
+    /// Like [`LabelBridge::new`], but keeps the label embeddings in `cache_dir` (keyed by the
+    /// text model, template and labels), so later runs skip embedding a thousand prompts.
+    /// A cache that cannot be written is not an error: the embeddings are just recomputed.
+    pub fn cached(
+        text: &TextEncoder,
+        labels: &[String],
+        template: &str,
+        top_k: usize,
+        cache_dir: &Path,
+    ) -> Result<Self, ModelError> {
+        let key = fnv1a(format!("{}\n{template}\n{}", text.id(), labels.join("\n")).as_bytes());
+        let path = cache_dir.join(format!("label-embeddings-{}-{key:016x}.f32", text.id()));
+        let dim = text.dim();
+        if let Ok(bytes) = std::fs::read(&path)
+            && bytes.len() == labels.len() * dim * 4
+        {
+            let flat: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            return Ok(Self { label_embeddings: flat.chunks_exact(dim).map(<[f32]>::to_vec).collect(), top_k });
+        }
+        let bridge = Self::new(text, labels, template, top_k)?;
+        let bytes: Vec<u8> = bridge.label_embeddings.iter().flatten().flat_map(|x| x.to_le_bytes()).collect();
+        let tmp = path.with_extension("partial");
+        if std::fs::write(&tmp, bytes).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+        Ok(bridge)
+    }
+
     /// The top-k `(class index, probability)` pairs, best first.
     pub fn top(probabilities: &[f32], k: usize) -> Vec<(usize, f32)> {
         let mut idx: Vec<usize> = (0..probabilities.len()).collect();
@@ -39,4 +69,8 @@ impl LabelBridge {
         l2_normalize(&mut out);
         out
     }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
 }

@@ -19,7 +19,8 @@ impl Encoders {
         let image = ImageEncoder::efficientnet_lite0(&rt, home)?;
         let audio = AudioEncoder::aisfx(&rt, home)?;
         let text = TextEncoder::minilm(&rt, home)?;
-        let bridge = LabelBridge::new(&text, image.labels(), LABEL_TEMPLATE, BRIDGE_TOP_K)?;
+        let cache = home.model_dir(image.id())?;
+        let bridge = LabelBridge::cached(&text, image.labels(), LABEL_TEMPLATE, BRIDGE_TOP_K, &cache)?;
         Ok(Self { image, audio, text, bridge })
     }
 
