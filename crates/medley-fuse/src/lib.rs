@@ -1,0 +1,1 @@
+//! Fusion of per-modality vectors into content embeddings, and Semantic IDs.

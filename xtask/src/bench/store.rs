@@ -1,0 +1,7 @@
+use anyhow::{Result, bail};
+
+use crate::Ctx;
+
+pub fn run(_ctx: &Ctx, _args: &[String]) -> Result<()> {
+    bail!("bench store is not written yet")
+}
