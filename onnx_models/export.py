@@ -9,56 +9,21 @@ OUT_DIR/golden/ so the Rust side can check that it computes the same numbers.
 A model is only moved into place by the caller (xtask) after this script succeeds.
 """
 
-import json
 import os
 import sys
 import zipfile
 
 import numpy as np
-import onnxruntime as ort
 import torch
+
+from medley_common import check_onnx, graph_spec, save_golden, write_spec  # noqa: F401
 
 OPSET = 17
 
 
-def save_golden(out_dir, name, inputs, outputs, tolerance):
-    """Write raw little-endian tensors plus a JSON index the Rust tests read."""
-    gdir = os.path.join(out_dir, "golden")
-    os.makedirs(gdir, exist_ok=True)
-    index_path = os.path.join(gdir, "golden.json")
-    index = json.load(open(index_path)) if os.path.exists(index_path) else {"cases": []}
-
-    def dump(kind, tensors):
-        entries = {}
-        for key, arr in tensors.items():
-            fname = f"{name}.{kind}.{key}.bin"
-            arr = np.ascontiguousarray(arr)
-            arr.tofile(os.path.join(gdir, fname))
-            entries[key] = {"file": fname, "dtype": str(arr.dtype), "shape": list(arr.shape)}
-        return entries
-
-    index["cases"].append(
-        {
-            "name": name,
-            "inputs": dump("in", inputs),
-            "outputs": dump("out", outputs),
-            "tolerance": tolerance,
-        }
-    )
-    json.dump(index, open(index_path, "w"), indent=1)
-
-
 def check(out_dir, name, model_path, inputs, reference, tolerance):
     """Run the ONNX graph and compare each output with the PyTorch reference."""
-    sess = ort.InferenceSession(model_path, providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-    got = dict(zip(names, sess.run(None, inputs)))
-    for key, ref in reference.items():
-        diff = float(np.max(np.abs(got[key] - ref)))
-        print(f"  {name}: {key} max|onnx - torch| = {diff:.2e} (tolerance {tolerance:.0e})")
-        if not diff <= tolerance:
-            raise SystemExit(f"golden check failed for {name}/{key}: {diff} > {tolerance}")
-    save_golden(out_dir, name, inputs, {k: got[k] for k in reference}, tolerance)
+    check_onnx(out_dir, name, model_path, inputs, reference, tolerance)
 
 
 def export(module, args, path, input_names, output_names, dynamic_axes):
@@ -133,6 +98,13 @@ def export_efficientnet(variant, size, out_dir):
         emb, logits = model(torch.from_numpy(x))
     check(out_dir, "random_pixels", path, {"pixel_values": x},
           {"embedding": emb.numpy(), "logits": logits.numpy()}, 1e-3)
+    write_spec(out_dir, {
+        "id": f"efficientnet-{variant}", "role": "image",
+        "graphs": [graph_spec(path, "model.onnx")],
+        "image": {"file": "model.onnx", "input": "pixel_values", "size": size, "mean": [127.0] * 3,
+                  "std": [128.0] * 3, "embedding": "embedding", "dim": 1280, "logits": "logits",
+                  "labels": "labels.txt", "activation": "softmax", "normalize": False},
+    })
 
 
 # --- aiSFX (audio): raw 44.1 kHz waveform in, 512-d embedding out --------------------------
@@ -231,6 +203,12 @@ def export_aisfx(out_dir):
     with torch.no_grad():
         ref = cross.embedding_net(torch.from_numpy(spec)).numpy()
     check(out_dir, "tone_and_noise", path, {"waveform": wave}, {"embedding": ref}, 2e-3)
+    write_spec(out_dir, {
+        "id": "aisfx", "role": "audio",
+        "graphs": [graph_spec(path, "model.onnx")],
+        "audio": {"file": "model.onnx", "input": "waveform", "sample_rate": AISFX_RATE,
+                  "window": AISFX_WINDOW, "embedding": "embedding", "dim": 512, "normalize": False},
+    })
 
 
 # --- all-MiniLM-L6-v2 (text): mean pooling + L2 norm inside the graph ----------------------
@@ -270,6 +248,14 @@ def export_minilm(out_dir):
         ref = model(*args).numpy()
     inputs = {k: enc[k].numpy().astype(np.int64) for k in ["input_ids", "attention_mask", "token_type_ids"]}
     check(out_dir, "two_sentences", path, inputs, {"sentence_embedding": ref}, 1e-4)
+    write_spec(out_dir, {
+        "id": "minilm-l6", "role": "text",
+        "graphs": [graph_spec(path, "model.onnx")],
+        "text": {"file": "model.onnx", "tokenizer": "tokenizer.json", "layout": "padded",
+                 "input_ids": "input_ids", "attention_mask": "attention_mask",
+                 "token_type_ids": "token_type_ids", "embedding": "sentence_embedding", "dim": 384,
+                 "max_length": 256, "normalize": False},
+    })
 
 
 EXPORTERS = {

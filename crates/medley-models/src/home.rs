@@ -41,10 +41,10 @@ impl ModelHome {
         exists(path, "ONNX Runtime library", "MEDLEY_ORT_LIB")
     }
 
-    /// A model's folder (holding `model.onnx` and its side files), checked to exist.
+    /// A model's folder (holding `model.toml`, its graphs and side files), checked to exist.
     pub fn model_dir(&self, id: &str) -> Result<PathBuf, ModelError> {
         let dir = self.root.join("models").join(id);
-        exists(dir.join("model.onnx"), "model", "MEDLEY_HOME")?;
+        exists(dir.join("model.toml"), "model", "MEDLEY_HOME")?;
         Ok(dir)
     }
 }

@@ -2,55 +2,66 @@ use std::sync::Mutex;
 
 use ort::{session::Session, value::TensorRef};
 
-use crate::{ModelError, ModelHome, Runtime, runtime::rows};
+use crate::spec::{ImageSpec, ModelSpec};
+use crate::{ModelError, ModelHome, Runtime, l2_normalize, runtime::rows};
 
-/// An ImageNet classifier with a pooled embedding (EfficientNet-Lite): square RGB in,
-/// embedding and class probabilities out.
+/// An image encoder built from a model's `[image]` section: square RGB in, an embedding and
+/// (for classifiers) class probabilities out. EfficientNet-Lite, a CLIP image tower, ...
 pub struct ImageEncoder {
     id: String,
     session: Mutex<Session>,
-    size: u32,
-    mean: [f32; 3],
-    std: [f32; 3],
+    spec: ImageSpec,
     labels: Vec<String>,
-    dim: usize,
 }
 
 #[derive(Debug, Clone)]
 pub struct ImageOutput {
     pub embedding: Vec<f32>,
+    /// Class probabilities (empty for towers without a classifier head).
     pub probabilities: Vec<f32>,
 }
 
 impl ImageEncoder {
     /// EfficientNet-Lite0: 224 px, `(x - 127) / 128`, 1280-d, ImageNet-1k labels.
     pub fn efficientnet_lite0(rt: &Runtime, home: &ModelHome) -> Result<Self, ModelError> {
-        Self::load(rt, home, "efficientnet-lite0", 224, [127.0; 3], [128.0; 3], 1280)
+        Self::load(rt, home, "efficientnet-lite0")
     }
 
-    fn load(rt: &Runtime, home: &ModelHome, id: &str, size: u32, mean: [f32; 3], std: [f32; 3], dim: usize) -> Result<Self, ModelError> {
-        let dir = home.model_dir(id)?;
-        let labels_path = dir.join("labels.txt");
-        let labels: Vec<String> = std::fs::read_to_string(&labels_path)
-            .map_err(|_| ModelError::Missing { what: "label file", path: labels_path, env: "MEDLEY_HOME" })?
-            .lines()
-            .map(str::to_string)
-            .collect();
-        let session = rt.session(id, &dir.join("model.onnx"))?;
-        Ok(Self { id: id.to_string(), session, size, mean, std, labels, dim })
+    /// The image encoder of model `id`, as its `model.toml` describes it.
+    pub fn load(rt: &Runtime, home: &ModelHome, id: &str) -> Result<Self, ModelError> {
+        Self::from_spec(rt, &ModelSpec::load(home, id)?)
+    }
+
+    pub fn from_spec(rt: &Runtime, spec: &ModelSpec) -> Result<Self, ModelError> {
+        let section = spec.section(&spec.image, "image")?;
+        Self::from_section(rt, spec, section)
+    }
+
+    pub(crate) fn from_section(rt: &Runtime, spec: &ModelSpec, section: &ImageSpec) -> Result<Self, ModelError> {
+        let labels = match &section.labels {
+            Some(file) => spec.labels(file)?,
+            None => Vec::new(),
+        };
+        let session = rt.session(&spec.id, &spec.file(&section.file)?)?;
+        Ok(Self { id: spec.id.clone(), session, spec: section.clone(), labels })
     }
 
     pub fn id(&self) -> &str {
         &self.id
     }
     pub fn input_size(&self) -> u32 {
-        self.size
+        self.spec.size
     }
     pub fn dim(&self) -> usize {
-        self.dim
+        self.spec.dim
     }
     pub fn labels(&self) -> &[String] {
         &self.labels
+    }
+
+    /// Normalise packed RGB24 images of `input_size()` squared pixels into an NCHW batch.
+    pub fn preprocess(&self, images: &[&[u8]]) -> Result<Vec<f32>, ModelError> {
+        preprocess(&self.spec, &self.id, images)
     }
 
     /// Encode a batch of packed RGB24 images of `input_size()` squared pixels.
@@ -58,38 +69,65 @@ impl ImageEncoder {
         if images.is_empty() {
             return Ok(Vec::new());
         }
-        let n = self.size as usize;
-        let plane = n * n;
-        let mut input = vec![0f32; images.len() * 3 * plane];
-        for (b, img) in images.iter().enumerate() {
-            assert_eq!(img.len(), plane * 3, "image must be {n}x{n} RGB24");
-            let base = b * 3 * plane;
-            for (i, px) in img.chunks_exact(3).enumerate() {
-                for c in 0..3 {
-                    input[base + c * plane + i] = (f32::from(px[c]) - self.mean[c]) / self.std[c];
-                }
-            }
-        }
+        let input = self.preprocess(images)?;
         self.run(&input, images.len())
     }
 
     /// Run on an already normalised NCHW batch (also used by the golden checks).
     pub fn run(&self, nchw: &[f32], batch: usize) -> Result<Vec<ImageOutput>, ModelError> {
-        let n = self.size as usize;
-        let tensor = TensorRef::from_array_view(([batch, 3, n, n], nchw)).map_err(|e| ModelError::session(&self.id, e))?;
+        let n = self.spec.size as usize;
+        let tensor = TensorRef::from_array_view(([batch, 3, n, n], nchw)).map_err(|e| ModelError::input(&self.id, e))?;
         let mut session = self.session.lock().expect("session lock");
-        let outputs = session.run(ort::inputs!["pixel_values" => tensor]).map_err(|e| ModelError::session(&self.id, e))?;
-        let embeddings = rows(&outputs, "embedding", &self.id, self.dim)?;
-        let logits = rows(&outputs, "logits", &self.id, self.labels.len())?;
+        let outputs = session
+            .run(ort::inputs![self.spec.input.as_str() => tensor])
+            .map_err(|e| ModelError::session(&self.id, e))?;
+        let mut embeddings = rows(&outputs, &self.spec.embedding, &self.id, self.spec.dim)?;
+        if self.spec.normalize {
+            embeddings.iter_mut().for_each(|e| l2_normalize(e));
+        }
+        let probabilities = match &self.spec.logits {
+            Some(name) => rows(&outputs, name, &self.id, self.labels.len())?
+                .into_iter()
+                .map(|l| activate(self.spec.activation.as_deref(), l))
+                .collect(),
+            None => vec![Vec::new(); batch],
+        };
         Ok(embeddings
             .into_iter()
-            .zip(logits)
-            .map(|(embedding, logits)| ImageOutput { embedding, probabilities: softmax(&logits) })
+            .zip(probabilities)
+            .map(|(embedding, probabilities)| ImageOutput { embedding, probabilities })
             .collect())
     }
 }
 
-fn softmax(logits: &[f32]) -> Vec<f32> {
+pub(crate) fn preprocess(spec: &ImageSpec, id: &str, images: &[&[u8]]) -> Result<Vec<f32>, ModelError> {
+    let n = spec.size as usize;
+    let plane = n * n;
+    let mut input = vec![0f32; images.len() * 3 * plane];
+    for (b, img) in images.iter().enumerate() {
+        if img.len() != plane * 3 {
+            return Err(ModelError::input(id, format!("image {b} has {} bytes, expected {n}x{n} RGB24", img.len())));
+        }
+        let base = b * 3 * plane;
+        for (i, px) in img.chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                input[base + c * plane + i] = (f32::from(px[c]) - spec.mean[c]) / spec.std[c];
+            }
+        }
+    }
+    Ok(input)
+}
+
+/// Apply a head's activation (`softmax` by default, `sigmoid`, `none`).
+pub(crate) fn activate(kind: Option<&str>, logits: Vec<f32>) -> Vec<f32> {
+    match kind.unwrap_or("softmax") {
+        "sigmoid" => logits.into_iter().map(|x| 1.0 / (1.0 + (-x).exp())).collect(),
+        "none" => logits,
+        _ => softmax(&logits),
+    }
+}
+
+pub(crate) fn softmax(logits: &[f32]) -> Vec<f32> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let exp: Vec<f32> = logits.iter().map(|x| (x - max).exp()).collect();
     let sum: f32 = exp.iter().sum();

@@ -1,21 +1,63 @@
 //! ONNX Runtime encoders for medley: where the runtime and models live, one shared session
-//! per model, and the role adapters the index pipeline uses (image, audio, text, label bridge).
+//! per model, and the role adapters, each built from the `model.toml` an export script wrote
+//! next to the graphs: image, audio and text encoders (also CLIP/CLAP towers), music tagger,
+//! encoder-decoder generation (Whisper speech to text, image captioning), the label bridge,
+//! and a dynamic batcher.
 
 mod audio;
+mod batcher;
 mod bridge;
+mod captioner;
 mod error;
 mod home;
 mod image;
 mod runtime;
+mod seq2seq;
+mod spec;
+mod tagger;
 mod text;
+mod whisper;
 
 pub use audio::AudioEncoder;
+pub use batcher::Batcher;
 pub use bridge::LabelBridge;
+pub use captioner::ImageCaptioner;
 pub use error::ModelError;
 pub use home::ModelHome;
 pub use image::{ImageEncoder, ImageOutput};
-pub use runtime::Runtime;
+pub use runtime::{Array, Device, Runtime};
+pub use seq2seq::{EncoderState, GenerateOptions, Generated, LogitsProcessor, Past, Seq2Seq};
+pub use spec::{AudioSpec, GraphSpec, ImageSpec, ModelSpec, Seq2SeqSpec, TaggerSpec, TensorSpec, TextSpec, WhisperSpec};
+pub use tagger::{MusicTagger, TagOutput};
 pub use text::TextEncoder;
+pub use whisper::{Segment, SpeechToText, TranscribeOptions, Transcript};
+
+/// A CLIP-style dual encoder: an image tower and a text tower into one space, from one
+/// model folder (`[image]` and `[text]` sections).
+pub struct ImageTextModel {
+    pub image: ImageEncoder,
+    pub text: TextEncoder,
+}
+
+impl ImageTextModel {
+    pub fn load(rt: &Runtime, home: &ModelHome, id: &str) -> Result<Self, ModelError> {
+        let spec = ModelSpec::load(home, id)?;
+        Ok(Self { image: ImageEncoder::from_spec(rt, &spec)?, text: TextEncoder::from_spec(rt, &spec)? })
+    }
+}
+
+/// A CLAP-style dual encoder: an audio tower on raw waveforms and a text tower into one space.
+pub struct AudioTextModel {
+    pub audio: AudioEncoder,
+    pub text: TextEncoder,
+}
+
+impl AudioTextModel {
+    pub fn load(rt: &Runtime, home: &ModelHome, id: &str) -> Result<Self, ModelError> {
+        let spec = ModelSpec::load(home, id)?;
+        Ok(Self { audio: AudioEncoder::from_spec(rt, &spec)?, text: TextEncoder::from_spec(rt, &spec)? })
+    }
+}
 
 /// L2-normalise in place; a zero vector stays zero.
 pub fn l2_normalize(v: &mut [f32]) {
@@ -23,4 +65,12 @@ pub fn l2_normalize(v: &mut [f32]) {
     if norm > 0.0 {
         v.iter_mut().for_each(|x| *x /= norm);
     }
+}
+
+/// Cosine similarity of two vectors (0 when either is zero).
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if na == 0.0 || nb == 0.0 { 0.0 } else { dot / (na * nb) }
 }

@@ -1,44 +1,200 @@
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ort::session::{Session, builder::GraphOptimizationLevel};
+use ort::value::{DynValue, Tensor};
 
 use crate::error::ModelError;
 use crate::home::ModelHome;
 
-/// The process's ONNX Runtime environment (one per process), loaded from a shared library.
+/// Where sessions run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    /// CUDA when ONNX Runtime can use it, else CPU (saying why, once).
+    #[default]
+    Auto,
+    Cpu,
+    /// CUDA or an error with the reason.
+    Cuda,
+}
+
+impl std::str::FromStr for Device {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda),
+            other => Err(format!("unknown device {other:?} (auto, cpu, cuda)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Cpu => "cpu",
+            Self::Cuda => "cuda",
+        })
+    }
+}
+
+/// The process's ONNX Runtime environment (one per process), loaded from a shared library,
+/// and the device sessions are placed on.
 #[derive(Clone)]
 pub struct Runtime {
     env: ort::environment::Environment,
     threads: usize,
+    requested: Device,
+    /// Why `Auto` runs on CPU (set once, printed once).
+    fallback: Arc<OnceLock<String>>,
 }
 
 impl Runtime {
-    /// Load ONNX Runtime from `home` and size its thread pool to the machine.
+    /// Load ONNX Runtime from `home`, on CPU (the pipeline's default).
     pub fn load(home: &ModelHome) -> Result<Self, ModelError> {
+        Self::with_device(home, Device::Cpu)
+    }
+
+    /// Load ONNX Runtime and choose a device. `Cuda` fails here when the library has no CUDA
+    /// execution provider; `Auto` then runs on CPU and says why once (on stderr and in
+    /// [`Runtime::fallback_reason`]).
+    pub fn with_device(home: &ModelHome, device: Device) -> Result<Self, ModelError> {
         let lib = home.ort_library()?;
         let load_err = |e: &dyn std::fmt::Display| ModelError::RuntimeLoad { path: lib.clone(), message: e.to_string() };
         let env = ort::init_from(&lib).map_err(|e| load_err(&e))?.with_name("medley").build().map_err(|e| load_err(&e))?;
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        Ok(Self { env, threads })
+        let rt = Self { env, threads, requested: device, fallback: Arc::new(OnceLock::new()) };
+        if device != Device::Cpu {
+            use ort::ep::ExecutionProvider;
+            let available = ort::ep::CUDA::is_available().unwrap_or(false);
+            if !available {
+                let why = format!("the ONNX Runtime library at {} has no CUDA execution provider", lib.display());
+                if device == Device::Cuda {
+                    return Err(ModelError::Device { device: "cuda", message: why });
+                }
+                rt.fall_back(why);
+            }
+        }
+        Ok(rt)
+    }
+
+    /// The device sessions are created on now: `Cuda`, or `Cpu` (also after an `Auto` fallback).
+    pub fn device(&self) -> Device {
+        match self.requested {
+            Device::Cpu => Device::Cpu,
+            Device::Cuda => Device::Cuda,
+            Device::Auto if self.fallback.get().is_some() => Device::Cpu,
+            Device::Auto => Device::Cuda,
+        }
+    }
+
+    /// Why `Auto` fell back to CPU, if it did.
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.fallback.get().map(String::as_str)
+    }
+
+    fn fall_back(&self, why: String) {
+        if self.fallback.set(why.clone()).is_ok() {
+            eprintln!("medley: device auto: using CPU because {why}");
+        }
+    }
+
+    /// Intra-op threads per session (the machine's cores).
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 
     /// One session for a model file. Intra-op threads use the machine's cores; the pipeline
     /// runs one model at a time per worker, so inter-op parallelism would oversubscribe.
     pub(crate) fn session(&self, model: &str, path: &Path) -> Result<Mutex<Session>, ModelError> {
+        match self.device() {
+            Device::Cpu | Device::Auto => self.build(model, path, false),
+            Device::Cuda if self.requested == Device::Cuda => self.build(model, path, true),
+            Device::Cuda => self.build(model, path, true).or_else(|e| {
+                self.fall_back(format!("the CUDA execution provider failed for {model}: {e}"));
+                self.build(model, path, false)
+            }),
+        }
+        .map(Mutex::new)
+    }
+
+    fn build(&self, model: &str, path: &Path, cuda: bool) -> Result<Session, ModelError> {
         let err = |e: &dyn std::fmt::Display| ModelError::session(model, e);
-        let session = Session::builder(&self.env)
+        let mut builder = Session::builder(&self.env)
             .map_err(|e| err(&e))?
             .with_optimization_level(GraphOptimizationLevel::All)
             .map_err(|e| err(&e))?
             .with_intra_threads(self.threads)
             .map_err(|e| err(&e))?
             .with_inter_threads(1)
-            .map_err(|e| err(&e))?
-            .commit_from_file(path)
             .map_err(|e| err(&e))?;
-        Ok(Mutex::new(session))
+        if cuda {
+            builder = builder
+                .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+                .map_err(|e| err(&e))?;
+        }
+        builder.commit_from_file(path).map_err(|e| err(&e))
     }
+}
+
+/// A float or integer tensor with its shape, as adapters pass them between graphs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Array {
+    F32(Vec<usize>, Vec<f32>),
+    I64(Vec<usize>, Vec<i64>),
+    I32(Vec<usize>, Vec<i32>),
+}
+
+impl Array {
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Self::F32(s, _) | Self::I64(s, _) | Self::I32(s, _) => s,
+        }
+    }
+    pub fn f32s(&self) -> Option<&[f32]> {
+        if let Self::F32(_, d) = self { Some(d) } else { None }
+    }
+    fn to_value(&self) -> ort::Result<DynValue> {
+        Ok(match self {
+            Self::F32(s, d) => Tensor::from_array((s.clone(), d.clone()))?.into_dyn(),
+            Self::I64(s, d) => Tensor::from_array((s.clone(), d.clone()))?.into_dyn(),
+            Self::I32(s, d) => Tensor::from_array((s.clone(), d.clone()))?.into_dyn(),
+        })
+    }
+}
+
+/// Run a session on named arrays; returns the named float outputs (all of them when `wanted`
+/// is empty).
+pub(crate) fn run_named(
+    session: &Mutex<Session>,
+    model: &str,
+    inputs: &[(&str, &Array)],
+    wanted: &[&str],
+) -> Result<HashMap<String, Array>, ModelError> {
+    let mut values = Vec::with_capacity(inputs.len());
+    for (name, a) in inputs {
+        values.push((name.to_string(), a.to_value().map_err(|e| ModelError::input(model, e))?));
+    }
+    let mut session = session.lock().expect("session lock");
+    let outputs = session.run(values).map_err(|e| ModelError::session(model, e))?;
+    let mut out = HashMap::new();
+    for (name, value) in outputs.iter() {
+        if !wanted.is_empty() && !wanted.contains(&name) {
+            continue;
+        }
+        let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| ModelError::output(model, format!("{name}: {e}")))?;
+        let shape = shape.iter().map(|&d| d as usize).collect();
+        out.insert(name.to_string(), Array::F32(shape, data.to_vec()));
+    }
+    for w in wanted {
+        if !out.contains_key(*w) {
+            return Err(ModelError::output(model, format!("no output named {w}")));
+        }
+    }
+    Ok(out)
 }
 
 /// Copy a named 2-d float output of a run into one `Vec` per batch row.
@@ -55,4 +211,14 @@ pub(crate) fn rows(
         return Err(out_err(format!("{name} has shape {shape:?}, expected [batch, {expect_cols}]")));
     }
     Ok(data.chunks_exact(expect_cols).map(<[f32]>::to_vec).collect())
+}
+
+/// Split a `[batch, cols]` array into rows, checking the width.
+pub(crate) fn split_rows(a: &Array, model: &str, name: &str, cols: usize) -> Result<Vec<Vec<f32>>, ModelError> {
+    let data = a.f32s().ok_or_else(|| ModelError::output(model, format!("{name} is not float")))?;
+    let shape = a.shape();
+    if shape.len() != 2 || shape[1] != cols {
+        return Err(ModelError::output(model, format!("{name} has shape {shape:?}, expected [batch, {cols}]")));
+    }
+    Ok(data.chunks_exact(cols).map(<[f32]>::to_vec).collect())
 }

@@ -3,38 +3,56 @@ use std::sync::Mutex;
 use ort::{session::Session, value::TensorRef};
 use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
 
-use crate::{ModelError, ModelHome, Runtime, runtime::rows};
+use crate::spec::{ModelSpec, TextSpec};
+use crate::{ModelError, ModelHome, Runtime, l2_normalize, runtime::rows};
 
-/// A sentence encoder (all-MiniLM-L6-v2: pooling and L2 norm inside the graph), 384-d.
+/// A text encoder built from a model's `[text]` section, tokenising with the `tokenizers`
+/// crate: all-MiniLM-L6-v2 (pooling and L2 norm inside the graph), a CLIP/CLAP text tower,
+/// Universal Sentence Encoder multilingual (ragged ids).
 pub struct TextEncoder {
     id: String,
     session: Mutex<Session>,
     tokenizer: Tokenizer,
-    dim: usize,
+    spec: TextSpec,
 }
 
 impl TextEncoder {
     pub fn minilm(rt: &Runtime, home: &ModelHome) -> Result<Self, ModelError> {
-        let id = "minilm-l6";
-        let dir = home.model_dir(id)?;
-        let tok_err = |e: &dyn std::fmt::Display| ModelError::Tokenizer { model: id.to_string(), message: e.to_string() };
-        let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| tok_err(&e))?;
-        tokenizer.with_padding(Some(PaddingParams::default()));
+        Self::load(rt, home, "minilm-l6")
+    }
+
+    pub fn load(rt: &Runtime, home: &ModelHome, id: &str) -> Result<Self, ModelError> {
+        Self::from_spec(rt, &ModelSpec::load(home, id)?)
+    }
+
+    pub fn from_spec(rt: &Runtime, spec: &ModelSpec) -> Result<Self, ModelError> {
+        let section = spec.section(&spec.text, "text")?.clone();
+        let id = spec.id.clone();
+        let tok_err = |e: &dyn std::fmt::Display| ModelError::Tokenizer { model: id.clone(), message: e.to_string() };
+        let mut tokenizer = Tokenizer::from_file(spec.file(&section.tokenizer)?).map_err(|e| tok_err(&e))?;
+        if section.layout.as_deref() == Some("ragged") {
+            tokenizer.with_padding(None);
+        } else if tokenizer.get_padding().is_none() {
+            tokenizer.with_padding(Some(PaddingParams::default()));
+        }
         tokenizer
-            .with_truncation(Some(TruncationParams { max_length: 256, ..Default::default() }))
+            .with_truncation(Some(TruncationParams { max_length: section.max_length, ..Default::default() }))
             .map_err(|e| tok_err(&e))?;
-        let session = rt.session(id, &dir.join("model.onnx"))?;
-        Ok(Self { id: id.to_string(), session, tokenizer, dim: 384 })
+        let session = rt.session(&spec.id, &spec.file(&section.file)?)?;
+        Ok(Self { id: spec.id.clone(), session, tokenizer, spec: section })
     }
 
     pub fn id(&self) -> &str {
         &self.id
     }
     pub fn dim(&self) -> usize {
-        self.dim
+        self.spec.dim
+    }
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
     }
 
-    /// Embed texts; each output is unit length.
+    /// Embed texts (unit length when the model or its spec normalises).
     pub fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ModelError> {
         if texts.is_empty() {
             return Ok(Vec::new());
@@ -43,6 +61,15 @@ impl TextEncoder {
             .tokenizer
             .encode_batch(texts.to_vec(), true)
             .map_err(|e| ModelError::Tokenizer { model: self.id.clone(), message: e.to_string() })?;
+        if self.spec.layout.as_deref() == Some("ragged") {
+            let mut ids = Vec::new();
+            let mut splits = vec![0i64];
+            for e in &enc {
+                ids.extend(e.get_ids().iter().map(|&x| x as i32));
+                splits.push(ids.len() as i64);
+            }
+            return self.run_ragged(&ids, &splits);
+        }
         let seq = enc[0].get_ids().len();
         let flat = |f: &dyn Fn(&tokenizers::Encoding) -> &[u32]| -> Vec<i64> {
             enc.iter().flat_map(|e| f(e).iter().map(|&x| i64::from(x))).collect()
@@ -53,21 +80,42 @@ impl TextEncoder {
         self.run(&ids, &mask, &types, texts.len(), seq)
     }
 
-    /// Run on token ids directly (also used by the golden checks).
+    /// Run on padded token ids directly (also used by the golden checks). Inputs the graph
+    /// does not take (per the spec) are ignored.
     pub fn run(&self, ids: &[i64], mask: &[i64], types: &[i64], batch: usize, seq: usize) -> Result<Vec<Vec<f32>>, ModelError> {
-        fn t<'a>(d: &'a [i64], shape: [usize; 2], id: &str) -> Result<TensorRef<'a, i64>, ModelError> {
-            TensorRef::from_array_view((shape, d)).map_err(|e| ModelError::session(id, e))
-        }
         let shape = [batch, seq];
-        let inputs = ort::inputs![
-            "input_ids" => t(ids, shape, &self.id)?,
-            "attention_mask" => t(mask, shape, &self.id)?,
-            "token_type_ids" => t(types, shape, &self.id)?,
-        ];
+        fn t<'a>(d: &'a [i64], shape: [usize; 2], id: &str) -> Result<TensorRef<'a, i64>, ModelError> {
+            TensorRef::from_array_view((shape, d)).map_err(|e| ModelError::input(id, e))
+        }
+        let mut inputs = ort::inputs![self.spec.input_ids.as_str() => t(ids, shape, &self.id)?];
+        if let Some(name) = &self.spec.attention_mask {
+            inputs.push((name.as_str().into(), t(mask, shape, &self.id)?.into()));
+        }
+        if let Some(name) = &self.spec.token_type_ids {
+            inputs.push((name.as_str().into(), t(types, shape, &self.id)?.into()));
+        }
         let mut session = self.session.lock().expect("session lock");
-        let outputs = session
-            .run(inputs)
-            .map_err(|e| ModelError::session(&self.id, e))?;
-        rows(&outputs, "sentence_embedding", &self.id, self.dim)
+        let outputs = session.run(inputs).map_err(|e| ModelError::session(&self.id, e))?;
+        let mut out = rows(&outputs, &self.spec.embedding, &self.id, self.spec.dim)?;
+        if self.spec.normalize {
+            out.iter_mut().for_each(|e| l2_normalize(e));
+        }
+        Ok(out)
+    }
+
+    /// Run on ragged ids: all texts' ids in one flat i32 list, `row_splits[b]..row_splits[b+1]`
+    /// delimiting text `b` (Universal Sentence Encoder's interface).
+    pub fn run_ragged(&self, ids: &[i32], row_splits: &[i64]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let splits_name = self.spec.row_splits.as_deref().unwrap_or("row_splits");
+        let ids_t = TensorRef::from_array_view(([ids.len()], ids)).map_err(|e| ModelError::input(&self.id, e))?;
+        let splits_t = TensorRef::from_array_view(([row_splits.len()], row_splits)).map_err(|e| ModelError::input(&self.id, e))?;
+        let inputs = ort::inputs![self.spec.input_ids.as_str() => ids_t, splits_name => splits_t];
+        let mut session = self.session.lock().expect("session lock");
+        let outputs = session.run(inputs).map_err(|e| ModelError::session(&self.id, e))?;
+        let mut out = rows(&outputs, &self.spec.embedding, &self.id, self.spec.dim)?;
+        if self.spec.normalize {
+            out.iter_mut().for_each(|e| l2_normalize(e));
+        }
+        Ok(out)
     }
 }

@@ -1,0 +1,230 @@
+//! `model.toml`: what an exported model is and how to feed it, written by the export script
+//! next to the ONNX graphs. The Rust adapters are built from it, not from constants in code.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::{ModelError, ModelHome};
+
+/// One exported model: its role, graphs and the sections its adapters read.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModelSpec {
+    pub id: String,
+    /// `image`, `audio`, `text`, `music_tagger`, `speech_to_text`, `captioner`,
+    /// `dual_image_text` (CLIP-style) or `dual_audio_text` (CLAP-style).
+    pub role: String,
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub licence: String,
+    /// The graphs in the folder with their input and output names and shapes (documentation,
+    /// and checked against the session when an adapter loads).
+    #[serde(default)]
+    pub graphs: Vec<GraphSpec>,
+    pub image: Option<ImageSpec>,
+    pub audio: Option<AudioSpec>,
+    pub text: Option<TextSpec>,
+    pub tagger: Option<TaggerSpec>,
+    pub seq2seq: Option<Seq2SeqSpec>,
+    pub whisper: Option<WhisperSpec>,
+    /// The folder the spec was read from; files in it are relative to it.
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GraphSpec {
+    pub file: String,
+    #[serde(default)]
+    pub inputs: Vec<TensorSpec>,
+    #[serde(default)]
+    pub outputs: Vec<TensorSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TensorSpec {
+    pub name: String,
+    #[serde(default = "f32_name")]
+    pub dtype: String,
+    /// Fixed sizes as numbers, symbolic ones (`batch`, `seq`) as strings.
+    #[serde(default)]
+    pub shape: Vec<toml::Value>,
+}
+
+fn f32_name() -> String {
+    "float32".into()
+}
+
+/// Square RGB images in, an embedding (and optionally class scores) out.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ImageSpec {
+    pub file: String,
+    pub input: String,
+    pub size: u32,
+    /// Per channel, in 0..255 pixel units: `x' = (x - mean) / std`.
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub embedding: String,
+    pub dim: usize,
+    /// Class scores output and its label file (one name per line).
+    pub logits: Option<String>,
+    pub labels: Option<String>,
+    /// `softmax` (default), `sigmoid` or `none`, applied to `logits`.
+    #[serde(default)]
+    pub activation: Option<String>,
+    /// L2-normalise the embedding (CLIP-style towers).
+    #[serde(default)]
+    pub normalize: bool,
+}
+
+/// Fixed-length raw mono windows in, an embedding out (the front end is in the graph).
+#[derive(Debug, Clone, Deserialize)]
+pub struct AudioSpec {
+    pub file: String,
+    pub input: String,
+    pub sample_rate: u32,
+    pub window: usize,
+    pub embedding: String,
+    pub dim: usize,
+    #[serde(default)]
+    pub normalize: bool,
+}
+
+/// Texts in (tokenised with `tokenizer`), an embedding out.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TextSpec {
+    pub file: String,
+    pub tokenizer: String,
+    /// `padded` (ids, mask, types as i64 `[B, S]`, the default) or `ragged` (flat i32 ids
+    /// plus i64 row splits `[B+1]`, as Universal Sentence Encoder takes them).
+    #[serde(default)]
+    pub layout: Option<String>,
+    pub input_ids: String,
+    pub attention_mask: Option<String>,
+    pub token_type_ids: Option<String>,
+    pub row_splits: Option<String>,
+    pub embedding: String,
+    pub dim: usize,
+    #[serde(default = "max_len")]
+    pub max_length: usize,
+    #[serde(default)]
+    pub normalize: bool,
+}
+
+fn max_len() -> usize {
+    256
+}
+
+/// Fixed-length raw mono windows in, tag probabilities with names and embeddings out.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TaggerSpec {
+    pub file: String,
+    pub input: String,
+    pub sample_rate: u32,
+    pub window: usize,
+    pub tags: String,
+    pub labels: String,
+    /// `sigmoid` when the graph gives logits, `none` (default) when it gives probabilities.
+    #[serde(default)]
+    pub activation: Option<String>,
+    /// Embedding outputs by name and width, e.g. `penultimate = 200`.
+    #[serde(default)]
+    pub embeddings: std::collections::BTreeMap<String, usize>,
+    /// The embedding the pipeline stores by default.
+    pub embedding: String,
+}
+
+/// An encoder plus an autoregressive decoder with past key/values.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Seq2SeqSpec {
+    /// Optional preprocessing graph (e.g. waveform -> log-mel) run before the encoder.
+    pub frontend: Option<String>,
+    pub frontend_input: Option<String>,
+    pub encoder: String,
+    pub encoder_input: String,
+    /// Encoder outputs passed to every decoder step under the same names.
+    pub encoder_outputs: Vec<String>,
+    pub decoder: String,
+    pub decoder_input_ids: String,
+    pub logits: String,
+    /// Self-attention cache, one name per layer and kind, in matching order.
+    pub past_inputs: Vec<String>,
+    pub present_outputs: Vec<String>,
+    pub num_heads: usize,
+    pub head_dim: usize,
+    pub vocab_size: usize,
+    pub tokenizer: String,
+    pub start_ids: Vec<u32>,
+    pub eos_id: u32,
+    #[serde(default)]
+    pub pad_id: Option<u32>,
+    #[serde(default = "max_new")]
+    pub max_new_tokens: usize,
+    #[serde(default)]
+    pub suppress_ids: Vec<u32>,
+    #[serde(default)]
+    pub begin_suppress_ids: Vec<u32>,
+    /// For captioners: image preprocessing of the encoder input.
+    pub image: Option<ImageSpec>,
+}
+
+fn max_new() -> usize {
+    64
+}
+
+/// Whisper's special tokens and audio framing.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WhisperSpec {
+    pub sample_rate: u32,
+    /// Samples per window (30 s).
+    pub chunk: usize,
+    /// Seconds per timestamp step (0.02).
+    pub time_precision: f32,
+    pub sot: u32,
+    pub transcribe: u32,
+    pub translate: u32,
+    pub no_timestamps: u32,
+    pub timestamp_begin: u32,
+    pub no_speech: Option<u32>,
+    pub lang_ids: Vec<u32>,
+    pub lang_codes: Vec<String>,
+}
+
+impl ModelSpec {
+    /// Read `<dir>/model.toml`.
+    pub fn from_dir(dir: &Path) -> Result<Self, ModelError> {
+        let path = dir.join("model.toml");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|_| ModelError::Missing { what: "model.toml", path: path.clone(), env: "MEDLEY_HOME" })?;
+        let mut spec: ModelSpec = toml::from_str(&text)
+            .map_err(|e| ModelError::Spec { path: path.clone(), message: e.to_string() })?;
+        spec.dir = dir.to_path_buf();
+        Ok(spec)
+    }
+
+    /// The spec of model `id` in `home`.
+    pub fn load(home: &ModelHome, id: &str) -> Result<Self, ModelError> {
+        Self::from_dir(&home.model_dir(id)?)
+    }
+
+    /// A file of the model folder, checked to exist.
+    pub fn file(&self, name: &str) -> Result<PathBuf, ModelError> {
+        let path = self.dir.join(name);
+        if path.exists() { Ok(path) } else { Err(ModelError::Missing { what: "model file", path, env: "MEDLEY_HOME" }) }
+    }
+
+    /// The lines of a label file of the model folder.
+    pub fn labels(&self, name: &str) -> Result<Vec<String>, ModelError> {
+        let path = self.file(name)?;
+        let text = std::fs::read_to_string(&path).map_err(|e| ModelError::Spec { path, message: e.to_string() })?;
+        Ok(text.lines().map(str::to_string).collect())
+    }
+
+    pub(crate) fn section<'a, T>(&self, s: &'a Option<T>, name: &str) -> Result<&'a T, ModelError> {
+        s.as_ref().ok_or_else(|| ModelError::Spec {
+            path: self.dir.join("model.toml"),
+            message: format!("model {} (role {}) has no [{name}] section", self.id, self.role),
+        })
+    }
+}
