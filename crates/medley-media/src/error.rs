@@ -24,6 +24,8 @@ pub enum MediaErrorKind {
     Empty(String),
     #[error("ffmpeg: {0}")]
     Ffmpeg(String),
+    #[error("gave up after the time budget of {0:.0} s")]
+    Timeout(f64),
 }
 
 impl MediaErrorKind {
@@ -36,6 +38,7 @@ impl MediaErrorKind {
             Self::Corrupt(_) => "corrupt",
             Self::ZeroBytes | Self::Empty(_) => "empty",
             Self::Ffmpeg(_) => "ffmpeg",
+            Self::Timeout(_) => "timeout",
         }
     }
 }

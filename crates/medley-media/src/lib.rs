@@ -5,8 +5,10 @@
 mod decode;
 mod error;
 mod probe;
+mod sampler;
 
-pub use decode::{DecodeOptions, DecodeStats, Frame, decode};
+pub use decode::{DecodeOptions, DecodeStats, Frame, HwAccel, decode};
+pub use sampler::{Sampler, Shot, ShotParams};
 pub use error::{MediaError, MediaErrorKind};
 pub use probe::{AudioStream, MediaKind, Probe, VideoStream, probe};
 
