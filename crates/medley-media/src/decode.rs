@@ -346,7 +346,9 @@ impl VideoSampler {
         const SEEK_GAP_S: f64 = 3.0;
         let Mode::Uniform { targets, next, seeked_for } = &mut self.mode else { return };
         let Some(&target) = targets.get(*next) else { return };
-        if *seeked_for == Some(*next) || target - self.position_s.max(0.0) < SEEK_GAP_S && self.position_s.is_finite() {
+        // Before the first packet, decoding is at the start.
+        let position = if self.position_s.is_finite() { self.position_s } else { 0.0 };
+        if *seeked_for == Some(*next) || target - position < SEEK_GAP_S {
             return;
         }
         *seeked_for = Some(*next);
@@ -358,16 +360,16 @@ impl VideoSampler {
             // With an index (MP4, MKV), only seek when the key frame before the target is
             // ahead of where decoding already is.
             if ff::ffi::avformat_index_get_entries_count(st) > 0 {
-                let i = ff::ffi::av_index_search_timestamp(st, target_ts, ff::ffi::AVSEEK_FLAG_BACKWARD as i32);
+                let i = ff::ffi::av_index_search_timestamp(st, target_ts, ff::ffi::AVSEEK_FLAG_BACKWARD);
                 if i < 0 {
                     return;
                 }
                 let entry = ff::ffi::avformat_index_get_entry(st, i);
-                if entry.is_null() || self.position_s.is_finite() && ((*entry).timestamp as f64 * self.time_base - self.start_s) <= self.position_s {
+                if entry.is_null() || ((*entry).timestamp as f64 * self.time_base - self.start_s) <= position {
                     return;
                 }
             }
-            let min_ts = if self.position_s.is_finite() { to_ts(self.position_s) } else { i64::MIN };
+            let min_ts = to_ts(position);
             if ff::ffi::avformat_seek_file(ctx, self.index as i32, min_ts, target_ts, target_ts, 0) >= 0 {
                 ff::ffi::avcodec_flush_buffers(self.decoder.as_mut_ptr());
                 stats.seeks += 1;

@@ -34,7 +34,8 @@ impl Default for Sampler {
 pub struct ShotParams {
     /// No cut is declared less than this long after the previous one.
     pub min_shot_s: f64,
-    /// A cut is a difference above `mean + sensitivity * std` of the recent differences...
+    /// A cut is a mean absolute luma difference from the previous frame above
+    /// `median + sensitivity * robust spread` of the recent differences...
     pub sensitivity: f64,
     /// ...and above this absolute floor (mean absolute luma difference, 0..1).
     pub floor: f64,
@@ -44,7 +45,7 @@ pub struct ShotParams {
 
 impl Default for ShotParams {
     fn default() -> Self {
-        Self { min_shot_s: 1.0, sensitivity: 4.0, floor: 0.1, max_gap_s: None }
+        Self { min_shot_s: 1.0, sensitivity: 6.0, floor: 0.08, max_gap_s: None }
     }
 }
 
@@ -104,12 +105,11 @@ pub(crate) const THUMB_W: usize = 64;
 pub(crate) const THUMB_H: usize = 36;
 const WINDOW: usize = 48;
 
-/// Frame-difference cut detector over small grey thumbnails: mean absolute difference plus a
-/// histogram distance, against an adaptive threshold over the recent past.
+/// Frame-difference cut detector over small grey thumbnails: the mean absolute difference
+/// from the previous frame against an adaptive threshold over the recent past.
 pub(crate) struct ShotDetector {
     params: ShotParams,
     prev: Option<Vec<u8>>,
-    prev_hist: [f32; 32],
     recent: VecDeque<f64>,
     shot_start: f64,
     last_emit: f64,
@@ -131,7 +131,6 @@ impl ShotDetector {
         Self {
             params,
             prev: None,
-            prev_hist: [0.0; 32],
             recent: VecDeque::with_capacity(WINDOW),
             shot_start: 0.0,
             last_emit: 0.0,
@@ -144,18 +143,11 @@ impl ShotDetector {
     /// Feed the next frame's thumbnail; returns what to do with it and, on a cut, the shot
     /// that just ended.
     pub fn push(&mut self, thumb: &[u8], t: f64) -> (ShotEvent, Option<Shot>) {
-        let mut hist = [0f32; 32];
-        for &p in thumb {
-            hist[(p >> 3) as usize] += 1.0;
-        }
-        let n = thumb.len().max(1) as f32;
-        hist.iter_mut().for_each(|h| *h /= n);
         if t > self.last_t {
             self.frame_gap = t - self.last_t;
         }
         let Some(prev) = self.prev.as_mut() else {
             self.prev = Some(thumb.to_vec());
-            self.prev_hist = hist;
             self.shot_start = t;
             self.last_emit = t;
             self.last_t = t;
@@ -163,20 +155,23 @@ impl ShotDetector {
         };
         let mad = prev.iter().zip(thumb).map(|(&a, &b)| (i32::from(a) - i32::from(b)).unsigned_abs()).sum::<u32>() as f64
             / (255.0 * thumb.len().max(1) as f64);
-        let hd = 0.5 * self.prev_hist.iter().zip(&hist).map(|(a, b)| (a - b).abs()).sum::<f32>() as f64;
-        let score = 0.5 * (mad + hd);
         prev.copy_from_slice(thumb);
-        self.prev_hist = hist;
         self.last_t = t;
 
-        let (mean, std) = if self.recent.len() >= 4 {
-            let m = self.recent.iter().sum::<f64>() / self.recent.len() as f64;
-            let v = self.recent.iter().map(|x| (x - m).powi(2)).sum::<f64>() / self.recent.len() as f64;
-            (m, v.sqrt())
+        // Robust statistics of the recent differences (median and median absolute deviation),
+        // so a fade or a flash inside a shot does not raise the bar for the next real cut.
+        let (centre, spread) = if self.recent.len() >= 4 {
+            let mut v: Vec<f64> = self.recent.iter().copied().collect();
+            v.sort_by(f64::total_cmp);
+            let median = v[v.len() / 2];
+            let mut dev: Vec<f64> = v.iter().map(|x| (x - median).abs()).collect();
+            dev.sort_by(f64::total_cmp);
+            (median, 1.4826 * dev[dev.len() / 2])
         } else {
             (0.0, 0.0)
         };
-        let threshold = (mean + self.params.sensitivity * std.max(0.01)).max(self.params.floor);
+        let score = mad;
+        let threshold = (centre + self.params.sensitivity * spread.max(0.005)).max(self.params.floor);
         let is_cut = score > threshold && t - self.shot_start >= self.params.min_shot_s;
         if is_cut {
             let ended = Shot { index: self.shots, start_s: self.shot_start, end_s: t };
