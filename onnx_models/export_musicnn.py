@@ -1,0 +1,145 @@
+"""Export the musicnn music taggers (MTT and MSD) from the musicnn==0.1.0 sdist's TF1
+checkpoints, with the log-mel front end built into the same graph, via tf2onnx.
+
+Usage: python export_musicnn.py musicnn-mtt|musicnn-msd OUT_DIR
+
+Graph: waveform [B, 47616] (16 kHz mono, 2.98 s) -> STFT (512/256, periodic Hann, reflect
+padding, as the librosa of musicnn's time) as a strided convolution -> power -> 96 Slaney mels
+-> log10(1 + 1e4 * P) -> [B, 187, 96] -> musicnn -> tags [B, 50] (sigmoid), penultimate
+[B, 200], mean_pool/max_pool [B, 753].
+Checks: onnxruntime on the waveform against TensorFlow fed an independent NumPy (np.fft)
+log-mel of the same waveform.
+"""
+
+import os
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from medley_common import check_onnx, graph_spec, write_spec
+
+RATE, N_FFT, HOP, N_MELS = 16000, 512, 256, 96
+FRAMES = 187
+WINDOW = (FRAMES - 1) * HOP  # 47616 samples
+
+
+def slaney_mel(sr, n_fft, n_mels):
+    """librosa.filters.mel(sr, n_fft, n_mels) with its defaults (Slaney scale and norm)."""
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
+    min_log_mel = min_log_hz / f_sp
+
+    def hz_to_mel(f):
+        f = np.asarray(f, dtype=np.float64)
+        return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, f / f_sp)
+
+    def mel_to_hz(m):
+        m = np.asarray(m, dtype=np.float64)
+        return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+    fft_freqs = np.linspace(0, sr / 2, 1 + n_fft // 2)
+    mel_f = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(sr / 2), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fft_freqs[None, :]
+    w = np.zeros((n_mels, len(fft_freqs)))
+    for i in range(n_mels):
+        w[i] = np.maximum(0, np.minimum(-ramps[i] / fdiff[i], ramps[i + 2] / fdiff[i + 1]))
+    w *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
+    return w.astype(np.float32)
+
+
+def hann():
+    n = np.arange(N_FFT)
+    return 0.5 - 0.5 * np.cos(2 * np.pi * n / N_FFT)
+
+
+def numpy_logmel(wave):
+    mel = slaney_mel(RATE, N_FFT, N_MELS).astype(np.float64)
+    out = []
+    for w in wave.astype(np.float64):
+        x = np.pad(w, N_FFT // 2, mode="reflect")
+        frames = np.stack([x[i : i + N_FFT] for i in range(0, len(x) - N_FFT + 1, HOP)])
+        power = np.abs(np.fft.rfft(frames * hann(), axis=1)) ** 2
+        out.append(np.log10(1.0 + 10000.0 * power @ mel.T))
+    return np.stack(out).astype(np.float32)
+
+
+def tf_logmel(wave):
+    n = np.arange(N_FFT)
+    k = np.arange(N_FFT // 2 + 1)[:, None]
+    basis = np.concatenate([np.cos(2 * np.pi * k * n / N_FFT) * hann(), -np.sin(2 * np.pi * k * n / N_FFT) * hann()])
+    kernel = tf.constant(basis.T[:, None, :].astype(np.float32))  # [width, in=1, out=2*257]
+    x = tf.pad(wave, [[0, 0], [N_FFT // 2, N_FFT // 2]], mode="REFLECT")[:, :, None]
+    spec = tf.nn.conv1d(x, kernel, stride=HOP, padding="VALID")  # [B, T, 514]
+    bins = N_FFT // 2 + 1
+    power = tf.square(spec[:, :, :bins]) + tf.square(spec[:, :, bins:])
+    mel = tf.matmul(power, tf.constant(slaney_mel(RATE, N_FFT, N_MELS).T))  # [B, T, 96]
+    return tf.math.log(1.0 + 10000.0 * mel) / np.log(10.0)
+
+
+def main():
+    model_id, out_dir = sys.argv[1], sys.argv[2]
+    name = {"musicnn-mtt": "MTT_musicnn", "musicnn-msd": "MSD_musicnn"}[model_id]
+    os.makedirs(out_dir, exist_ok=True)
+    tf.compat.v1.disable_eager_execution()
+    import musicnn
+    from musicnn import configuration as config
+    from musicnn import models
+
+    labels = config.MTT_LABELS if name.startswith("MTT") else config.MSD_LABELS
+    graph = tf.Graph()
+    with graph.as_default():
+        wave = tf.compat.v1.placeholder(tf.float32, [None, WINDOW], name="waveform")
+        spec = tf.identity(tf_logmel(wave), name="logmel")
+        with tf.name_scope("model"):
+            y, _t, _tp, _c1, _c2, _c3, mean_pool, max_pool, penultimate = models.define_model(spec, tf.constant(False), name, len(labels))
+        outputs = {
+            "tags": tf.identity(tf.nn.sigmoid(y), name="tags"),
+            "penultimate": tf.identity(penultimate, name="penultimate"),
+            "mean_pool": tf.identity(mean_pool, name="mean_pool"),
+            "max_pool": tf.identity(max_pool, name="max_pool"),
+        }
+        sess = tf.compat.v1.Session(graph=graph)
+        tf.compat.v1.train.Saver().restore(sess, os.path.join(os.path.dirname(musicnn.__file__), name) + "/")
+        frozen = tf.compat.v1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), list(outputs))
+
+    import tf2onnx
+
+    path = os.path.join(out_dir, "model.onnx")
+    tf2onnx.convert.from_graph_def(frozen, input_names=["waveform:0"], output_names=[f"{k}:0" for k in outputs],
+                                   opset=17, output_path=path)
+    import onnx
+
+    m = onnx.load(path)  # plain names: drop tf2onnx's ":0"
+    rename = {f"{k}:0": k for k in ["waveform", *outputs]}
+    for v in list(m.graph.input) + list(m.graph.output):
+        v.name = rename.get(v.name, v.name)
+    for node in m.graph.node:
+        node.input[:] = [rename.get(i, i) for i in node.input]
+        node.output[:] = [rename.get(o, o) for o in node.output]
+    for v in m.graph.input:
+        v.type.tensor_type.shape.dim[0].dim_param = "batch"
+    onnx.save(m, path)
+
+    rng = np.random.default_rng(3)
+    t = np.arange(WINDOW) / RATE
+    chord = sum(np.sin(2 * np.pi * f * t) for f in [220.0, 277.2, 329.6]) / 3 * (1 + 0.5 * np.sin(2 * np.pi * 2 * t))
+    clicks = (np.mod(np.arange(WINDOW), 8000) < 200) * rng.standard_normal(WINDOW) * 0.5
+    x = np.stack([chord, clicks, 0.1 * rng.standard_normal(WINDOW)]).astype(np.float32)
+    ref = sess.run({k: graph.get_tensor_by_name(f"{k}:0") for k in outputs}, {"logmel:0": numpy_logmel(x)})
+    check_onnx(out_dir, "three_windows", path, {"waveform": x}, ref, 2e-3)
+    with open(os.path.join(out_dir, "labels.txt"), "w") as f:
+        f.write("\n".join(labels) + "\n")
+    write_spec(out_dir, {
+        "id": model_id, "role": "music_tagger",
+        "source": f"PyPI musicnn==0.1.0 ({name} checkpoint)", "licence": "ISC",
+        "graphs": [graph_spec(path, "model.onnx")],
+        "tagger": {"file": "model.onnx", "input": "waveform", "sample_rate": RATE, "window": WINDOW, "tags": "tags",
+                   "labels": "labels.txt", "activation": "none", "embedding": "penultimate",
+                   "embeddings": {"penultimate": 200, "mean_pool": 753, "max_pool": 753}},
+    })
+    print(f"exported {model_id} to {out_dir}")
+
+
+if __name__ == "__main__":
+    main()
