@@ -385,6 +385,24 @@ impl VideoSampler {
         if matches!(self.mode, Mode::Keyframes) && !packet.is_key() {
             return Ok(());
         }
+        // A picture shown before the next wanted time is never handed out; when no other
+        // picture refers to it either, the decoder may skip it (AVDISCARD_NONREF). The wanted
+        // time only moves forward, and lags behind while frames are in flight, so this never
+        // skips a picture that would be taken.
+        let next_wanted = match &self.mode {
+            Mode::Fps { next_s, .. } => Some(*next_s),
+            Mode::Uniform { targets, next, .. } => Some(targets.get(*next).copied().unwrap_or(f64::INFINITY)),
+            _ => None,
+        };
+        if let Some(next_wanted) = next_wanted {
+            let skippable = packet.pts().is_some_and(|pts| (pts as f64 * self.time_base - self.start_s) < next_wanted - 1e-3) && !packet.is_key();
+            if skippable {
+                let t = packet.pts().map_or(0.0, |pts| pts as f64 * self.time_base - self.start_s);
+                stats.last_video_pts_s = Some(stats.last_video_pts_s.map_or(t, |l: f64| l.max(t)));
+            }
+            let discard = if skippable { ff::ffi::AVDiscard::AVDISCARD_NONREF } else { ff::ffi::AVDiscard::AVDISCARD_DEFAULT };
+            unsafe { (*self.decoder.as_mut_ptr()).skip_frame = discard };
+        }
         let sent = self.decoder.send_packet(packet);
         // Drain what is ready even when this packet was bad: earlier packets still count.
         self.drain(stats, on_frame)?;

@@ -1,0 +1,48 @@
+//! Decode one file with one sampler and report timing as one JSON line (for `cargo xtask
+//! bench decode`). Video only, frames centre-cropped and scaled to SIZE x SIZE RGB.
+//!
+//! Usage: decode_bench FILE SAMPLER [THREADS] [SIZE]
+//!   e.g. decode_bench bbb.mp4 fps:1 2 224
+
+use std::time::Instant;
+
+use medley_media::{DecodeOptions, Sampler, decode, probe};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() < 2 {
+        eprintln!("usage: decode_bench FILE SAMPLER [THREADS] [SIZE]");
+        std::process::exit(2);
+    }
+    let path = std::path::Path::new(&args[0]);
+    let sampler: Sampler = args[1].parse().unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(2)
+    });
+    let threads: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(2);
+    let size: u32 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(224);
+    let t = Instant::now();
+    let p = probe(path).unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(1)
+    });
+    let opts = DecodeOptions { sampler: Some(sampler.clone()), frame_size: Some(size), audio_rate: None, threads, time_budget: None, ..Default::default() };
+    let mut frames = 0u64;
+    let mut checksum = 0u64;
+    let stats = decode(&p, &opts, &mut |f| {
+        frames += 1;
+        checksum = checksum.wrapping_add(f.rgb.iter().map(|&b| u64::from(b)).sum::<u64>());
+    }, &mut |_| {})
+    .unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(1)
+    });
+    let wall = t.elapsed().as_secs_f64();
+    let media_s = p.duration_s.unwrap_or(0.0);
+    println!(
+        "{{\"sampler\":\"{sampler}\",\"wall_s\":{wall:.3},\"media_s\":{media_s:.3},\"speed\":{:.1},\"frames_out\":{frames},\"frames_decoded\":{},\"shots\":{},\"checksum\":{checksum}}}",
+        media_s / wall,
+        stats.frames_decoded,
+        stats.shots.len()
+    );
+}
