@@ -63,8 +63,7 @@ impl Runtime {
     /// [`Runtime::fallback_reason`]).
     pub fn with_device(home: &ModelHome, device: Device) -> Result<Self, ModelError> {
         let lib = home.ort_library()?;
-        let load_err = |e: &dyn std::fmt::Display| ModelError::RuntimeLoad { path: lib.clone(), message: e.to_string() };
-        let env = ort::init_from(&lib).map_err(|e| load_err(&e))?.with_name("medley").build().map_err(|e| load_err(&e))?;
+        let env = environment(&lib)?;
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let rt = Self { env, threads, requested: device, fallback: Arc::new(OnceLock::new()) };
         if device != Device::Cpu {
@@ -138,6 +137,20 @@ impl Runtime {
         }
         builder.commit_from_file(path).map_err(|e| err(&e))
     }
+}
+
+/// ONNX Runtime allows one environment per process: it is built on first use and shared by
+/// every `Runtime` (whatever its device) after that.
+fn environment(lib: &Path) -> Result<ort::environment::Environment, ModelError> {
+    static ENV: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
+    let mut env = ENV.lock().expect("environment lock");
+    if let Some(e) = env.as_ref() {
+        return Ok(e.clone());
+    }
+    let load_err = |e: &dyn std::fmt::Display| ModelError::RuntimeLoad { path: lib.to_path_buf(), message: e.to_string() };
+    let built = ort::init_from(lib).map_err(|e| load_err(&e))?.with_name("medley").build().map_err(|e| load_err(&e))?;
+    *env = Some(built.clone());
+    Ok(built)
 }
 
 /// A float or integer tensor with its shape, as adapters pass them between graphs.
