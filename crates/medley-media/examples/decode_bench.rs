@@ -1,7 +1,7 @@
 //! Decode one file with one sampler and report timing as one JSON line (for `cargo xtask
 //! bench decode`). Video only, frames centre-cropped and scaled to SIZE x SIZE RGB.
 //!
-//! Usage: decode_bench FILE SAMPLER [THREADS] [SIZE]
+//! Usage: decode_bench FILE SAMPLER [THREADS] [SIZE] [AUDIO_RATE]
 //!   e.g. decode_bench bbb.mp4 fps:1 2 224
 
 use std::time::Instant;
@@ -21,18 +21,20 @@ fn main() {
     });
     let threads: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(2);
     let size: u32 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(224);
+    let audio_rate: Option<u32> = args.get(4).and_then(|s| s.parse().ok());
     let t = Instant::now();
     let p = probe(path).unwrap_or_else(|e| {
         eprintln!("{e}");
         std::process::exit(1)
     });
-    let opts = DecodeOptions { sampler: Some(sampler.clone()), frame_size: Some(size), audio_rate: None, threads, time_budget: None, ..Default::default() };
+    let opts = DecodeOptions { sampler: Some(sampler.clone()), frame_size: Some(size), audio_rate, threads, time_budget: None, ..Default::default() };
     let mut frames = 0u64;
     let mut checksum = 0u64;
+    let mut samples = 0u64;
     let stats = decode(&p, &opts, &mut |f| {
         frames += 1;
         checksum = checksum.wrapping_add(f.rgb.iter().map(|&b| u64::from(b)).sum::<u64>());
-    }, &mut |_| {})
+    }, &mut |s| samples += s.len() as u64)
     .unwrap_or_else(|e| {
         eprintln!("{e}");
         std::process::exit(1)
@@ -40,7 +42,7 @@ fn main() {
     let wall = t.elapsed().as_secs_f64();
     let media_s = p.duration_s.unwrap_or(0.0);
     println!(
-        "{{\"sampler\":\"{sampler}\",\"wall_s\":{wall:.3},\"media_s\":{media_s:.3},\"speed\":{:.1},\"frames_out\":{frames},\"frames_decoded\":{},\"shots\":{},\"checksum\":{checksum}}}",
+        "{{\"sampler\":\"{sampler}\",\"wall_s\":{wall:.3},\"media_s\":{media_s:.3},\"speed\":{:.1},\"frames_out\":{frames},\"frames_decoded\":{},\"shots\":{},\"audio_samples\":{samples},\"checksum\":{checksum}}}",
         media_s / wall,
         stats.frames_decoded,
         stats.shots.len()

@@ -1,7 +1,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ffmpeg_next::{self as ff, ChannelLayout, codec, format::Pixel, frame, software};
+use ffmpeg_next::{self as ff, ChannelLayout, codec, format::Pixel, frame, packet::Mut as _, software};
 
 use crate::error::{MediaError, MediaErrorKind};
 use crate::probe::{MediaKind, Probe, open};
@@ -154,6 +154,9 @@ pub fn decode(
             }
             v.maybe_seek(&mut ictx, &mut stats);
         }
+        // `Packet::read` does not release the previous packet (av_read_frame overwrites it):
+        // without this unref every packet's data leaks and memory grows with the file.
+        unsafe { ff::ffi::av_packet_unref(packet.as_mut_ptr()) };
         match packet.read(&mut ictx) {
             Ok(()) => {}
             Err(ff::Error::Eof) => break,
