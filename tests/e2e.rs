@@ -227,3 +227,135 @@ fn bad_configuration_is_refused_before_work() {
     let out = medley().args(["search", "x", "--db"]).arg(dir.path().join("missing")).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+fn run_json(args: &[&str], db: &Path) -> Value {
+    let out = medley().args(args).arg("--db").arg(db).arg("--json").output().unwrap();
+    assert!(out.status.success(), "medley {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    stdout_json(&out)
+}
+
+fn hashes(hits: &Value) -> Vec<String> {
+    hits.as_array().unwrap().iter().map(|h| h["content_hash"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn search_filters_similar_items_and_python_agree() {
+    let c = corpus();
+    // A filter applies before ranking: only videos come back.
+    let videos = run_json(&["search", "a cat", "-k", "20", "--where", "kind = 'video'"], &c.db);
+    assert!(!videos.as_array().unwrap().is_empty());
+    assert!(videos.as_array().unwrap().iter().all(|h| h["kind"] == "video"), "{videos:#?}");
+    // A bad filter is a usage error that names the problem.
+    let out = medley().args(["search", "x", "--where", "no_such_column > 1", "--db"]).arg(&c.db).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_column"));
+
+    // `similar` by item id returns the same top 3 as Python's lancedb with the same vector.
+    let tables = read_tables(&c.db);
+    let cat = row(&tables, "chelsea.png");
+    let id = &cat["content_hash"].as_str().unwrap()[..10];
+    let rust = hashes(&run_json(&["similar", id, "--by", "bridge", "-k", "3"], &c.db));
+    let python: Vec<String> = cat["similar_top3"].as_array().unwrap().iter().map(|h| h.as_str().unwrap().to_string()).collect();
+    assert_eq!(rust, python);
+    assert!(!rust.contains(&cat["content_hash"].as_str().unwrap().to_string()), "an item is not similar to itself");
+
+    // `similar FILE` embeds a file that is not in the table, and writes nothing.
+    let before = tables["media"].as_array().unwrap().len();
+    let photo = env_path("MEDLEY_TEST_MEDIA").join("photos/chelsea.png");
+    let outside = tempfile::tempdir().unwrap();
+    let copy = outside.path().join("another_cat.png");
+    // Re-encode so the file differs from the indexed one but shows the same cat.
+    let status = Command::new("ffmpeg").args(["-nostdin", "-loglevel", "error", "-i"]).arg(&photo).args(["-vf", "hflip"]).arg(&copy).status().unwrap();
+    assert!(status.success());
+    let hits = run_json(&["similar", copy.to_str().unwrap(), "-k", "3"], &c.db);
+    let top = hits[0]["path"].as_str().unwrap();
+    assert!(top.contains("cat") || top.ends_with("chelsea.png"), "{hits:#?}");
+    assert_eq!(read_tables(&c.db)["media"].as_array().unwrap().len(), before, "similar FILE writes nothing");
+}
+
+#[test]
+fn eval_reports_recall_on_labelled_queries() {
+    let c = corpus();
+    let dir = tempfile::tempdir().unwrap();
+    let tsv = dir.path().join("queries.tsv");
+    std::fs::write(&tsv, "query\ttarget\na cup of coffee\tcoffee.png\na rocket\trocket.jpg\na motorbike\tmotorcycle_left.png\n").unwrap();
+    let report = run_json(&["eval", "--queries", tsv.to_str().unwrap()], &c.db);
+    assert_eq!(report["n"], 3);
+    assert_eq!(report["recall_at_1"], 1.0, "{report}");
+    assert_eq!(report["median_rank"], 1.0);
+    std::fs::write(&tsv, "wrong header\n").unwrap();
+    let out = medley().args(["eval", "--queries"]).arg(&tsv).arg("--db").arg(&c.db).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn optimize_and_export_leave_tables_python_can_use() {
+    let c = corpus();
+    let out = medley().args(["optimize", "--db"]).arg(&c.db).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tables = read_tables(&c.db);
+    assert_eq!(tables["tables"], serde_json::json!(["failures", "media", "runs"]));
+    assert!(!tables["runs"].as_array().unwrap().is_empty(), "runs are recorded");
+    // Full-text search over the labels, from Python.
+    let fts: Vec<&str> = tables["fts_cat"].as_array().expect("FTS index built by optimize").iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(fts.contains(&"chelsea.png") && fts.contains(&"cat_upright.mp4"), "{fts:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let parquet = dir.path().join("media.parquet");
+    let out = medley().args(["export", "--db"]).arg(&c.db).arg(&parquet).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with(&format!("{} rows of media", GOOD_FILES.len())));
+    let check = Command::new(env_path("MEDLEY_TEST_PYTHON"))
+        .args(["-c", "import sys, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); print(t.num_rows, t.schema.field('visual').type)"])
+        .arg(&parquet)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), format!("{} fixed_size_list<item: float>[1280]", GOOD_FILES.len()));
+}
+
+#[test]
+fn killed_writer_leaves_a_table_that_resumes_to_exactly_once() {
+    let c = corpus();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let mut child = medley().arg("index").arg(&c.root).arg("--db").arg(&db).args(["--commit-every", "1"]).spawn().unwrap();
+    // Kill it with SIGKILL as soon as its first commit is on disk, mid-batch.
+    let data = db.join("media.lance").join("data");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::fs::read_dir(&data).map(|d| d.count()).unwrap_or(0) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "killed before it finished");
+    let partial = read_tables(&db)["media"].as_array().unwrap().len();
+    assert!(partial >= 1 && partial < GOOD_FILES.len(), "killed mid-run: {partial} rows");
+
+    let out = medley().arg("index").arg(&c.root).arg("--db").arg(&db).arg("--json").output().unwrap();
+    let summary = stdout_json(&out);
+    assert_eq!(summary["indexed"].as_u64().unwrap() as usize + partial, GOOD_FILES.len());
+    let tables = read_tables(&db);
+    let mut seen: Vec<&str> = tables["media"].as_array().unwrap().iter().map(|r| r["content_hash"].as_str().unwrap()).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), GOOD_FILES.len(), "every item exactly once");
+    assert_eq!(tables["media"].as_array().unwrap().len(), GOOD_FILES.len());
+}
+
+#[test]
+fn shards_split_the_input_and_together_cover_it() {
+    let c = corpus();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let mut total = 0;
+    for i in 0..2 {
+        let out = medley().arg("index").arg(&c.root).arg("--db").arg(&db).args(["--json", "--shard", &format!("{i}/2")]).output().unwrap();
+        let s = stdout_json(&out);
+        assert_eq!(s["already_indexed"], 0, "shards are disjoint");
+        total += s["files"].as_u64().unwrap();
+    }
+    assert_eq!(total as usize, GOOD_FILES.len() + BROKEN_FILES.len());
+    assert_eq!(read_tables(&db)["media"].as_array().unwrap().len(), GOOD_FILES.len());
+    let out = medley().arg("index").arg(&c.root).args(["--shard", "2/2", "--db"]).arg(&db).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "bad shard refused");
+}

@@ -37,11 +37,23 @@ def main():
                                     "has_audio", "width", "height", "fps", "rotation", "frames_sampled", "audio_windows", "labels")}
         item.update({c: row[f"_{c}"] for c in ("visual", "audio", "bridge")})
         if row["bridge"] is not None:
-            hits = (media.search(np.asarray(row["bridge"], dtype=np.float32), vector_column_name="bridge")
+            query = np.asarray(row["bridge"], dtype=np.float32)
+            hits = (media.search(query, vector_column_name="bridge")
                     .metric("cosine").where("bridge IS NOT NULL", prefilter=True).limit(1).to_list())
             item["self_search_top"] = hits[0]["content_hash"] if hits else None
+            # The same query as `medley similar HASH --by bridge -k 3`: nearest others.
+            others = (media.search(query, vector_column_name="bridge").metric("cosine")
+                      .where(f"bridge IS NOT NULL AND content_hash != '{row['content_hash']}'", prefilter=True)
+                      .limit(3).to_list())
+            item["similar_top3"] = [h["content_hash"] for h in others]
         out["media"].append(item)
-    if "failures" in db.table_names():
+    names = db.table_names()
+    out["tables"] = sorted(names)
+    out["runs"] = db.open_table("runs").to_arrow().to_pylist() if "runs" in names else []
+    if any(ix.index_type == "FTS" for ix in media.list_indices()):
+        hits = media.search("cat", query_type="fts").limit(10).to_list()
+        out["fts_cat"] = [h["file_name"] for h in hits]
+    if "failures" in names:
         for row in db.open_table("failures").to_arrow().to_pylist():
             out["failures"].append({k: row[k] for k in ("path", "content_hash", "stage", "error_kind", "message")})
     json.dump(out, sys.stdout, default=str)

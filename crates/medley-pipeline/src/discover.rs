@@ -38,6 +38,20 @@ pub fn discover(paths: &[PathBuf]) -> Result<Discovery, String> {
     Ok(out)
 }
 
+/// Keep the files of shard `index` of `count` (0-based), chosen by a hash of each path as
+/// given, so every process started with the same PATH arguments takes a disjoint share and
+/// together they take all.
+pub fn shard(files: Vec<PathBuf>, index: u32, count: u32) -> Vec<PathBuf> {
+    files
+        .into_iter()
+        .filter(|p| {
+            let h = blake3::hash(p.as_os_str().as_encoded_bytes());
+            let n = u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"));
+            n % u64::from(count) == u64::from(index)
+        })
+        .collect()
+}
+
 fn is_hidden(path: &Path) -> bool {
     path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'))
 }

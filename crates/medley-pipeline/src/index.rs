@@ -1,11 +1,12 @@
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use medley_media::{DecodeOptions, Frame, MediaKind, Probe};
 use medley_models::{LabelBridge, ModelError};
-use medley_store::{FailureRow, Label, MediaRow, Store, StoreError};
+use medley_store::{FailureRow, Label, MediaRow, RunRow, Store, StoreError};
 use serde::Serialize;
 
 use crate::{Discovery, Encoders, FileError, Stage};
@@ -22,12 +23,24 @@ pub struct IndexOptions {
     pub decode_threads: usize,
     /// Labels kept per item.
     pub top_labels: usize,
+    /// The command line, recorded in `runs`.
+    pub command: String,
+    /// `I/N` when this process indexes one shard of the input (recorded in `runs`).
+    pub shard: Option<String>,
 }
 
 impl Default for IndexOptions {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        Self { frame_batch: 16, window_batch: 8, commit_every: 32, decode_threads: cores, top_labels: 5 }
+        Self {
+            frame_batch: 16,
+            window_batch: 8,
+            commit_every: 32,
+            decode_threads: cores,
+            top_labels: 5,
+            command: String::new(),
+            shard: None,
+        }
     }
 }
 
@@ -51,6 +64,8 @@ pub struct Summary {
     pub rows_written: u64,
     pub media_seconds: f64,
     pub wall_seconds: f64,
+    /// True when the run was stopped (Ctrl-C) before every file was seen.
+    pub interrupted: bool,
     pub failures: Vec<FailureSummary>,
 }
 
@@ -66,11 +81,17 @@ pub struct Indexer {
     encoders: Arc<Encoders>,
     store: Store,
     opts: IndexOptions,
+    stop: Arc<AtomicBool>,
 }
 
 impl Indexer {
     pub fn new(encoders: Arc<Encoders>, store: Store, opts: IndexOptions) -> Self {
-        Self { encoders, store, opts }
+        Self { encoders, store, opts, stop: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// Set it to stop after the file in progress; what is done is committed and the run recorded.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
     }
 
     pub fn store(&self) -> &Store {
@@ -81,20 +102,26 @@ impl Indexer {
     /// goes on; only a database error ends it (rows committed before it stay committed).
     pub async fn run(&self, discovery: &Discovery, on_event: &mut (dyn FnMut(Event<'_>) + Send)) -> Result<Summary, StoreError> {
         let started = Instant::now();
+        let started_at_us = now_us();
         let mut summary =
             Summary { files: discovery.files.len(), skipped_not_media: discovery.skipped.len(), ..Default::default() };
-        let mut known = self.store.indexed_hashes().await?;
+        let models = self.encoders.models();
+        let mut known = self.store.indexed().await?;
         let mut rows: Vec<MediaRow> = Vec::new();
         let mut failures: Vec<FailureRow> = Vec::new();
 
         for path in &discovery.files {
+            if self.stop.load(Ordering::Relaxed) {
+                summary.interrupted = true;
+                break;
+            }
             on_event(Event::Started(path));
             match self.index_file(path, &known).await {
                 Ok(Outcome::Indexed(row)) => {
                     let media_s = row.duration_s.unwrap_or(0.0);
                     summary.indexed += 1;
                     summary.media_seconds += media_s;
-                    known.insert(row.content_hash.clone());
+                    known.insert(row.content_hash.clone(), models.clone());
                     rows.push(*row);
                     on_event(Event::Indexed { path, media_s });
                 }
@@ -127,23 +154,52 @@ impl Indexer {
         }
         summary.rows_written += self.commit(&mut rows, &mut failures).await?;
         summary.wall_seconds = started.elapsed().as_secs_f64();
+        self.store
+            .record_run(&RunRow {
+                run_id: format!("{started_at_us:x}-{:x}", std::process::id()),
+                command: self.opts.command.clone(),
+                medley_version: env!("CARGO_PKG_VERSION").into(),
+                models,
+                shard: self.opts.shard.clone(),
+                files: summary.files as u64,
+                indexed: summary.indexed as u64,
+                already_indexed: summary.already_indexed as u64,
+                skipped: summary.skipped_not_media as u64,
+                failed: summary.failed as u64,
+                interrupted: summary.interrupted,
+                media_seconds: summary.media_seconds,
+                wall_seconds: summary.wall_seconds,
+                started_at_us,
+                finished_at_us: now_us(),
+            })
+            .await?;
         Ok(summary)
     }
 
+    /// Embed one file without writing it (for `similar FILE`).
+    pub async fn embed(&self, path: &Path) -> Result<MediaRow, FileError> {
+        let (enc, opts, p) = (self.encoders.clone(), self.opts.clone(), path.to_path_buf());
+        blocking(path, Stage::Decode, move || {
+            let hash = hash_file(&p).map_err(|e| FileError::new(&p, Stage::Read, "io", e))?;
+            build_row(&enc, &opts, &p, hash)
+        })
+        .await
+    }
+
     async fn commit(&self, rows: &mut Vec<MediaRow>, failures: &mut Vec<FailureRow>) -> Result<u64, StoreError> {
-        let written = self.store.insert_media(rows).await?;
+        let written = self.store.upsert_media(rows).await?;
         self.store.record_failures(failures).await?;
         rows.clear();
         failures.clear();
         Ok(written)
     }
 
-    async fn index_file(&self, path: &Path, known: &HashSet<String>) -> Result<Outcome, (FileError, Option<String>)> {
+    async fn index_file(&self, path: &Path, known: &HashMap<String, String>) -> Result<Outcome, (FileError, Option<String>)> {
         let p = path.to_path_buf();
         let hash = blocking(path, Stage::Read, move || hash_file(&p).map_err(|e| FileError::new(&p, Stage::Read, "io", e)))
             .await
             .map_err(|e| (e, None))?;
-        if known.contains(&hash) {
+        if known.get(&hash).is_some_and(|m| *m == self.encoders.models()) {
             return Ok(Outcome::AlreadyIndexed);
         }
         let (enc, opts, p, h) = (self.encoders.clone(), self.opts.clone(), path.to_path_buf(), hash.clone());

@@ -6,7 +6,7 @@ mod encoders;
 mod error;
 mod index;
 
-pub use discover::{Discovery, discover};
+pub use discover::{Discovery, discover, shard};
 pub use encoders::Encoders;
 pub use error::{FileError, Stage};
 pub use index::{Event, IndexOptions, Indexer, Summary};

@@ -56,6 +56,26 @@ pub struct FailureRow {
     pub failed_at_us: i64,
 }
 
+/// What one `medley index` run did: a row of the `runs` table.
+#[derive(Debug, Clone, Default)]
+pub struct RunRow {
+    pub run_id: String,
+    pub command: String,
+    pub medley_version: String,
+    pub models: String,
+    pub shard: Option<String>,
+    pub files: u64,
+    pub indexed: u64,
+    pub already_indexed: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub interrupted: bool,
+    pub media_seconds: f64,
+    pub wall_seconds: f64,
+    pub started_at_us: i64,
+    pub finished_at_us: i64,
+}
+
 /// One result of a vector search.
 #[derive(Debug, Clone, Serialize)]
 pub struct SearchHit {
@@ -139,8 +159,39 @@ pub(crate) fn media_batch(schema: SchemaRef, rows: &[MediaRow], dims: crate::Vec
         vectors(rows.iter().map(|r| r.audio.as_ref()), dims.audio)?,
         vectors(rows.iter().map(|r| r.bridge.as_ref()), dims.bridge)?,
         label_lists(rows.iter().map(|r| r.labels.as_slice()))?,
+        Arc::new(StringArray::from_iter_values(rows.iter().map(MediaRow::label_text))),
         strings(rows.iter().map(|r| r.models.as_str())),
         utc(rows.iter().map(|r| r.indexed_at_us).collect()),
+    ];
+    RecordBatch::try_new(schema, columns)
+}
+
+impl MediaRow {
+    /// The labels as one searchable string (`"Egyptian cat, tabby, ..."`), for full-text search.
+    pub fn label_text(&self) -> String {
+        self.labels.iter().map(|l| l.label.as_str()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+pub(crate) fn run_batch(schema: SchemaRef, r: &RunRow) -> Result<RecordBatch, ArrowError> {
+    let utc = |v: i64| Arc::new(TimestampMicrosecondArray::from(vec![v]).with_timezone("UTC")) as ArrayRef;
+    let u = |v: u64| Arc::new(UInt64Array::from(vec![v])) as ArrayRef;
+    let columns: Vec<ArrayRef> = vec![
+        strings([r.run_id.as_str()].into_iter()),
+        strings([r.command.as_str()].into_iter()),
+        strings([r.medley_version.as_str()].into_iter()),
+        strings([r.models.as_str()].into_iter()),
+        opt_strings([r.shard.as_deref()].into_iter()),
+        u(r.files),
+        u(r.indexed),
+        u(r.already_indexed),
+        u(r.skipped),
+        u(r.failed),
+        Arc::new(BooleanArray::from(vec![r.interrupted])),
+        Arc::new(Float64Array::from(vec![r.media_seconds])),
+        Arc::new(Float64Array::from(vec![r.wall_seconds])),
+        utc(r.started_at_us),
+        utc(r.finished_at_us),
     ];
     RecordBatch::try_new(schema, columns)
 }

@@ -4,6 +4,7 @@ use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
 pub const MEDIA_TABLE: &str = "media";
 pub const FAILURES_TABLE: &str = "failures";
+pub const RUNS_TABLE: &str = "runs";
 /// Stored in each table's schema metadata (`medley.schema_version`); bumped on any change.
 pub const SCHEMA_VERSION: &str = "1";
 
@@ -58,6 +59,7 @@ pub(crate) fn media_schema(d: VectorDims) -> SchemaRef {
         vector("audio", d.audio),
         vector("bridge", d.bridge),
         Field::new("labels", DataType::List(Arc::new(Field::new("item", DataType::Struct(label_struct()), true))), false),
+        Field::new("label_text", DataType::Utf8, false),
         Field::new("models", DataType::Utf8, false),
         utc_micros("indexed_at"),
     ])
@@ -72,4 +74,37 @@ pub(crate) fn failures_schema() -> SchemaRef {
         Field::new("message", DataType::Utf8, false),
         utc_micros("failed_at"),
     ])
+}
+
+pub(crate) fn runs_schema() -> SchemaRef {
+    with_version(vec![
+        Field::new("run_id", DataType::Utf8, false),
+        Field::new("command", DataType::Utf8, false),
+        Field::new("medley_version", DataType::Utf8, false),
+        Field::new("models", DataType::Utf8, false),
+        Field::new("shard", DataType::Utf8, true),
+        Field::new("files", DataType::UInt64, false),
+        Field::new("indexed", DataType::UInt64, false),
+        Field::new("already_indexed", DataType::UInt64, false),
+        Field::new("skipped", DataType::UInt64, false),
+        Field::new("failed", DataType::UInt64, false),
+        Field::new("interrupted", DataType::Boolean, false),
+        Field::new("media_seconds", DataType::Float64, false),
+        Field::new("wall_seconds", DataType::Float64, false),
+        utc_micros("started_at"),
+        utc_micros("finished_at"),
+    ])
+}
+
+/// The schema version a table was written with (`None` for tables not written by medley).
+pub(crate) fn version_of(schema: &arrow_schema::Schema) -> Option<&str> {
+    schema.metadata().get("medley.schema_version").map(String::as_str)
+}
+
+/// Width of a fixed-size-list vector column, if the schema has one by that name.
+pub(crate) fn vector_width(schema: &arrow_schema::Schema, name: &str) -> Option<usize> {
+    match schema.field_with_name(name).map(|f| f.data_type().clone()) {
+        Ok(DataType::FixedSizeList(_, n)) => Some(n as usize),
+        _ => None,
+    }
 }

@@ -1,17 +1,20 @@
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use arrow_array::{
     Array, FixedSizeListArray, Float32Array, Float64Array, ListArray, RecordBatch, RecordBatchIterator, StringArray,
     StructArray,
 };
-use arrow_schema::{ArrowError, DataType, SchemaRef};
+use arrow_schema::{ArrowError, SchemaRef};
 use futures::TryStreamExt;
 use lancedb::database::CreateTableMode;
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
 use lancedb::{Connection, DistanceType, Table};
 
-use crate::rows::{FailureRow, Label, MediaRow, SearchHit, failure_batch, media_batch};
-use crate::schema::{FAILURES_TABLE, MEDIA_TABLE, VectorDims, failures_schema, media_schema};
+use crate::rows::{FailureRow, Label, MediaRow, RunRow, SearchHit, failure_batch, media_batch, run_batch};
+use crate::schema::{
+    FAILURES_TABLE, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION, VectorDims, failures_schema, media_schema, runs_schema,
+    vector_width, version_of,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -19,6 +22,10 @@ pub enum StoreError {
     Lance { uri: String, source: lancedb::Error },
     #[error("database {uri}: table `{table}` was written with {found}, this run needs {expected}; use another --db or the same models")]
     SchemaMismatch { uri: String, table: String, found: String, expected: String },
+    #[error("database {uri}: table `{table}` has schema version {found}, this medley writes version {expected}; open it with a matching medley or index into a new --db")]
+    SchemaVersion { uri: String, table: String, found: String, expected: String },
+    #[error("database {uri}: {message}")]
+    Query { uri: String, message: String },
     #[error("building rows: {0}")]
     Arrow(#[from] ArrowError),
 }
@@ -26,10 +33,15 @@ pub enum StoreError {
 /// An open medley database (a LanceDB directory or object-store URI).
 pub struct Store {
     uri: String,
+    conn: Connection,
     media: Table,
     failures: Table,
+    runs: Table,
     dims: VectorDims,
 }
+
+/// Rows above which `optimize` builds approximate vector indexes (below, exact search is fast).
+pub const VECTOR_INDEX_MIN_ROWS: usize = 10_000;
 
 impl Store {
     /// Open the database at `uri`, creating the tables on first use. A `media` table whose
@@ -39,7 +51,9 @@ impl Store {
         let conn = lancedb::connect(uri).execute().await.map_err(lance)?;
         let media = open_or_create(&conn, MEDIA_TABLE, media_schema(dims)).await.map_err(lance)?;
         let failures = open_or_create(&conn, FAILURES_TABLE, failures_schema()).await.map_err(lance)?;
-        let store = Self { uri: uri.to_string(), media, failures, dims };
+        let runs = open_or_create(&conn, RUNS_TABLE, runs_schema()).await.map_err(lance)?;
+        let store = Self { uri: uri.to_string(), conn, media, failures, runs, dims };
+        store.check_versions().await?;
         store.check_media_schema().await?;
         Ok(store)
     }
@@ -50,17 +64,40 @@ impl Store {
         let conn = lancedb::connect(uri).execute().await.map_err(lance)?;
         let media = conn.open_table(MEDIA_TABLE).execute().await.map_err(lance)?;
         let failures = open_or_create(&conn, FAILURES_TABLE, failures_schema()).await.map_err(lance)?;
+        let runs = open_or_create(&conn, RUNS_TABLE, runs_schema()).await.map_err(lance)?;
         let schema = media.schema().await.map_err(lance)?;
-        let width = |name: &str| match schema.field_with_name(name).map(|f| f.data_type().clone()) {
-            Ok(DataType::FixedSizeList(_, n)) => n as usize,
-            _ => 0,
-        };
+        let width = |name: &str| vector_width(&schema, name).unwrap_or(0);
         let dims = VectorDims { visual: width("visual"), audio: width("audio"), bridge: width("bridge") };
-        Ok(Self { uri: uri.to_string(), media, failures, dims })
+        let store = Self { uri: uri.to_string(), conn, media, failures, runs, dims };
+        store.check_versions().await?;
+        Ok(store)
+    }
+
+    /// Refuse tables written with another schema version (there is one version so far; a
+    /// later one adds its migration here).
+    async fn check_versions(&self) -> Result<(), StoreError> {
+        for (name, table) in [(MEDIA_TABLE, &self.media), (FAILURES_TABLE, &self.failures), (RUNS_TABLE, &self.runs)] {
+            let schema = table.schema().await.map_err(|e| self.lance(e))?;
+            let found = version_of(&schema).unwrap_or("none");
+            if found != SCHEMA_VERSION {
+                return Err(StoreError::SchemaVersion {
+                    uri: self.uri.clone(),
+                    table: name.into(),
+                    found: found.into(),
+                    expected: SCHEMA_VERSION.into(),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn lance(&self, source: lancedb::Error) -> StoreError {
         StoreError::Lance { uri: self.uri.clone(), source }
+    }
+
+    /// Errors of user-supplied queries (a bad `--where`) are reported as query errors.
+    fn query_err(&self, source: lancedb::Error) -> StoreError {
+        StoreError::Query { uri: self.uri.clone(), message: source.to_string() }
     }
 
     async fn check_media_schema(&self) -> Result<(), StoreError> {
@@ -69,10 +106,7 @@ impl Store {
         let describe = |s: &SchemaRef| {
             ["visual", "audio", "bridge"]
                 .iter()
-                .map(|c| match s.field_with_name(c).map(|f| f.data_type().clone()) {
-                    Ok(DataType::FixedSizeList(_, n)) => format!("{c}[{n}]"),
-                    _ => format!("{c}[missing]"),
-                })
+                .map(|c| vector_width(s, c).map_or_else(|| format!("{c}[missing]"), |n| format!("{c}[{n}]")))
                 .collect::<Vec<_>>()
                 .join(", ")
         };
@@ -99,30 +133,32 @@ impl Store {
         self.failures.count_rows(None).await.map_err(|e| self.lance(e))
     }
 
-    /// Content hashes already in `media`, so a re-run skips them before decoding.
-    pub async fn indexed_hashes(&self) -> Result<HashSet<String>, StoreError> {
+    /// Content hashes already in `media`, with the models that indexed each, so a re-run
+    /// skips items already done by the same models before decoding them.
+    pub async fn indexed(&self) -> Result<HashMap<String, String>, StoreError> {
         let batches: Vec<RecordBatch> = self
             .media
             .query()
-            .select(Select::columns(&["content_hash"]))
+            .select(Select::columns(&["content_hash", "models"]))
             .execute()
             .await
             .map_err(|e| self.lance(e))?
             .try_collect()
             .await
             .map_err(|e| self.lance(e))?;
-        let mut out = HashSet::new();
+        let mut out = HashMap::new();
         for b in &batches {
-            let col = string_col(b, "content_hash");
-            out.extend((0..col.len()).map(|i| col.value(i).to_string()));
+            let (hash, models) = (string_col(b, "content_hash"), string_col(b, "models"));
+            out.extend((0..b.num_rows()).map(|i| (hash.value(i).to_string(), models.value(i).to_string())));
         }
         Ok(out)
     }
 
-    /// Insert rows whose content hash is not in the table yet, in one commit. Rows already
-    /// present are left as they are, so a repeated or resumed write never duplicates an item.
-    /// Returns the number of rows inserted.
-    pub async fn insert_media(&self, rows: &[MediaRow]) -> Result<u64, StoreError> {
+    /// Write rows in one commit, keyed by content hash: new items are inserted, items indexed
+    /// by other models are updated, and items already written by the same models are left as
+    /// they are, so a repeated or resumed write never duplicates an item.
+    /// Returns the number of rows inserted or updated.
+    pub async fn upsert_media(&self, rows: &[MediaRow]) -> Result<u64, StoreError> {
         if rows.is_empty() {
             return Ok(0);
         }
@@ -130,7 +166,7 @@ impl Store {
         let batch = media_batch(schema.clone(), rows, self.dims)?;
         let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
         let mut merge = self.media.merge_insert(&["content_hash"]);
-        merge.when_not_matched_insert_all();
+        merge.when_matched_update_all(Some("target.models != source.models".into())).when_not_matched_insert_all();
         let result = merge.execute(Box::new(reader)).await.map_err(|e| self.lance(e))?;
         // A file that failed before and now indexed is no longer a failure.
         let hashes: Vec<String> = rows.iter().map(|r| format!("'{}'", r.content_hash)).collect();
@@ -138,7 +174,87 @@ impl Store {
             .delete(format!("content_hash IN ({})", hashes.join(",")).as_str())
             .await
             .map_err(|e| self.lance(e))?;
-        Ok(result.num_inserted_rows)
+        Ok(result.num_inserted_rows + result.num_updated_rows)
+    }
+
+    /// Append what a run did to `runs`.
+    pub async fn record_run(&self, run: &RunRow) -> Result<(), StoreError> {
+        let batch = run_batch(runs_schema(), run)?;
+        self.runs.add(batch).execute().await.map_err(|e| self.lance(e))?;
+        Ok(())
+    }
+
+    /// Compact fragments, drop old versions, and build indexes: approximate vector indexes
+    /// on the vector columns once `media` has `VECTOR_INDEX_MIN_ROWS` rows, a full-text index
+    /// on the label text always. Returns a line per action for the user.
+    pub async fn optimize(&self) -> Result<Vec<String>, StoreError> {
+        use lancedb::index::Index;
+        use lancedb::table::OptimizeAction;
+        let mut report = Vec::new();
+        let rows = self.count_media().await?;
+        let existing: Vec<String> =
+            self.media.list_indices().await.map_err(|e| self.lance(e))?.into_iter().flat_map(|i| i.columns).collect();
+        if !existing.iter().any(|c| c == "label_text") {
+            self.media.create_index(&["label_text"], Index::FTS(Default::default())).execute().await.map_err(|e| self.lance(e))?;
+            report.push("media: full-text index on label_text".to_string());
+        }
+        if rows >= VECTOR_INDEX_MIN_ROWS {
+            for column in ["bridge", "visual", "audio"] {
+                if !existing.iter().any(|c| c == column) {
+                    self.media.create_index(&[column], Index::Auto).execute().await.map_err(|e| self.lance(e))?;
+                    report.push(format!("media: vector index on {column}"));
+                }
+            }
+        }
+        for (name, table) in [(MEDIA_TABLE, &self.media), (FAILURES_TABLE, &self.failures), (RUNS_TABLE, &self.runs)] {
+            let stats = table.optimize(OptimizeAction::All).await.map_err(|e| self.lance(e))?;
+            let compacted = stats.compaction.map_or(0, |c| c.fragments_removed);
+            let pruned = stats.prune.map_or(0, |p| p.old_versions);
+            report.push(format!("{name}: {compacted} fragments compacted, {pruned} old versions removed"));
+        }
+        Ok(report)
+    }
+
+    /// The content hash of the one item whose hash starts with `prefix`.
+    pub async fn resolve_item(&self, prefix: &str) -> Result<Option<String>, StoreError> {
+        if prefix.len() < 6 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let batches: Vec<RecordBatch> = self
+            .media
+            .query()
+            .only_if(format!("starts_with(content_hash, '{prefix}')"))
+            .select(Select::columns(&["content_hash"]))
+            .limit(2)
+            .execute()
+            .await
+            .map_err(|e| self.lance(e))?
+            .try_collect()
+            .await
+            .map_err(|e| self.lance(e))?;
+        let hashes: Vec<String> =
+            batches.iter().flat_map(|b| { let c = string_col(b, "content_hash"); (0..b.num_rows()).map(|i| c.value(i).to_string()).collect::<Vec<_>>() }).collect();
+        match hashes.len() {
+            1 => Ok(hashes.into_iter().next()),
+            0 => Ok(None),
+            _ => Err(StoreError::Query { uri: self.uri.clone(), message: format!("item id {prefix} is ambiguous; give more characters") }),
+        }
+    }
+
+    /// All rows of a table as Arrow record batches (for export).
+    pub async fn scan(&self, table: &str) -> Result<(SchemaRef, Vec<RecordBatch>), StoreError> {
+        let t = match table {
+            MEDIA_TABLE => &self.media,
+            FAILURES_TABLE => &self.failures,
+            RUNS_TABLE => &self.runs,
+            other => {
+                let names = self.conn.table_names().execute().await.map_err(|e| self.lance(e))?;
+                return Err(StoreError::Query { uri: self.uri.clone(), message: format!("no table {other}; tables: {}", names.join(", ")) });
+            }
+        };
+        let schema = t.schema().await.map_err(|e| self.lance(e))?;
+        let batches = t.query().execute().await.map_err(|e| self.lance(e))?.try_collect().await.map_err(|e| self.lance(e))?;
+        Ok((schema, batches))
     }
 
     /// Record failures, one row per (path, content hash): a file failing again on a later run
@@ -176,8 +292,14 @@ impl Store {
         Ok(out)
     }
 
-    /// Nearest items to `query` by cosine similarity on a vector column (`bridge`, `visual`, ...).
-    pub async fn search(&self, column: &str, query: &[f32], k: usize) -> Result<Vec<SearchHit>, StoreError> {
+    /// Nearest items to `query` by cosine similarity on a vector column (`bridge`, `visual`,
+    /// ...), optionally restricted by an SQL filter (`duration_s < 60`), applied before the
+    /// nearest-neighbour search so `k` results come back when `k` rows match.
+    pub async fn search(&self, column: &str, query: &[f32], k: usize, filter: Option<&str>) -> Result<Vec<SearchHit>, StoreError> {
+        let mut predicate = format!("{column} IS NOT NULL");
+        if let Some(f) = filter {
+            predicate = format!("({predicate}) AND ({f})");
+        }
         let batches: Vec<RecordBatch> = self
             .media
             .query()
@@ -185,15 +307,15 @@ impl Store {
             .map_err(|e| self.lance(e))?
             .column(column)
             .distance_type(DistanceType::Cosine)
-            .only_if(format!("{column} IS NOT NULL"))
+            .only_if(predicate)
             .select(Select::columns(&["content_hash", "path", "kind", "duration_s", "labels", "_distance"]))
             .limit(k)
             .execute()
             .await
-            .map_err(|e| self.lance(e))?
+            .map_err(|e| self.query_err(e))?
             .try_collect()
             .await
-            .map_err(|e| self.lance(e))?;
+            .map_err(|e| self.query_err(e))?;
         let mut hits = Vec::new();
         for b in &batches {
             let (hash, path, kind) = (string_col(b, "content_hash"), string_col(b, "path"), string_col(b, "kind"));

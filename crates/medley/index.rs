@@ -1,0 +1,119 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use medley_models::ModelHome;
+use medley_pipeline::{Encoders, Event, IndexOptions, Indexer, discover, shard};
+use medley_store::Store;
+
+use crate::config_err;
+
+/// Index media files and folders (recursively) into the `media` table.
+///
+/// Files named here are always taken; inside folders, files with a video, audio or image
+/// extension are taken and others are counted as skipped. Items already in the table (same
+/// content hash, same models) are skipped. Files that fail are recorded in `failures`.
+/// Ctrl-C stops after the current file and commits what is done; re-running the same command
+/// resumes.
+#[derive(clap::Args)]
+pub struct IndexArgs {
+    /// Files or folders to index.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// LanceDB database directory (created if missing).
+    #[arg(long)]
+    db: String,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Index only shard I of N (0-based), chosen by a hash of each path: start N processes
+    /// with the same paths and I = 0..N-1 to split the work across processes or machines.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    shard: Option<(u32, u32)>,
+    /// Items gathered before one table commit (each commit is a LanceDB version).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    commit_every: u32,
+    /// Frames per vision-model call.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    frame_batch: u32,
+}
+
+fn parse_shard(s: &str) -> Result<(u32, u32), String> {
+    let (i, n) = s.split_once('/').ok_or("expected I/N, for example 0/4")?;
+    let (i, n): (u32, u32) = (i.parse().map_err(|_| "I is not a number")?, n.parse().map_err(|_| "N is not a number")?);
+    if n == 0 || i >= n {
+        return Err(format!("shard {i}/{n}: need 0 <= I < N"));
+    }
+    Ok((i, n))
+}
+
+pub async fn run(home: &ModelHome, args: IndexArgs) -> Result<ExitCode> {
+    // Everything that can be checked is checked before the first file is touched.
+    let mut discovery = discover(&args.paths).map_err(|e| config_err(anyhow::anyhow!(e)))?;
+    if let Some((i, n)) = args.shard {
+        discovery.files = shard(discovery.files, i, n);
+    }
+    let encoders = Arc::new(Encoders::load(home).map_err(config_err)?);
+    let store = Store::open(&args.db, encoders.dims()).await.map_err(config_err)?;
+    let opts = IndexOptions {
+        frame_batch: args.frame_batch as usize,
+        commit_every: args.commit_every as usize,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        shard: args.shard.map(|(i, n)| format!("{i}/{n}")),
+        ..Default::default()
+    };
+    let indexer = Indexer::new(encoders, store, opts);
+
+    let stop = indexer.stop_flag();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupted: finishing the current file and committing (Ctrl-C again to abort)");
+            stop.store(true, Ordering::Relaxed);
+            let _ = tokio::signal::ctrl_c().await;
+            std::process::exit(130);
+        }
+    });
+
+    let bar = ProgressBar::with_draw_target(Some(discovery.files.len() as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files ({per_sec}) {msg}")
+            .expect("valid template"),
+    );
+    let mut on_event = |event: Event<'_>| match event {
+        Event::Started(path) => bar.set_message(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()),
+        Event::Indexed { .. } | Event::AlreadyIndexed(_) => bar.inc(1),
+        Event::Failed(err) => {
+            bar.inc(1);
+            bar.suspend(|| eprintln!("failed: {err}"));
+        }
+    };
+    let summary = indexer.run(&discovery, &mut on_event).await.context("indexing stopped")?;
+    bar.finish_and_clear();
+
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        let speed = if summary.wall_seconds > 0.0 { summary.media_seconds / summary.wall_seconds } else { 0.0 };
+        println!(
+            "indexed {} items, {} already indexed, {} skipped (not media), {} failed; {:.1} media seconds in {:.1} s wall ({:.1}x realtime){}",
+            summary.indexed,
+            summary.already_indexed,
+            summary.skipped_not_media,
+            summary.failed,
+            summary.media_seconds,
+            summary.wall_seconds,
+            speed,
+            if summary.interrupted { "; interrupted, re-run to resume" } else { "" }
+        );
+    }
+    Ok(if summary.interrupted {
+        ExitCode::from(130)
+    } else if summary.failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,176 @@
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use medley_models::{ModelHome, Runtime, TextEncoder};
+use medley_pipeline::{Encoders, IndexOptions, Indexer};
+use medley_store::SearchHit;
+use serde::Serialize;
+
+use crate::{config_err, open_db, query_error};
+
+/// Find the items whose content best matches a text, by the `bridge` vector (text space).
+#[derive(clap::Args)]
+pub struct SearchArgs {
+    /// What to look for, in words.
+    text: String,
+    /// LanceDB database directory written by `medley index`.
+    #[arg(long)]
+    db: String,
+    /// Number of results.
+    #[arg(short, long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    k: u32,
+    /// SQL filter on `media` columns, applied before ranking, e.g. "duration_s < 60 AND kind = 'video'".
+    #[arg(long = "where", value_name = "SQL")]
+    filter: Option<String>,
+    /// Print results as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Find the items most like a given item (by content-hash prefix) or file (embedded on the
+/// fly, not written), by the visual vector (audio for audio-only items).
+#[derive(clap::Args)]
+pub struct SimilarArgs {
+    /// An item id (content hash, or a unique prefix of at least 6 characters) or a media file.
+    item: String,
+    #[arg(long)]
+    db: String,
+    #[arg(short, long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    k: u32,
+    /// Vector to compare: visual, audio or bridge [default: visual, or audio without pictures].
+    #[arg(long, value_parser = ["visual", "audio", "bridge"])]
+    by: Option<String>,
+    #[arg(long = "where", value_name = "SQL")]
+    filter: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Measure text-to-item retrieval: recall@1/5/10 and median rank over labelled queries.
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    #[arg(long)]
+    db: String,
+    /// TSV with a header line `query<TAB>target`; target is the indexed file's name or path.
+    #[arg(long)]
+    queries: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+fn print_hits(hits: &[SearchHit], json: bool, empty: &str) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(hits)?);
+    } else if hits.is_empty() {
+        println!("{empty}");
+    } else {
+        for (rank, hit) in hits.iter().enumerate() {
+            let labels: Vec<String> = hit.labels.iter().take(3).map(|l| format!("{} {:.2}", l.label, l.score)).collect();
+            println!("{:>3}. {:.3}  {}  {}  [{}]", rank + 1, hit.score, &hit.content_hash[..12], hit.path, labels.join(", "));
+        }
+    }
+    Ok(())
+}
+
+fn text_encoder(home: &ModelHome) -> Result<TextEncoder> {
+    let rt = Runtime::load(home).map_err(config_err)?;
+    TextEncoder::minilm(&rt, home).map_err(config_err)
+}
+
+pub async fn search(home: &ModelHome, a: SearchArgs) -> Result<ExitCode> {
+    let store = open_db(&a.db).await?;
+    let query = text_encoder(home)?.encode(&[a.text.as_str()])?.remove(0);
+    let hits = store.search("bridge", &query, a.k as usize, a.filter.as_deref()).await.map_err(query_error)?;
+    print_hits(&hits, a.json, &format!("no items with a text-searchable vector in {}", a.db))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn similar(home: &ModelHome, a: SimilarArgs) -> Result<ExitCode> {
+    let store = open_db(&a.db).await?;
+    let (hash, vectors) = if Path::new(&a.item).is_file() {
+        let encoders = Arc::new(Encoders::load(home).map_err(config_err)?);
+        let row = Indexer::new(encoders, medley_store::Store::open_existing(&a.db).await?, IndexOptions::default())
+            .embed(Path::new(&a.item))
+            .await?;
+        (row.content_hash.clone(), [("visual", row.visual), ("audio", row.audio), ("bridge", row.bridge)])
+    } else {
+        let Some(hash) = store.resolve_item(&a.item).await? else {
+            return Err(config_err(anyhow::anyhow!("{} is neither a file nor an item id in {}", a.item, a.db)));
+        };
+        let mut vectors = [("visual", None), ("audio", None), ("bridge", None)];
+        for (column, v) in vectors.iter_mut() {
+            *v = store.vector(column, &hash).await?;
+        }
+        (hash, vectors)
+    };
+    let wanted = a.by.as_deref();
+    let Some((column, vector)) =
+        vectors.into_iter().filter(|(c, _)| wanted.is_none_or(|w| w == *c)).find_map(|(c, v)| v.map(|v| (c, v)))
+    else {
+        bail!("{} has no {} vector to compare", a.item, wanted.unwrap_or("visual or audio"));
+    };
+    let not_self = format!("content_hash != '{hash}'");
+    let filter = match &a.filter {
+        Some(f) => format!("({f}) AND {not_self}"),
+        None => not_self,
+    };
+    let hits = store.search(column, &vector, a.k as usize, Some(&filter)).await.map_err(query_error)?;
+    print_hits(&hits, a.json, "no similar items")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct EvalReport {
+    n: usize,
+    recall_at_1: f64,
+    recall_at_5: f64,
+    recall_at_10: f64,
+    median_rank: f64,
+}
+
+pub async fn eval(home: &ModelHome, a: EvalArgs) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(&a.queries).with_context(|| format!("reading {}", a.queries.display()))?;
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    if lines.next().map(|h| h.trim().to_lowercase()) != Some("query\ttarget".into()) {
+        return Err(config_err(anyhow::anyhow!("{}: the first line must be the header `query<TAB>target`", a.queries.display())));
+    }
+    let pairs: Vec<(String, String)> = lines
+        .enumerate()
+        .map(|(i, l)| {
+            l.split_once('\t')
+                .map(|(q, t)| (q.trim().to_string(), t.trim().to_string()))
+                .ok_or_else(|| config_err(anyhow::anyhow!("{} line {}: expected query<TAB>target", a.queries.display(), i + 2)))
+        })
+        .collect::<Result<_>>()?;
+    if pairs.is_empty() {
+        return Err(config_err(anyhow::anyhow!("{}: no queries", a.queries.display())));
+    }
+    let store = open_db(&a.db).await?;
+    let encoder = text_encoder(home)?;
+    let all = store.count_media().await?.max(1);
+    let mut ranks = Vec::new();
+    for (query, target) in &pairs {
+        let v = encoder.encode(&[query.as_str()])?.remove(0);
+        let hits = store.search("bridge", &v, all, None).await?;
+        let matches = |h: &SearchHit| h.path == *target || Path::new(&h.path).file_name().is_some_and(|n| n.to_string_lossy() == *target);
+        // A target that is not in the ranking counts as ranked after everything.
+        ranks.push(hits.iter().position(matches).map_or(all + 1, |p| p + 1));
+    }
+    let recall = |k: usize| ranks.iter().filter(|&&r| r <= k).count() as f64 / ranks.len() as f64;
+    let mut sorted = ranks.clone();
+    sorted.sort_unstable();
+    let mid = sorted.len() / 2;
+    let median = if sorted.len() % 2 == 1 { sorted[mid] as f64 } else { (sorted[mid - 1] + sorted[mid]) as f64 / 2.0 };
+    let report = EvalReport { n: ranks.len(), recall_at_1: recall(1), recall_at_5: recall(5), recall_at_10: recall(10), median_rank: median };
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{} queries: recall@1 {:.3}, recall@5 {:.3}, recall@10 {:.3}, median rank {}",
+            report.n, report.recall_at_1, report.recall_at_5, report.recall_at_10, report.median_rank
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
