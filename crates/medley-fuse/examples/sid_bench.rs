@@ -8,7 +8,7 @@
 use std::io::{BufWriter, Read, Write};
 use std::time::Instant;
 
-use medley_fuse::{TrainConfig, kernel_name, train};
+use medley_fuse::{SidPieceModel, TrainConfig, kernel_name, sid_stats, train, unique_suffixes};
 use rayon::prelude::*;
 
 fn splitmix(state: &mut u64) -> u64 {
@@ -109,6 +109,16 @@ fn main() {
             println!("result rel_mse {rel:.6}");
             println!("result assign_s {assign_s:.3}");
             println!("result assign_vps {:.0}", n as f64 / assign_s);
+            let t = Instant::now();
+            let extra = unique_suffixes(&codes);
+            let stats = sid_stats(&cb, &data, &codes, &extra, 1000, 7).expect("stats");
+            eprintln!("{stats}");
+            println!("result stats_s {:.3}", t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            let pieces = SidPieceModel::train(codes.iter(), cb.levels(), cb.codes(), 4096).expect("pieces");
+            let example = pieces.pieces(codes.get(0)).expect("pieces");
+            eprintln!("unigram pieces: vocabulary {}, item 0 {:?} -> {example:?}", pieces.vocab_size(), codes.get(0));
+            println!("result pieces_s {:.3}", t.elapsed().as_secs_f64());
         }
         _ => panic!("usage: sid_bench gen PATH N D SEED | train PATH LEVELS CODES ITERS SEED"),
     }

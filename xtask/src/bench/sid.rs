@@ -1,7 +1,8 @@
 //! `cargo xtask bench sid [--n N] [--iters I] [--seed S]`: RQ-KMeans (L=3, K=256, 256-d) of
 //! medley-fuse against residual k-means built from faiss-cpu's `faiss.Kmeans`, on the same
 //! synthetic data file, in the same run. Reports training time, relative reconstruction error
-//! and medley-fuse's assignment throughput, with the targets (error within 2% of faiss,
+//! and medley-fuse's assignment throughput (then its `sid stats` report and unigram piece
+//! training time), with the targets (error within 2% of faiss,
 //! time at most 1.5x faiss's).
 
 use std::collections::BTreeMap;
@@ -74,6 +75,8 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
         println!("{:<28} {:>14.4} {:>14.4} {:>10.3}", format!("relative MSE after level {l}"), a, b, a / b);
     }
     println!("{:<28} {:>14.0} {:>14} {:>10}", "assignment (vectors/s)", get(&rust, "assign_vps")?, "-", "");
+    println!("{:<28} {:>14.1} {:>14} {:>10}", "stats, 1000 exact NN (s)", get(&rust, "stats_s")?, "-", "");
+    println!("{:<28} {:>14.1} {:>14} {:>10}", "unigram pieces (s)", get(&rust, "pieces_s")?, "-", "");
     let (re, fe) = (get(&rust, "rel_mse")?, get(&faiss, "rel_mse")?);
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
     println!("target: error within 2% of faiss: {} ({:+.2}%)", verdict(re <= fe * 1.02), (re / fe - 1.0) * 100.0);
