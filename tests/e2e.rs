@@ -103,6 +103,7 @@ fn index_writes_one_row_per_media_file_and_records_failures() {
     assert_eq!(tables["schema_version"], "1");
     assert_eq!(tables["media"].as_array().unwrap().len(), GOOD_FILES.len());
     assert_eq!((tables["visual_width"].as_u64(), tables["audio_width"].as_u64(), tables["bridge_width"].as_u64()), (Some(1280), Some(512), Some(384)));
+    assert_eq!((tables["music_width"].as_u64(), tables["text_width"].as_u64()), (Some(200), Some(384)));
     for rel in GOOD_FILES {
         let name = rel.rsplit('/').next().unwrap();
         let r = row(&tables, name);
@@ -110,9 +111,14 @@ fn index_writes_one_row_per_media_file_and_records_failures() {
         let has_audio = kind == "audio" || (kind == "video" && r["has_audio"] == true);
         let has_pictures = kind != "audio";
         assert_eq!(r["audio"]["null"], !has_audio, "{name}: audio vector iff sound");
+        assert_eq!(r["music"]["null"], !has_audio, "{name}: music embedding iff sound");
         assert_eq!(r["visual"]["null"], !has_pictures, "{name}: visual vector iff pictures");
-        assert_eq!(r["bridge"]["null"], !has_pictures, "{name}: bridge vector iff labels");
-        for col in ["visual", "audio", "bridge"] {
+        // Pictures reach the text space through their labels, sound alone through its tags.
+        assert_eq!(r["bridge"]["null"], false, "{name}: every item is text-searchable");
+        assert_eq!(r["labels"].as_array().unwrap().len(), if has_pictures { 5 } else { 0 }, "{name}");
+        assert_eq!(r["music_tags"].as_array().unwrap().len(), if has_audio { 5 } else { 0 }, "{name}");
+        assert!(r["description"].as_str().unwrap().contains("composed from labels"), "{name}");
+        for col in ["visual", "audio", "music", "bridge"] {
             if r[col]["null"] == false {
                 assert_eq!(r[col]["nan"], false, "{name}: {col} has NaN");
                 assert!(r[col]["norm"].as_f64().unwrap() > 1e-3, "{name}: {col} is zero");
@@ -121,7 +127,6 @@ fn index_writes_one_row_per_media_file_and_records_failures() {
         if r["bridge"]["null"] == false {
             assert!((r["bridge"]["norm"].as_f64().unwrap() - 1.0).abs() < 1e-3, "{name}: bridge is unit length");
             assert_eq!(r["self_search_top"], r["content_hash"], "{name}: Python vector search finds the item itself first");
-            assert_eq!(r["labels"].as_array().unwrap().len(), 5);
         }
         // Durations as FFmpeg reports them, within one frame; one sampled frame per second.
         if kind != "image" {
@@ -306,11 +311,11 @@ fn optimize_and_export_leave_tables_python_can_use() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with(&format!("{} rows of media", GOOD_FILES.len())));
     let check = Command::new(env_path("MEDLEY_TEST_PYTHON"))
-        .args(["-c", "import sys, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); print(t.num_rows, t.schema.field('visual').type)"])
+        .args(["-c", "import sys, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); v = [x for x in t.column('visual').to_pylist() if x]; print(t.num_rows, len(v[0]))"])
         .arg(&parquet)
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), format!("{} fixed_size_list<item: float>[1280]", GOOD_FILES.len()));
+    assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), format!("{} 1280", GOOD_FILES.len()), "{}", String::from_utf8_lossy(&check.stderr));
 }
 
 #[test]

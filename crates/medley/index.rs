@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use medley_models::ModelHome;
-use medley_pipeline::{Encoders, Event, IndexOptions, Indexer, discover, shard};
+use medley_pipeline::{DEFAULT_PIPELINE, Encoders, Event, IndexOptions, Indexer, PipelineConfig, discover, shard};
 use medley_store::Store;
 
 use crate::config_err;
@@ -33,12 +33,25 @@ pub struct IndexArgs {
     /// with the same paths and I = 0..N-1 to split the work across processes or machines.
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
     shard: Option<(u32, u32)>,
-    /// Items gathered before one table commit (each commit is a LanceDB version).
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    commit_every: u32,
-    /// Frames per vision-model call.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    frame_batch: u32,
+    /// Pipeline file (see pipelines/) [default: the built-in video-default].
+    #[arg(long)]
+    pipeline: Option<PathBuf>,
+    /// Items gathered before one table commit (each commit is a LanceDB version)
+    /// [default: the pipeline's index.commit_every].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    commit_every: Option<u32>,
+    /// Frames per vision-model call [default: the pipeline's index.frame_batch].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    frame_batch: Option<u32>,
+}
+
+/// The pipeline file given, or the built-in default, checked.
+pub fn load_pipeline(home: &ModelHome, path: Option<&std::path::Path>) -> Result<PipelineConfig> {
+    match path {
+        Some(p) => PipelineConfig::load(p, home),
+        None => PipelineConfig::parse(DEFAULT_PIPELINE, home).map_err(|e| format!("built-in pipeline: {e}")),
+    }
+    .map_err(|e| config_err(anyhow::anyhow!(e)))
 }
 
 fn parse_shard(s: &str) -> Result<(u32, u32), String> {
@@ -56,11 +69,13 @@ pub async fn run(home: &ModelHome, args: IndexArgs) -> Result<ExitCode> {
     if let Some((i, n)) = args.shard {
         discovery.files = shard(discovery.files, i, n);
     }
-    let encoders = Arc::new(Encoders::load(home).map_err(config_err)?);
+    let config = load_pipeline(home, args.pipeline.as_deref())?;
+    let (frame_batch, commit_every) = (config.index.frame_batch, config.index.commit_every);
+    let encoders = Arc::new(Encoders::load(home, config).map_err(config_err)?);
     let store = Store::open(&args.db, encoders.dims()).await.map_err(config_err)?;
     let opts = IndexOptions {
-        frame_batch: args.frame_batch as usize,
-        commit_every: args.commit_every as usize,
+        frame_batch: args.frame_batch.map_or(frame_batch, |n| n as usize),
+        commit_every: args.commit_every.map_or(commit_every, |n| n as usize),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         shard: args.shard.map(|(i, n)| format!("{i}/{n}")),
         ..Default::default()

@@ -30,8 +30,12 @@ enum Command {
     Index(index::IndexArgs),
     Search(query::SearchArgs),
     Similar(query::SimilarArgs),
+    MusicFor(query::MusicForArgs),
     Eval(query::EvalArgs),
     Optimize(admin::OptimizeArgs),
+    /// Pipeline files: `medley pipeline check FILE` validates one before any work.
+    #[command(subcommand)]
+    Pipeline(admin::PipelineCommand),
     Export(admin::ExportArgs),
 }
 
@@ -44,6 +48,8 @@ fn main() -> ExitCode {
             Command::Index(a) => index::run(&home, a).await,
             Command::Search(a) => query::search(&home, a).await,
             Command::Similar(a) => query::similar(&home, a).await,
+            Command::MusicFor(a) => query::music_for(&home, a).await,
+            Command::Pipeline(c) => admin::pipeline(&home, c),
             Command::Eval(a) => query::eval(&home, a).await,
             Command::Optimize(a) => admin::optimize(a).await,
             Command::Export(a) => admin::export(a).await,

@@ -48,6 +48,20 @@ pub struct SimilarArgs {
     json: bool,
 }
 
+/// Rank the music and audio items for a video through the language bridge: the video's
+/// labels (in the text space) against the music's tags (in the same space).
+#[derive(clap::Args)]
+pub struct MusicForArgs {
+    /// The video: an item id (content hash or unique prefix) or a file (embedded, not written).
+    video: String,
+    #[arg(long)]
+    db: String,
+    #[arg(short, long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    k: u32,
+    #[arg(long)]
+    json: bool,
+}
+
 /// Measure text-to-item retrieval: recall@1/5/10 and median rank over labelled queries.
 #[derive(clap::Args)]
 pub struct EvalArgs {
@@ -87,24 +101,42 @@ pub async fn search(home: &ModelHome, a: SearchArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn similar(home: &ModelHome, a: SimilarArgs) -> Result<ExitCode> {
-    let store = open_db(&a.db).await?;
-    let (hash, vectors) = if Path::new(&a.item).is_file() {
-        let encoders = Arc::new(Encoders::load(home).map_err(config_err)?);
-        let row = Indexer::new(encoders, medley_store::Store::open_existing(&a.db).await?, IndexOptions::default())
-            .embed(Path::new(&a.item))
+/// The vectors of an item given by id, or of a file embedded on the fly (nothing is written).
+async fn item_vectors(home: &ModelHome, store: &medley_store::Store, db: &str, item: &str) -> Result<(String, [(&'static str, Option<Vec<f32>>); 3])> {
+    Ok(if Path::new(item).is_file() {
+        let config = crate::index::load_pipeline(home, None)?;
+        let encoders = Arc::new(Encoders::load(home, config).map_err(config_err)?);
+        let row = Indexer::new(encoders, medley_store::Store::open_existing(db).await?, IndexOptions::default())
+            .embed(Path::new(item))
             .await?;
         (row.content_hash.clone(), [("visual", row.visual), ("audio", row.audio), ("bridge", row.bridge)])
     } else {
-        let Some(hash) = store.resolve_item(&a.item).await? else {
-            return Err(config_err(anyhow::anyhow!("{} is neither a file nor an item id in {}", a.item, a.db)));
+        let Some(hash) = store.resolve_item(item).await? else {
+            return Err(config_err(anyhow::anyhow!("{item} is neither a file nor an item id in {db}")));
         };
         let mut vectors = [("visual", None), ("audio", None), ("bridge", None)];
         for (column, v) in vectors.iter_mut() {
             *v = store.vector(column, &hash).await?;
         }
         (hash, vectors)
+    })
+}
+
+pub async fn music_for(home: &ModelHome, a: MusicForArgs) -> Result<ExitCode> {
+    let store = open_db(&a.db).await?;
+    let (hash, vectors) = item_vectors(home, &store, &a.db, &a.video).await?;
+    let Some(bridge) = vectors.into_iter().find(|(c, _)| *c == "bridge").and_then(|(_, v)| v) else {
+        bail!("{} has no labels in the text space (no pictures?) to match music with", a.video);
     };
+    let filter = format!("has_audio AND NOT has_video AND content_hash != '{hash}'");
+    let hits = store.search("bridge", &bridge, a.k as usize, Some(&filter)).await.map_err(query_error)?;
+    print_hits(&hits, a.json, "no music or audio items with tags in this database")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn similar(home: &ModelHome, a: SimilarArgs) -> Result<ExitCode> {
+    let store = open_db(&a.db).await?;
+    let (hash, vectors) = item_vectors(home, &store, &a.db, &a.item).await?;
     let wanted = a.by.as_deref();
     let Some((column, vector)) =
         vectors.into_iter().filter(|(c, _)| wanted.is_none_or(|w| w == *c)).find_map(|(c, v)| v.map(|v| (c, v)))

@@ -21,12 +21,12 @@ def main():
     table = media.to_arrow()
     rows = table.to_pylist()
     out = {"schema_version": (table.schema.metadata or {}).get(b"medley.schema_version", b"").decode(), "media": [], "failures": []}
-    for column in ("visual", "audio", "bridge"):
+    for column in ("visual", "audio", "music", "text", "bridge"):
         col = table.column(column).combine_chunks()
         out[f"{column}_width"] = col.type.list_size
         present = [i for i, v in enumerate(col.is_valid().to_pylist()) if v]
         # The fixed-size list column, non-null rows only, as one 2-d float32 NumPy array.
-        matrix = np.asarray(col.filter(col.is_valid()).flatten().to_numpy(), dtype=np.float32).reshape(len(present), -1)
+        matrix = np.asarray(col.filter(col.is_valid()).flatten().to_numpy(), dtype=np.float32).reshape(len(present), col.type.list_size)
         for row in rows:
             row[f"_{column}"] = {"null": True}
         for i, vec in zip(present, matrix):
@@ -34,8 +34,9 @@ def main():
                                      "norm": float(np.linalg.norm(vec))}
     for row in rows:
         item = {k: row[k] for k in ("content_hash", "path", "file_name", "kind", "container", "duration_s", "has_video",
-                                    "has_audio", "width", "height", "fps", "rotation", "frames_sampled", "audio_windows", "labels")}
-        item.update({c: row[f"_{c}"] for c in ("visual", "audio", "bridge")})
+                                    "has_audio", "width", "height", "fps", "rotation", "frames_sampled", "audio_windows", "labels",
+                                    "music_tags", "transcript", "language", "description")}
+        item.update({c: row[f"_{c}"] for c in ("visual", "audio", "music", "text", "bridge")})
         if row["bridge"] is not None:
             query = np.asarray(row["bridge"], dtype=np.float32)
             hits = (media.search(query, vector_column_name="bridge")

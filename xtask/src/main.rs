@@ -104,10 +104,7 @@ fn real_main() -> Result<()> {
         "build" => ctx.setup().and_then(|_| ctx.build()),
         "demo" => ctx.demo(),
         "test" => ctx.test(rest),
-        "bench" => {
-            ctx.setup()?;
-            bench::run(&ctx, rest)
-        }
+        "bench" => bench::run(&ctx, rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
@@ -166,7 +163,7 @@ impl Ctx {
         c
     }
 
-    fn setup(&self) -> Result<()> {
+    pub fn setup(&self) -> Result<()> {
         let t = Instant::now();
         self.apt()?;
         let runtime_venv = self.runtime_venv()?;
@@ -274,7 +271,12 @@ impl Ctx {
             if only.is_some_and(|o| o != id) {
                 continue;
             }
-            let fingerprint = format!("{:x}", fnv(&[std::fs::read(&script)?, model.to_string().into_bytes()].concat()));
+            // The script, the shared Python modules next to it, and the manifest entry.
+            let mut inputs = vec![std::fs::read(&script)?, model.to_string().into_bytes()];
+            for shared in ["export.py", "medley_common.py"] {
+                inputs.extend(std::fs::read(dir.join(shared)).ok());
+            }
+            let fingerprint = format!("{:x}", fnv(&inputs.concat()));
             let dest = models_dir.join(id);
             if std::fs::read_to_string(dest.join(".medley-export")).ok().as_deref() == Some(fingerprint.as_str()) {
                 continue;

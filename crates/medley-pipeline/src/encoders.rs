@@ -1,35 +1,76 @@
-use medley_models::{AudioEncoder, ImageEncoder, LabelBridge, ModelError, ModelHome, Runtime, TextEncoder};
+use medley_models::{
+    AudioEncoder, ImageEncoder, LabelBridge, ModelError, ModelHome, MusicTagger, Runtime, SpeechToText, TextEncoder,
+};
 use medley_store::VectorDims;
+
+use crate::config::PipelineConfig;
 
 /// The models one index run uses, loaded once and shared.
 pub struct Encoders {
+    pub config: PipelineConfig,
     pub image: ImageEncoder,
     pub audio: AudioEncoder,
     pub text: TextEncoder,
+    /// ConSE from ImageNet labels into the text space.
+    pub bridge: LabelBridge,
+    pub music: Option<MusicStage>,
+    pub speech: Option<SpeechToText>,
+}
+
+pub struct MusicStage {
+    pub tagger: MusicTagger,
+    /// ConSE from the tagger's tags into the text space.
     pub bridge: LabelBridge,
 }
 
 /// How many class names a ConSE bridge vector mixes.
 const BRIDGE_TOP_K: usize = 5;
 const LABEL_TEMPLATE: &str = "a photo of a {}";
+const TAG_TEMPLATE: &str = "music that is {}";
 
 impl Encoders {
-    pub fn load(home: &ModelHome) -> Result<Self, ModelError> {
+    pub fn load(home: &ModelHome, config: PipelineConfig) -> Result<Self, ModelError> {
         let rt = Runtime::load(home)?;
-        let image = ImageEncoder::efficientnet_lite0(&rt, home)?;
-        let audio = AudioEncoder::aisfx(&rt, home)?;
-        let text = TextEncoder::minilm(&rt, home)?;
-        let cache = home.model_dir(image.id())?;
-        let bridge = LabelBridge::cached(&text, image.labels(), LABEL_TEMPLATE, BRIDGE_TOP_K, &cache)?;
-        Ok(Self { image, audio, text, bridge })
+        let m = &config.models;
+        let image = ImageEncoder::load(&rt, home, &m.image)?;
+        let audio = AudioEncoder::load(&rt, home, &m.audio)?;
+        let text = TextEncoder::load(&rt, home, &m.text)?;
+        let bridge = LabelBridge::cached(&text, image.labels(), LABEL_TEMPLATE, BRIDGE_TOP_K, &home.model_dir(image.id())?)?;
+        let music = match (&m.music, config.stages.music) {
+            (Some(id), true) => {
+                let tagger = MusicTagger::load(&rt, home, id)?;
+                let bridge = LabelBridge::cached(&text, tagger.labels(), TAG_TEMPLATE, BRIDGE_TOP_K, &home.model_dir(id)?)?;
+                Some(MusicStage { tagger, bridge })
+            }
+            _ => None,
+        };
+        let speech = match (&m.speech, config.stages.speech) {
+            (Some(id), true) => Some(SpeechToText::load(&rt, home, id)?),
+            _ => None,
+        };
+        Ok(Self { config, image, audio, text, bridge, music, speech })
     }
 
     pub fn dims(&self) -> VectorDims {
-        VectorDims { visual: self.image.dim(), audio: self.audio.dim(), bridge: self.text.dim() }
+        VectorDims {
+            visual: self.image.dim(),
+            audio: self.audio.dim(),
+            bridge: self.text.dim(),
+            music: self.music.as_ref().map_or(MUSIC_DIM_WITHOUT_TAGGER, |m| m.tagger.embedding().1),
+            text: self.text.dim(),
+        }
     }
 
-    /// Recorded with each row so a table says which models produced its vectors.
+    /// Recorded with each row so a table says which pipeline and models produced it; a change
+    /// re-indexes items on the next run.
     pub fn models(&self) -> String {
-        [self.image.id(), self.audio.id(), self.text.id()].join("+")
+        let mut ids = vec![self.image.id(), self.audio.id(), self.text.id()];
+        ids.extend(self.music.as_ref().map(|m| m.tagger.id()));
+        ids.extend(self.speech.as_ref().map(|s| s.id()));
+        format!("{}:{}", self.config.pipeline.name, ids.join("+"))
     }
 }
+
+/// Width of the `music` column when no tagger runs (musicnn's penultimate layer), so tables
+/// written with and without the music stage stay compatible.
+const MUSIC_DIM_WITHOUT_TAGGER: usize = 200;

@@ -349,10 +349,12 @@ impl AudioAccumulator<'_> {
 /// Probe, decode and encode one file into its `media` row.
 fn build_row(enc: &Encoders, opts: &IndexOptions, path: &Path, content_hash: String) -> Result<MediaRow, FileError> {
     let probe = medley_media::probe(path).map_err(|e| FileError::media(Stage::Probe, e))?;
+    let stages = enc.config.stages;
+    let has_sound = probe.audio.is_some() && probe.kind != MediaKind::Image;
     let decode_opts = DecodeOptions {
-        frames_per_second: 1.0,
-        frame_size: Some(enc.image.input_size()),
-        audio_rate: (probe.kind != MediaKind::Image).then(|| enc.audio.sample_rate()),
+        sampler: Some(enc.config.sampler()),
+        frame_size: stages.vision.then(|| enc.image.input_size()),
+        audio_rate: (stages.audio && has_sound).then(|| enc.audio.sample_rate()),
         threads: opts.decode_threads,
         ..Default::default()
     };
@@ -373,23 +375,147 @@ fn build_row(enc: &Encoders, opts: &IndexOptions, path: &Path, content_hash: Str
     if let Some(e) = visual.error.or(audio.error) {
         return Err(FileError::new(path, Stage::Encode, "model", e));
     }
+    let heard = if has_sound && (enc.music.is_some() || enc.speech.is_some()) { listen(enc, &probe, opts)? } else { Heard::default() };
 
     let probabilities = visual.probabilities.mean();
-    let labels = probabilities
-        .as_deref()
-        .map(|p| {
-            LabelBridge::top(p, opts.top_labels)
-                .into_iter()
-                .map(|(i, score)| Label { label: enc.image.labels()[i].clone(), score })
-                .collect()
-        })
-        .unwrap_or_default();
-    let bridge = probabilities.as_deref().map(|p| enc.bridge.project(p));
+    let labels = probabilities.as_deref().map(|p| top_labels(p, enc.image.labels(), opts.top_labels)).unwrap_or_default();
+    let music_probabilities = heard.tags.mean();
+    let music_tags = match (&enc.music, &music_probabilities) {
+        (Some(m), Some(p)) => top_labels(p, m.tagger.labels(), opts.top_labels),
+        _ => Vec::new(),
+    };
+    // The bridge puts an item in the text space: from its pictures' labels, or for sound
+    // alone from its music tags.
+    let bridge = match (&probabilities, &enc.music, &music_probabilities) {
+        (Some(p), _, _) => Some(enc.bridge.project(p)),
+        (None, Some(m), Some(p)) => Some(m.bridge.project(p)),
+        _ => None,
+    };
+    let text = match &heard.transcript {
+        Some(t) => Some(enc.text.encode(&[t.as_str()]).map_err(|e| FileError::new(path, Stage::Encode, "model", e))?.remove(0)),
+        None => None,
+    };
     let duration_s = probe.duration_s.or_else(|| match probe.kind {
         MediaKind::Image => None,
         _ => stats.last_video_pts_s.or_else(|| (stats.audio_samples > 0).then(|| stats.audio_samples as f64 / f64::from(enc.audio.sample_rate()))),
     });
-    Ok(media_row(&probe, content_hash, duration_s, &stats, visual.embedding.mean(), audio.embedding, bridge, labels, enc.models()))
+    let description = describe(&probe, duration_s, &labels, &music_tags, heard.transcript.as_deref());
+    let mut row = media_row(&probe, content_hash, duration_s, &stats, visual.embedding.mean(), audio.embedding, bridge, labels, enc.models());
+    row.music = heard.embedding.mean();
+    row.music_tags = music_tags;
+    row.text = text;
+    row.transcript = heard.transcript;
+    row.language = heard.language;
+    row.description = description;
+    Ok(row)
+}
+
+fn top_labels(probabilities: &[f32], names: &[String], k: usize) -> Vec<Label> {
+    LabelBridge::top(probabilities, k).into_iter().map(|(i, score)| Label { label: names[i].clone(), score }).collect()
+}
+
+/// What the 16 kHz stages found: music tags and embedding, and a transcript.
+#[derive(Default)]
+struct Heard {
+    tags: MeanPool,
+    embedding: MeanPool,
+    transcript: Option<String>,
+    language: Option<String>,
+}
+
+impl Default for MeanPool {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A second, audio-only pass at 16 kHz for the music tagger and speech recognition.
+/// Audio-only decoding runs at well over 1000x realtime, so this costs little next to the
+/// models, and keeps the first pass at the audio encoder's own rate.
+fn listen(enc: &Encoders, probe: &Probe, opts: &IndexOptions) -> Result<Heard, FileError> {
+    const RATE: u32 = 16_000;
+    let path = probe.path.as_path();
+    let model_err = |e: ModelError| FileError::new(path, Stage::Encode, "model", e);
+    let window = enc.music.as_ref().map_or(0, |m| m.tagger.window());
+    let mut heard = Heard::default();
+    let mut buffer: Vec<f32> = Vec::new();
+    let mut windows: Vec<Vec<f32>> = Vec::new();
+    let mut speech: Vec<f32> = Vec::new();
+    let mut error = None;
+    let tag = |windows: &mut Vec<Vec<f32>>, heard: &mut Heard, error: &mut Option<ModelError>| {
+        if let (Some(m), None, false) = (&enc.music, &error, windows.is_empty()) {
+            let refs: Vec<&[f32]> = windows.iter().map(Vec::as_slice).collect();
+            match m.tagger.tag(&refs) {
+                Ok(outs) => outs.iter().for_each(|o| {
+                    heard.tags.add(&o.probabilities);
+                    if let Some(e) = o.embeddings.get(m.tagger.embedding().0) {
+                        heard.embedding.add(e);
+                    }
+                }),
+                Err(e) => *error = Some(e),
+            }
+        }
+        windows.clear();
+    };
+    let decode_opts = DecodeOptions { frame_size: None, audio_rate: Some(RATE), threads: opts.decode_threads, ..Default::default() };
+    medley_media::decode(probe, &decode_opts, &mut |_| {}, &mut |s| {
+        if enc.speech.is_some() {
+            speech.extend_from_slice(s);
+        }
+        if window > 0 {
+            buffer.extend_from_slice(s);
+            while buffer.len() >= window {
+                let rest = buffer.split_off(window);
+                windows.push(std::mem::replace(&mut buffer, rest));
+                if windows.len() >= opts.window_batch {
+                    tag(&mut windows, &mut heard, &mut error);
+                }
+            }
+        }
+    })
+    .map_err(|e| FileError::media(Stage::Decode, e))?;
+    // A clip shorter than one window is tagged zero-padded, so short sounds get tags too.
+    if window > 0 && heard.tags.count == 0 && windows.is_empty() && buffer.len() >= RATE as usize / 2 {
+        buffer.resize(window, 0.0);
+        windows.push(std::mem::take(&mut buffer));
+    }
+    tag(&mut windows, &mut heard, &mut error);
+    if let Some(e) = error {
+        return Err(model_err(e));
+    }
+    if let Some(stt) = &enc.speech
+        && !speech.is_empty()
+    {
+        let options = medley_models::TranscribeOptions { max_new_tokens: 160, ..Default::default() };
+        let transcript = stt.transcribe(&speech, &options).map_err(model_err)?;
+        let text = transcript.text();
+        if !text.trim().is_empty() {
+            heard.transcript = Some(text);
+            heard.language = Some(transcript.language.clone());
+        }
+    }
+    Ok(heard)
+}
+
+/// A short description composed from what the models found, for full-text search and for
+/// people; it says that it was composed (no captioning model is configured).
+fn describe(probe: &Probe, duration_s: Option<f64>, labels: &[Label], tags: &[Label], transcript: Option<&str>) -> String {
+    let names = |l: &[Label]| l.iter().take(3).map(|l| l.label.as_str()).collect::<Vec<_>>().join(", ");
+    let mut parts = vec![match duration_s {
+        Some(d) => format!("{} of {:.0} s", probe.kind.as_str(), d),
+        None => probe.kind.as_str().to_string(),
+    }];
+    if !labels.is_empty() {
+        parts.push(format!("looks like: {}", names(labels)));
+    }
+    if !tags.is_empty() {
+        parts.push(format!("sounds like: {}", names(tags)));
+    }
+    if let Some(t) = transcript {
+        let short: String = t.chars().take(160).collect();
+        parts.push(format!("speech: \"{short}{}\"", if t.chars().count() > 160 { "..." } else { "" }));
+    }
+    format!("{} (composed from labels and tags; no captioner configured)", parts.join("; "))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -430,6 +556,7 @@ fn media_row(
         labels,
         models,
         indexed_at_us: now_us(),
+        ..Default::default()
     }
 }
 

@@ -1,12 +1,14 @@
 //! The index pipeline: discover files, hash, probe, decode, encode, pool, and write rows,
 //! with every per-file failure typed by stage and recorded instead of stopping the batch.
 
+mod config;
 mod discover;
 mod encoders;
 mod error;
 mod index;
 
+pub use config::{DEFAULT_PIPELINE, PipelineConfig};
 pub use discover::{Discovery, discover, shard};
-pub use encoders::Encoders;
+pub use encoders::{Encoders, MusicStage};
 pub use error::{FileError, Stage};
 pub use index::{Event, IndexOptions, Indexer, Summary};

@@ -6,5 +6,5 @@ mod schema;
 mod store;
 
 pub use rows::{FailureRow, Label, MediaRow, RunRow, SearchHit};
-pub use schema::{FAILURES_TABLE, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION, VectorDims};
+pub use schema::{FAILURES_TABLE, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION, VECTOR_COLUMNS, VectorDims};
 pub use store::{Store, StoreError};

@@ -15,7 +15,12 @@ pub struct VectorDims {
     pub visual: usize,
     pub audio: usize,
     pub bridge: usize,
+    pub music: usize,
+    pub text: usize,
 }
+
+/// The vector columns of `media`, in schema order.
+pub const VECTOR_COLUMNS: [&str; 5] = ["visual", "audio", "music", "text", "bridge"];
 
 pub(crate) fn vector(name: &str, dim: usize) -> Field {
     Field::new(name, DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), dim as i32), true)
@@ -23,6 +28,10 @@ pub(crate) fn vector(name: &str, dim: usize) -> Field {
 
 pub(crate) fn label_struct() -> Fields {
     Fields::from(vec![Field::new("label", DataType::Utf8, false), Field::new("score", DataType::Float32, false)])
+}
+
+fn label_list(name: &str) -> Field {
+    Field::new(name, DataType::List(Arc::new(Field::new("item", DataType::Struct(label_struct()), true))), false)
 }
 
 fn utc_micros(name: &str) -> Field {
@@ -57,9 +66,15 @@ pub(crate) fn media_schema(d: VectorDims) -> SchemaRef {
         Field::new("audio_windows", DataType::UInt32, false),
         vector("visual", d.visual),
         vector("audio", d.audio),
+        vector("music", d.music),
+        vector("text", d.text),
         vector("bridge", d.bridge),
-        Field::new("labels", DataType::List(Arc::new(Field::new("item", DataType::Struct(label_struct()), true))), false),
+        label_list("labels"),
         Field::new("label_text", DataType::Utf8, false),
+        label_list("music_tags"),
+        Field::new("transcript", DataType::Utf8, true),
+        Field::new("language", DataType::Utf8, true),
+        Field::new("description", DataType::Utf8, false),
         Field::new("models", DataType::Utf8, false),
         utc_micros("indexed_at"),
     ])

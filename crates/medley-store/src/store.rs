@@ -12,7 +12,7 @@ use lancedb::{Connection, DistanceType, Table};
 
 use crate::rows::{FailureRow, Label, MediaRow, RunRow, SearchHit, failure_batch, media_batch, run_batch};
 use crate::schema::{
-    FAILURES_TABLE, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION, VectorDims, failures_schema, media_schema, runs_schema,
+    FAILURES_TABLE, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION, VECTOR_COLUMNS, VectorDims, failures_schema, media_schema, runs_schema,
     vector_width, version_of,
 };
 
@@ -67,7 +67,13 @@ impl Store {
         let runs = open_or_create(&conn, RUNS_TABLE, runs_schema()).await.map_err(lance)?;
         let schema = media.schema().await.map_err(lance)?;
         let width = |name: &str| vector_width(&schema, name).unwrap_or(0);
-        let dims = VectorDims { visual: width("visual"), audio: width("audio"), bridge: width("bridge") };
+        let dims = VectorDims {
+            visual: width("visual"),
+            audio: width("audio"),
+            bridge: width("bridge"),
+            music: width("music"),
+            text: width("text"),
+        };
         let store = Self { uri: uri.to_string(), conn, media, failures, runs, dims };
         store.check_versions().await?;
         Ok(store)
@@ -104,7 +110,7 @@ impl Store {
         let found = self.media.schema().await.map_err(|e| self.lance(e))?;
         let expected = media_schema(self.dims);
         let describe = |s: &SchemaRef| {
-            ["visual", "audio", "bridge"]
+            VECTOR_COLUMNS
                 .iter()
                 .map(|c| vector_width(s, c).map_or_else(|| format!("{c}[missing]"), |n| format!("{c}[{n}]")))
                 .collect::<Vec<_>>()
@@ -194,12 +200,14 @@ impl Store {
         let rows = self.count_media().await?;
         let existing: Vec<String> =
             self.media.list_indices().await.map_err(|e| self.lance(e))?.into_iter().flat_map(|i| i.columns).collect();
-        if !existing.iter().any(|c| c == "label_text") {
-            self.media.create_index(&["label_text"], Index::FTS(Default::default())).execute().await.map_err(|e| self.lance(e))?;
-            report.push("media: full-text index on label_text".to_string());
+        for column in ["label_text", "transcript", "description"] {
+            if !existing.iter().any(|c| c == column) {
+                self.media.create_index(&[column], Index::FTS(Default::default())).execute().await.map_err(|e| self.lance(e))?;
+                report.push(format!("media: full-text index on {column}"));
+            }
         }
         if rows >= VECTOR_INDEX_MIN_ROWS {
-            for column in ["bridge", "visual", "audio"] {
+            for column in VECTOR_COLUMNS {
                 if !existing.iter().any(|c| c == column) {
                     self.media.create_index(&[column], Index::Auto).execute().await.map_err(|e| self.lance(e))?;
                     report.push(format!("media: vector index on {column}"));

@@ -23,6 +23,7 @@ fn time(mut cmd: Command) -> Result<f64> {
 }
 
 fn index(ctx: &Ctx) -> Result<()> {
+    ctx.setup()?;
     let media = ctx.media()?;
     ctx.build()?;
     let film = media.join("film/bbb.mp4");

@@ -1,0 +1,117 @@
+//! Pipeline files (`pipelines/*.toml`): which stages run, with which models and sampler.
+//! Checked completely before any work, with errors that name the key and the problem.
+
+use std::path::Path;
+
+use medley_media::Sampler;
+use medley_models::ModelHome;
+use serde::Deserialize;
+
+/// The built-in default, the same as `pipelines/video-default.toml`.
+pub const DEFAULT_PIPELINE: &str = include_str!("../../../pipelines/video-default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    pub pipeline: Meta,
+    pub sampler: SamplerConfig,
+    pub stages: Stages,
+    pub models: Models,
+    #[serde(default)]
+    pub index: IndexConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Meta {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplerConfig {
+    /// `fps:R`, `uniform:N`, `keyframes` or `shots[:MIN_SHOT_S]`.
+    pub video: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stages {
+    pub vision: bool,
+    pub audio: bool,
+    pub music: bool,
+    pub speech: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Models {
+    pub image: String,
+    pub audio: String,
+    pub text: String,
+    pub music: Option<String>,
+    pub speech: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexConfig {
+    #[serde(default = "default_commit_every")]
+    pub commit_every: usize,
+    #[serde(default = "default_frame_batch")]
+    pub frame_batch: usize,
+}
+
+fn default_commit_every() -> usize {
+    32
+}
+fn default_frame_batch() -> usize {
+    16
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        Self { commit_every: default_commit_every(), frame_batch: default_frame_batch() }
+    }
+}
+
+impl PipelineConfig {
+    /// Parse and check a pipeline file. `home` is used to check that the models exist.
+    pub fn load(path: &Path, home: &ModelHome) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::parse(&text, home).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str, home: &ModelHome) -> Result<Self, String> {
+        let config: Self = toml::from_str(text).map_err(|e| e.to_string().trim().to_string())?;
+        config.check(home)?;
+        Ok(config)
+    }
+
+    pub fn sampler(&self) -> Sampler {
+        self.sampler.video.parse().expect("checked in `check`")
+    }
+
+    fn check(&self, home: &ModelHome) -> Result<(), String> {
+        self.sampler.video.parse::<Sampler>().map_err(|e| format!("sampler.video: {e}"))?;
+        if self.index.commit_every == 0 {
+            return Err("index.commit_every: must be at least 1".into());
+        }
+        if !(1..=1024).contains(&self.index.frame_batch) {
+            return Err("index.frame_batch: must be between 1 and 1024".into());
+        }
+        let m = &self.models;
+        let mut wanted = vec![("models.image", Some(&m.image)), ("models.audio", Some(&m.audio)), ("models.text", Some(&m.text))];
+        if self.stages.music {
+            wanted.push(("models.music", m.music.as_ref()));
+        }
+        if self.stages.speech {
+            wanted.push(("models.speech", m.speech.as_ref()));
+        }
+        for (key, id) in wanted {
+            let Some(id) = id else { return Err(format!("{key}: required because its stage is enabled")) };
+            home.model_dir(id).map_err(|e| format!("{key} = {id:?}: {e}"))?;
+        }
+        Ok(())
+    }
+}
