@@ -364,3 +364,29 @@ fn shards_split_the_input_and_together_cover_it() {
     let out = medley().arg("index").arg(&c.root).args(["--shard", "2/2", "--db"]).arg(&db).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "bad shard refused");
 }
+
+#[test]
+fn semantic_ids_are_unique_reproducible_and_reported() {
+    let c = corpus();
+    let dir = tempfile::tempdir().unwrap();
+    // Work on a copy: training writes tables the other tests do not expect.
+    let db = dir.path().join("db");
+    let status = Command::new("cp").arg("-r").arg(&c.db).arg(&db).status().unwrap();
+    assert!(status.success());
+    let train = || {
+        let out = medley().args(["sid", "train", "--levels", "2", "--codes", "4", "--seed", "7", "--db"]).arg(&db).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).split_whitespace().nth(1).unwrap().to_string()
+    };
+    let (v1, v2) = (train(), train());
+    assert_eq!(v1, v2, "same data and seed give the same codebook version");
+    let script = "import sys, lancedb; t = lancedb.connect(sys.argv[1]).open_table('sids').to_pandas(); print(len(t), t.sid.nunique(), t.codebook_version.nunique())";
+    let out = Command::new(env_path("MEDLEY_TEST_PYTHON")).args(["-c", script]).arg(&db).output().unwrap();
+    let n = GOOD_FILES.len();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("{n} {n} 1"), "one unique ID per item: {}", String::from_utf8_lossy(&out.stderr));
+    let out = medley().args(["sid", "stats", "--json", "--db"]).arg(&db).output().unwrap();
+    let stats = stdout_json(&out);
+    assert_eq!(stats["unique_share"], 1.0, "{stats}");
+    let out = medley().args(["sid", "train", "--codes", "1000", "--db"]).arg(&db).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "more codes than items is refused");
+}

@@ -8,6 +8,7 @@
 mod admin;
 mod index;
 mod query;
+mod sid;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +34,9 @@ enum Command {
     MusicFor(query::MusicForArgs),
     Eval(query::EvalArgs),
     Optimize(admin::OptimizeArgs),
+    /// Semantic IDs: residual k-means codes over the items' content vectors.
+    #[command(subcommand)]
+    Sid(sid::SidCommand),
     /// Pipeline files: `medley pipeline check FILE` validates one before any work.
     #[command(subcommand)]
     Pipeline(admin::PipelineCommand),
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
             Command::Similar(a) => query::similar(&home, a).await,
             Command::MusicFor(a) => query::music_for(&home, a).await,
             Command::Pipeline(c) => admin::pipeline(&home, c),
+            Command::Sid(c) => sid::run(c).await,
             Command::Eval(a) => query::eval(&home, a).await,
             Command::Optimize(a) => admin::optimize(a).await,
             Command::Export(a) => admin::export(a).await,
@@ -57,10 +62,15 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(code) => code,
+        Err(e) if e.downcast_ref::<ConfigError>().is_some() => {
+            // The marker only picks the exit status; print the cause chain beneath it.
+            let causes: Vec<String> = e.chain().skip(1).map(ToString::to_string).collect();
+            eprintln!("error: {}", causes.join(": "));
+            ExitCode::from(2)
+        }
         Err(e) => {
-            let config = e.downcast_ref::<ConfigError>().is_some();
             eprintln!("error: {e:#}");
-            ExitCode::from(if config { 2 } else { 3 })
+            ExitCode::from(3)
         }
     }
 }
