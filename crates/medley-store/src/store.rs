@@ -1,8 +1,8 @@
 use std::collections::HashMap;
 
 use arrow_array::{
-    Array, FixedSizeListArray, Float32Array, Float64Array, ListArray, RecordBatch,
-    RecordBatchIterator, StringArray, StructArray,
+    Array, FixedSizeListArray, Float32Array, Float64Array, ListArray, RecordBatch, RecordBatchIterator, StringArray,
+    StructArray,
 };
 use arrow_schema::{ArrowError, SchemaRef};
 use futures::TryStreamExt;
@@ -10,12 +10,10 @@ use lancedb::database::CreateTableMode;
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
 use lancedb::{Connection, DistanceType, Table};
 
-use crate::rows::{
-    FailureRow, Label, MediaRow, RunRow, SearchHit, failure_batch, media_batch, run_batch,
-};
+use crate::rows::{FailureRow, Label, MediaRow, RunRow, SearchHit, failure_batch, media_batch, run_batch};
 use crate::schema::{
-    FAILURES_TABLE, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION, VECTOR_COLUMNS, VectorDims,
-    failures_schema, media_schema, runs_schema, vector_width, version_of,
+    FAILURES_TABLE, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION, VECTOR_COLUMNS, VectorDims, failures_schema, media_schema,
+    runs_schema, vector_width, version_of,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -25,21 +23,11 @@ pub enum StoreError {
     #[error(
         "database {uri}: table `{table}` was written with {found}, this run needs {expected}; use another --db or the same models"
     )]
-    SchemaMismatch {
-        uri: String,
-        table: String,
-        found: String,
-        expected: String,
-    },
+    SchemaMismatch { uri: String, table: String, found: String, expected: String },
     #[error(
         "database {uri}: table `{table}` has schema version {found}, this medley writes version {expected}; open it with a matching medley or index into a new --db"
     )]
-    SchemaVersion {
-        uri: String,
-        table: String,
-        found: String,
-        expected: String,
-    },
+    SchemaVersion { uri: String, table: String, found: String, expected: String },
     #[error("database {uri}: {message}")]
     Query { uri: String, message: String },
     #[error("building rows: {0}")]
@@ -63,51 +51,19 @@ impl Store {
     /// Open the database at `uri`, creating the tables on first use. A `media` table whose
     /// vector widths differ from `dims` is refused: mixing models would make vectors meaningless.
     pub async fn open(uri: &str, dims: VectorDims) -> Result<Self, StoreError> {
-        let lance = |source| StoreError::Lance {
-            uri: uri.to_string(),
-            source,
-        };
+        let lance = |source| StoreError::Lance { uri: uri.to_string(), source };
         let conn = lancedb::connect(uri).execute().await.map_err(lance)?;
-        let media = open_or_create(&conn, MEDIA_TABLE, media_schema(dims))
-            .await
-            .map_err(lance)?;
-        let failures = open_or_create(&conn, FAILURES_TABLE, failures_schema())
-            .await
-            .map_err(lance)?;
-        let runs = open_or_create(&conn, RUNS_TABLE, runs_schema())
-            .await
-            .map_err(lance)?;
-        let store = Self {
-            uri: uri.to_string(),
-            conn,
-            media,
-            failures,
-            runs,
-            dims,
-        };
-        store.check_versions().await?;
+        let media = open_or_create(&conn, MEDIA_TABLE, media_schema(dims)).await.map_err(lance)?;
+        let store = Self::assemble(uri, conn, media, dims).await?;
         store.check_media_schema().await?;
         Ok(store)
     }
 
     /// Open an existing database for reading, taking the vector widths from its `media` table.
     pub async fn open_existing(uri: &str) -> Result<Self, StoreError> {
-        let lance = |source| StoreError::Lance {
-            uri: uri.to_string(),
-            source,
-        };
+        let lance = |source| StoreError::Lance { uri: uri.to_string(), source };
         let conn = lancedb::connect(uri).execute().await.map_err(lance)?;
-        let media = conn
-            .open_table(MEDIA_TABLE)
-            .execute()
-            .await
-            .map_err(lance)?;
-        let failures = open_or_create(&conn, FAILURES_TABLE, failures_schema())
-            .await
-            .map_err(lance)?;
-        let runs = open_or_create(&conn, RUNS_TABLE, runs_schema())
-            .await
-            .map_err(lance)?;
+        let media = conn.open_table(MEDIA_TABLE).execute().await.map_err(lance)?;
         let schema = media.schema().await.map_err(lance)?;
         let width = |name: &str| vector_width(&schema, name).unwrap_or(0);
         let dims = VectorDims {
@@ -117,14 +73,15 @@ impl Store {
             music: width("music"),
             text: width("text"),
         };
-        let store = Self {
-            uri: uri.to_string(),
-            conn,
-            media,
-            failures,
-            runs,
-            dims,
-        };
+        Self::assemble(uri, conn, media, dims).await
+    }
+
+    /// The tables besides `media` (created on first use), and the schema-version check.
+    async fn assemble(uri: &str, conn: Connection, media: Table, dims: VectorDims) -> Result<Self, StoreError> {
+        let lance = |source| StoreError::Lance { uri: uri.to_string(), source };
+        let failures = open_or_create(&conn, FAILURES_TABLE, failures_schema()).await.map_err(lance)?;
+        let runs = open_or_create(&conn, RUNS_TABLE, runs_schema()).await.map_err(lance)?;
+        let store = Self { uri: uri.to_string(), conn, media, failures, runs, dims };
         store.check_versions().await?;
         Ok(store)
     }
@@ -132,11 +89,7 @@ impl Store {
     /// Refuse tables written with another schema version (there is one version so far; a
     /// later one adds its migration here).
     async fn check_versions(&self) -> Result<(), StoreError> {
-        for (name, table) in [
-            (MEDIA_TABLE, &self.media),
-            (FAILURES_TABLE, &self.failures),
-            (RUNS_TABLE, &self.runs),
-        ] {
+        for (name, table) in [(MEDIA_TABLE, &self.media), (FAILURES_TABLE, &self.failures), (RUNS_TABLE, &self.runs)] {
             let schema = table.schema().await.map_err(|e| self.lance(e))?;
             let found = version_of(&schema).unwrap_or("none");
             if found != SCHEMA_VERSION {
@@ -162,18 +115,12 @@ impl Store {
     }
 
     pub(crate) fn lance(&self, source: lancedb::Error) -> StoreError {
-        StoreError::Lance {
-            uri: self.uri.clone(),
-            source,
-        }
+        StoreError::Lance { uri: self.uri.clone(), source }
     }
 
     /// Errors of user-supplied queries (a bad `--where`) are reported as query errors.
     fn query_err(&self, source: lancedb::Error) -> StoreError {
-        StoreError::Query {
-            uri: self.uri.clone(),
-            message: source.to_string(),
-        }
+        StoreError::Query { uri: self.uri.clone(), message: source.to_string() }
     }
 
     async fn check_media_schema(&self) -> Result<(), StoreError> {
@@ -182,10 +129,7 @@ impl Store {
         let describe = |s: &SchemaRef| {
             VECTOR_COLUMNS
                 .iter()
-                .map(|c| {
-                    vector_width(s, c)
-                        .map_or_else(|| format!("{c}[missing]"), |n| format!("{c}[{n}]"))
-                })
+                .map(|c| vector_width(s, c).map_or_else(|| format!("{c}[missing]"), |n| format!("{c}[{n}]")))
                 .collect::<Vec<_>>()
                 .join(", ")
         };
@@ -222,29 +166,18 @@ impl Store {
     }
 
     pub async fn count_failures(&self) -> Result<usize, StoreError> {
-        self.failures
-            .count_rows(None)
-            .await
-            .map_err(|e| self.lance(e))
+        self.failures.count_rows(None).await.map_err(|e| self.lance(e))
     }
 
     /// Content hashes already in `media`, with the models that indexed each, so a re-run
     /// skips items already done by the same models before decoding them.
     pub async fn indexed(&self) -> Result<HashMap<String, String>, StoreError> {
-        let batches = self
-            .collect(
-                self.media
-                    .query()
-                    .select(Select::columns(&["content_hash", "models"])),
-                Self::lance,
-            )
-            .await?;
+        let batches =
+            self.collect(self.media.query().select(Select::columns(&["content_hash", "models"])), Self::lance).await?;
         let mut out = HashMap::new();
         for b in &batches {
             let (hash, models) = (string_col(b, "content_hash"), string_col(b, "models"));
-            out.extend(
-                (0..b.num_rows()).map(|i| (hash.value(i).to_string(), models.value(i).to_string())),
-            );
+            out.extend((0..b.num_rows()).map(|i| (hash.value(i).to_string(), models.value(i).to_string())));
         }
         Ok(out)
     }
@@ -261,18 +194,10 @@ impl Store {
         let batch = media_batch(schema.clone(), rows, self.dims)?;
         let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
         let mut merge = self.media.merge_insert(&["content_hash"]);
-        merge
-            .when_matched_update_all(Some("target.models != source.models".into()))
-            .when_not_matched_insert_all();
-        let result = merge
-            .execute(Box::new(reader))
-            .await
-            .map_err(|e| self.lance(e))?;
+        merge.when_matched_update_all(Some("target.models != source.models".into())).when_not_matched_insert_all();
+        let result = merge.execute(Box::new(reader)).await.map_err(|e| self.lance(e))?;
         // A file that failed before and now indexed is no longer a failure.
-        let hashes: Vec<String> = rows
-            .iter()
-            .map(|r| format!("'{}'", r.content_hash))
-            .collect();
+        let hashes: Vec<String> = rows.iter().map(|r| format!("'{}'", r.content_hash)).collect();
         self.failures
             .delete(format!("content_hash IN ({})", hashes.join(",")).as_str())
             .await
@@ -283,11 +208,7 @@ impl Store {
     /// Append what a run did to `runs`.
     pub async fn record_run(&self, run: &RunRow) -> Result<(), StoreError> {
         let batch = run_batch(runs_schema(), run)?;
-        self.runs
-            .add(batch)
-            .execute()
-            .await
-            .map_err(|e| self.lance(e))?;
+        self.runs.add(batch).execute().await.map_err(|e| self.lance(e))?;
         Ok(())
     }
 
@@ -299,14 +220,8 @@ impl Store {
         use lancedb::table::OptimizeAction;
         let mut report = Vec::new();
         let rows = self.count_media().await?;
-        let existing: Vec<String> = self
-            .media
-            .list_indices()
-            .await
-            .map_err(|e| self.lance(e))?
-            .into_iter()
-            .flat_map(|i| i.columns)
-            .collect();
+        let existing: Vec<String> =
+            self.media.list_indices().await.map_err(|e| self.lance(e))?.into_iter().flat_map(|i| i.columns).collect();
         for column in ["label_text", "transcript", "description"] {
             if !existing.iter().any(|c| c == column) {
                 self.media
@@ -320,29 +235,16 @@ impl Store {
         if rows >= VECTOR_INDEX_MIN_ROWS {
             for column in VECTOR_COLUMNS {
                 if !existing.iter().any(|c| c == column) {
-                    self.media
-                        .create_index(&[column], Index::Auto)
-                        .execute()
-                        .await
-                        .map_err(|e| self.lance(e))?;
+                    self.media.create_index(&[column], Index::Auto).execute().await.map_err(|e| self.lance(e))?;
                     report.push(format!("media: vector index on {column}"));
                 }
             }
         }
-        for (name, table) in [
-            (MEDIA_TABLE, &self.media),
-            (FAILURES_TABLE, &self.failures),
-            (RUNS_TABLE, &self.runs),
-        ] {
-            let stats = table
-                .optimize(OptimizeAction::All)
-                .await
-                .map_err(|e| self.lance(e))?;
+        for (name, table) in [(MEDIA_TABLE, &self.media), (FAILURES_TABLE, &self.failures), (RUNS_TABLE, &self.runs)] {
+            let stats = table.optimize(OptimizeAction::All).await.map_err(|e| self.lance(e))?;
             let compacted = stats.compaction.map_or(0, |c| c.fragments_removed);
             let pruned = stats.prune.map_or(0, |p| p.old_versions);
-            report.push(format!(
-                "{name}: {compacted} fragments compacted, {pruned} old versions removed"
-            ));
+            report.push(format!("{name}: {compacted} fragments compacted, {pruned} old versions removed"));
         }
         Ok(report)
     }
@@ -366,9 +268,7 @@ impl Store {
             .iter()
             .flat_map(|b| {
                 let c = string_col(b, "content_hash");
-                (0..b.num_rows())
-                    .map(|i| c.value(i).to_string())
-                    .collect::<Vec<_>>()
+                (0..b.num_rows()).map(|i| c.value(i).to_string()).collect::<Vec<_>>()
             })
             .collect();
         match hashes.len() {
@@ -388,12 +288,7 @@ impl Store {
             FAILURES_TABLE => &self.failures,
             RUNS_TABLE => &self.runs,
             other => {
-                let names = self
-                    .conn
-                    .table_names()
-                    .execute()
-                    .await
-                    .map_err(|e| self.lance(e))?;
+                let names = self.conn.table_names().execute().await.map_err(|e| self.lance(e))?;
                 return Err(StoreError::Query {
                     uri: self.uri.clone(),
                     message: format!("no table {other}; tables: {}", names.join(", ")),
@@ -412,16 +307,10 @@ impl Store {
             return Ok(());
         }
         let schema = failures_schema();
-        let reader =
-            RecordBatchIterator::new(vec![Ok(failure_batch(schema.clone(), rows)?)], schema);
+        let reader = RecordBatchIterator::new(vec![Ok(failure_batch(schema.clone(), rows)?)], schema);
         let mut merge = self.failures.merge_insert(&["path"]);
-        merge
-            .when_matched_update_all(None)
-            .when_not_matched_insert_all();
-        merge
-            .execute(Box::new(reader))
-            .await
-            .map_err(|e| self.lance(e))?;
+        merge.when_matched_update_all(None).when_not_matched_insert_all();
+        merge.execute(Box::new(reader)).await.map_err(|e| self.lance(e))?;
         Ok(())
     }
 
@@ -430,19 +319,10 @@ impl Store {
         let batches = self.collect(self.failures.query(), Self::lance).await?;
         let mut out = Vec::new();
         for b in &batches {
-            let (p, s, k, m) = (
-                string_col(b, "path"),
-                string_col(b, "stage"),
-                string_col(b, "error_kind"),
-                string_col(b, "message"),
-            );
+            let (p, s, k, m) =
+                (string_col(b, "path"), string_col(b, "stage"), string_col(b, "error_kind"), string_col(b, "message"));
             for i in 0..b.num_rows() {
-                out.push((
-                    p.value(i).into(),
-                    s.value(i).into(),
-                    k.value(i).into(),
-                    m.value(i).into(),
-                ));
+                out.push((p.value(i).into(), s.value(i).into(), k.value(i).into(), m.value(i).into()));
             }
         }
         Ok(out)
@@ -471,25 +351,14 @@ impl Store {
                     .column(column)
                     .distance_type(DistanceType::Cosine)
                     .only_if(predicate)
-                    .select(Select::columns(&[
-                        "content_hash",
-                        "path",
-                        "kind",
-                        "duration_s",
-                        "labels",
-                        "_distance",
-                    ]))
+                    .select(Select::columns(&["content_hash", "path", "kind", "duration_s", "labels", "_distance"]))
                     .limit(k),
                 Self::query_err,
             )
             .await?;
         let mut hits = Vec::new();
         for b in &batches {
-            let (hash, path, kind) = (
-                string_col(b, "content_hash"),
-                string_col(b, "path"),
-                string_col(b, "kind"),
-            );
+            let (hash, path, kind) = (string_col(b, "content_hash"), string_col(b, "path"), string_col(b, "kind"));
             let duration = b
                 .column_by_name("duration_s")
                 .and_then(|c| c.as_any().downcast_ref::<Float64Array>())
@@ -498,10 +367,8 @@ impl Store {
                 .column_by_name("_distance")
                 .and_then(|c| c.as_any().downcast_ref::<Float32Array>())
                 .expect("_distance");
-            let labels = b
-                .column_by_name("labels")
-                .and_then(|c| c.as_any().downcast_ref::<ListArray>())
-                .expect("labels");
+            let labels =
+                b.column_by_name("labels").and_then(|c| c.as_any().downcast_ref::<ListArray>()).expect("labels");
             for i in 0..b.num_rows() {
                 hits.push(SearchHit {
                     content_hash: hash.value(i).into(),
@@ -518,35 +385,21 @@ impl Store {
     }
 
     /// The stored vector of one item, by content hash.
-    pub async fn vector(
-        &self,
-        column: &str,
-        content_hash: &str,
-    ) -> Result<Option<Vec<f32>>, StoreError> {
+    pub async fn vector(&self, column: &str, content_hash: &str) -> Result<Option<Vec<f32>>, StoreError> {
         let batches = self
             .collect(
                 self.media
                     .query()
-                    .only_if(format!(
-                        "content_hash = '{}'",
-                        content_hash.replace('\'', "''")
-                    ))
+                    .only_if(format!("content_hash = '{}'", content_hash.replace('\'', "''")))
                     .select(Select::columns(&[column])),
                 Self::lance,
             )
             .await?;
         for b in &batches {
-            let col = b
-                .column(0)
-                .as_any()
-                .downcast_ref::<FixedSizeListArray>()
-                .expect("vector column");
+            let col = b.column(0).as_any().downcast_ref::<FixedSizeListArray>().expect("vector column");
             if b.num_rows() > 0 && !col.is_null(0) {
                 let v = col.value(0);
-                let v = v
-                    .as_any()
-                    .downcast_ref::<Float32Array>()
-                    .expect("float vector");
+                let v = v.as_any().downcast_ref::<Float32Array>().expect("float vector");
                 return Ok(Some(v.values().to_vec()));
             }
         }
@@ -554,15 +407,8 @@ impl Store {
     }
 }
 
-pub(crate) async fn open_or_create(
-    conn: &Connection,
-    name: &str,
-    schema: SchemaRef,
-) -> lancedb::Result<Table> {
-    conn.create_empty_table(name, schema)
-        .mode(CreateTableMode::exist_ok(|r| r))
-        .execute()
-        .await
+pub(crate) async fn open_or_create(conn: &Connection, name: &str, schema: SchemaRef) -> lancedb::Result<Table> {
+    conn.create_empty_table(name, schema).mode(CreateTableMode::exist_ok(|r| r)).execute().await
 }
 
 fn string_col<'a>(b: &'a RecordBatch, name: &str) -> &'a StringArray {
@@ -572,24 +418,8 @@ fn string_col<'a>(b: &'a RecordBatch, name: &str) -> &'a StringArray {
 }
 
 fn read_labels(arr: &dyn Array) -> Vec<Label> {
-    let s = arr
-        .as_any()
-        .downcast_ref::<StructArray>()
-        .expect("label structs");
-    let names = s
-        .column(0)
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .expect("label");
-    let scores = s
-        .column(1)
-        .as_any()
-        .downcast_ref::<Float32Array>()
-        .expect("score");
-    (0..s.len())
-        .map(|i| Label {
-            label: names.value(i).into(),
-            score: scores.value(i),
-        })
-        .collect()
+    let s = arr.as_any().downcast_ref::<StructArray>().expect("label structs");
+    let names = s.column(0).as_any().downcast_ref::<StringArray>().expect("label");
+    let scores = s.column(1).as_any().downcast_ref::<Float32Array>().expect("score");
+    (0..s.len()).map(|i| Label { label: names.value(i).into(), score: scores.value(i) }).collect()
 }
