@@ -12,7 +12,9 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 fn env_path(name: &str) -> PathBuf {
-    PathBuf::from(std::env::var_os(name).unwrap_or_else(|| panic!("{name} is not set: run the tests with `cargo xtask test`")))
+    PathBuf::from(
+        std::env::var_os(name).unwrap_or_else(|| panic!("{name} is not set: run the tests with `cargo xtask test`")),
+    )
 }
 
 fn medley() -> Command {
@@ -21,7 +23,11 @@ fn medley() -> Command {
 
 fn stdout_json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
     })
 }
 
@@ -77,7 +83,12 @@ fn read_tables(db: &Path) -> Value {
 }
 
 fn row<'a>(tables: &'a Value, file_name: &str) -> &'a Value {
-    tables["media"].as_array().unwrap().iter().find(|r| r["file_name"] == file_name).unwrap_or_else(|| panic!("no row for {file_name}"))
+    tables["media"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["file_name"] == file_name)
+        .unwrap_or_else(|| panic!("no row for {file_name}"))
 }
 
 fn ffprobe_duration(path: &Path) -> f64 {
@@ -92,7 +103,12 @@ fn ffprobe_duration(path: &Path) -> f64 {
 #[test]
 fn index_writes_one_row_per_media_file_and_records_failures() {
     let c = corpus();
-    assert_eq!(c.first_run.status.code(), Some(1), "exit status 1 when some files failed; stderr:\n{}", String::from_utf8_lossy(&c.first_run.stderr));
+    assert_eq!(
+        c.first_run.status.code(),
+        Some(1),
+        "exit status 1 when some files failed; stderr:\n{}",
+        String::from_utf8_lossy(&c.first_run.stderr)
+    );
     let summary = stdout_json(&c.first_run);
     assert_eq!(summary["indexed"], GOOD_FILES.len());
     assert_eq!(summary["failed"], BROKEN_FILES.len());
@@ -102,7 +118,10 @@ fn index_writes_one_row_per_media_file_and_records_failures() {
     let tables = read_tables(&c.db);
     assert_eq!(tables["schema_version"], "1");
     assert_eq!(tables["media"].as_array().unwrap().len(), GOOD_FILES.len());
-    assert_eq!((tables["visual_width"].as_u64(), tables["audio_width"].as_u64(), tables["bridge_width"].as_u64()), (Some(1280), Some(512), Some(384)));
+    assert_eq!(
+        (tables["visual_width"].as_u64(), tables["audio_width"].as_u64(), tables["bridge_width"].as_u64()),
+        (Some(1280), Some(512), Some(384))
+    );
     assert_eq!((tables["music_width"].as_u64(), tables["text_width"].as_u64()), (Some(200), Some(384)));
     for rel in GOOD_FILES {
         let name = rel.rsplit('/').next().unwrap();
@@ -126,7 +145,10 @@ fn index_writes_one_row_per_media_file_and_records_failures() {
         }
         if r["bridge"]["null"] == false {
             assert!((r["bridge"]["norm"].as_f64().unwrap() - 1.0).abs() < 1e-3, "{name}: bridge is unit length");
-            assert_eq!(r["self_search_top"], r["content_hash"], "{name}: Python vector search finds the item itself first");
+            assert_eq!(
+                r["self_search_top"], r["content_hash"],
+                "{name}: Python vector search finds the item itself first"
+            );
         }
         // Durations as FFmpeg reports them, within one frame; one sampled frame per second.
         if kind != "image" {
@@ -136,7 +158,10 @@ fn index_writes_one_row_per_media_file_and_records_failures() {
             assert!((got - expected).abs() <= frame, "{name}: duration {got} vs ffprobe {expected}");
             if kind == "video" {
                 let frames = r["frames_sampled"].as_u64().unwrap() as f64;
-                assert!((frames - expected.ceil()).abs() <= 1.0, "{name}: {frames} frames sampled at 1 fps over {expected} s");
+                assert!(
+                    (frames - expected.ceil()).abs() <= 1.0,
+                    "{name}: {frames} frames sampled at 1 fps over {expected} s"
+                );
             }
         } else {
             assert_eq!(r["frames_sampled"], 1);
@@ -153,7 +178,10 @@ fn broken_files_land_in_failures_with_stage_and_kind() {
     let failures = tables["failures"].as_array().unwrap();
     assert_eq!(failures.len(), BROKEN_FILES.len(), "{failures:#?}");
     let kind_of = |name: &str| {
-        let f = failures.iter().find(|f| f["path"].as_str().unwrap().ends_with(name)).unwrap_or_else(|| panic!("{name} not in failures"));
+        let f = failures
+            .iter()
+            .find(|f| f["path"].as_str().unwrap().ends_with(name))
+            .unwrap_or_else(|| panic!("{name} not in failures"));
         assert_eq!(f["stage"], "probe", "{name}");
         assert!(f["message"].as_str().unwrap().len() > 5, "{name}: a message says why");
         f["error_kind"].as_str().unwrap().to_string()
@@ -176,7 +204,11 @@ fn rerun_writes_nothing_new() {
     assert_eq!(summary["rows_written"], 0);
     let tables = read_tables(&c.db);
     assert_eq!(tables["media"].as_array().unwrap().len(), GOOD_FILES.len());
-    assert_eq!(tables["failures"].as_array().unwrap().len(), BROKEN_FILES.len(), "failures are updated, not duplicated");
+    assert_eq!(
+        tables["failures"].as_array().unwrap().len(),
+        BROKEN_FILES.len(),
+        "failures are updated, not duplicated"
+    );
 }
 
 #[test]
@@ -192,7 +224,10 @@ fn rotated_video_gets_the_labels_of_its_upright_original() {
         let r = row(&tables, name);
         assert_eq!(r["rotation"], rotation, "{name}");
         assert_eq!(top(r), top(up), "{name}");
-        assert_eq!((r["width"].as_u64(), r["height"].as_u64()), if rotation == 180 { (Some(480), Some(320)) } else { (Some(320), Some(480)) });
+        assert_eq!(
+            (r["width"].as_u64(), r["height"].as_u64()),
+            if rotation == 180 { (Some(480), Some(320)) } else { (Some(320), Some(480)) }
+        );
     }
 }
 
@@ -204,13 +239,17 @@ fn search(text: &str) -> Vec<Value> {
 
 #[test]
 fn text_search_finds_the_pictured_subject_first() {
-    for (query, expected) in [("a cup of coffee", "coffee.png"), ("a rocket", "rocket.jpg"), ("a motorbike", "motorcycle_left.png")] {
+    for (query, expected) in
+        [("a cup of coffee", "coffee.png"), ("a rocket", "rocket.jpg"), ("a motorbike", "motorcycle_left.png")]
+    {
         let hits = search(query);
         let top = hits[0]["path"].as_str().unwrap();
         assert!(top.ends_with(expected), "{query:?}: expected {expected} first, got {hits:#?}");
     }
     let cats = search("a cat");
-    assert!(cats[0]["path"].as_str().unwrap().contains("cat") || cats[0]["path"].as_str().unwrap().ends_with("chelsea.png"));
+    assert!(
+        cats[0]["path"].as_str().unwrap().contains("cat") || cats[0]["path"].as_str().unwrap().ends_with("chelsea.png")
+    );
     // Scores are cosine similarities, best first.
     let scores: Vec<f64> = cats.iter().map(|h| h["score"].as_f64().unwrap()).collect();
     assert!(scores.windows(2).all(|w| w[0] >= w[1]) && scores[0] <= 1.0 + 1e-6);
@@ -225,9 +264,20 @@ fn bad_configuration_is_refused_before_work() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/folder"));
     assert!(!db.exists(), "nothing written");
 
-    let out = medley().arg("index").arg(&corpus().root).arg("--db").arg(&db).env("MEDLEY_HOME", dir.path().join("empty-home")).output().unwrap();
+    let out = medley()
+        .arg("index")
+        .arg(&corpus().root)
+        .arg("--db")
+        .arg(&db)
+        .env("MEDLEY_HOME", dir.path().join("empty-home"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cargo xtask setup"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cargo xtask setup"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let out = medley().args(["search", "x", "--db"]).arg(dir.path().join("missing")).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -260,7 +310,8 @@ fn search_filters_similar_items_and_python_agree() {
     let cat = row(&tables, "chelsea.png");
     let id = &cat["content_hash"].as_str().unwrap()[..10];
     let rust = hashes(&run_json(&["similar", id, "--by", "bridge", "-k", "3"], &c.db));
-    let python: Vec<String> = cat["similar_top3"].as_array().unwrap().iter().map(|h| h.as_str().unwrap().to_string()).collect();
+    let python: Vec<String> =
+        cat["similar_top3"].as_array().unwrap().iter().map(|h| h.as_str().unwrap().to_string()).collect();
     assert_eq!(rust, python);
     assert!(!rust.contains(&cat["content_hash"].as_str().unwrap().to_string()), "an item is not similar to itself");
 
@@ -270,7 +321,13 @@ fn search_filters_similar_items_and_python_agree() {
     let outside = tempfile::tempdir().unwrap();
     let copy = outside.path().join("another_cat.png");
     // Re-encode so the file differs from the indexed one but shows the same cat.
-    let status = Command::new("ffmpeg").args(["-nostdin", "-loglevel", "error", "-i"]).arg(&photo).args(["-vf", "hflip"]).arg(&copy).status().unwrap();
+    let status = Command::new("ffmpeg")
+        .args(["-nostdin", "-loglevel", "error", "-i"])
+        .arg(&photo)
+        .args(["-vf", "hflip"])
+        .arg(&copy)
+        .status()
+        .unwrap();
     assert!(status.success());
     let hits = run_json(&["similar", copy.to_str().unwrap(), "-k", "3"], &c.db);
     let top = hits[0]["path"].as_str().unwrap();
@@ -283,7 +340,11 @@ fn eval_reports_recall_on_labelled_queries() {
     let c = corpus();
     let dir = tempfile::tempdir().unwrap();
     let tsv = dir.path().join("queries.tsv");
-    std::fs::write(&tsv, "query\ttarget\na cup of coffee\tcoffee.png\na rocket\trocket.jpg\na motorbike\tmotorcycle_left.png\n").unwrap();
+    std::fs::write(
+        &tsv,
+        "query\ttarget\na cup of coffee\tcoffee.png\na rocket\trocket.jpg\na motorbike\tmotorcycle_left.png\n",
+    )
+    .unwrap();
     let report = run_json(&["eval", "--queries", tsv.to_str().unwrap()], &c.db);
     assert_eq!(report["n"], 3);
     assert_eq!(report["recall_at_1"], 1.0, "{report}");
@@ -302,7 +363,12 @@ fn optimize_and_export_leave_tables_python_can_use() {
     assert_eq!(tables["tables"], serde_json::json!(["failures", "media", "runs"]));
     assert!(!tables["runs"].as_array().unwrap().is_empty(), "runs are recorded");
     // Full-text search over the labels, from Python.
-    let fts: Vec<&str> = tables["fts_cat"].as_array().expect("FTS index built by optimize").iter().map(|v| v.as_str().unwrap()).collect();
+    let fts: Vec<&str> = tables["fts_cat"]
+        .as_array()
+        .expect("FTS index built by optimize")
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert!(fts.contains(&"chelsea.png") && fts.contains(&"cat_upright.mp4"), "{fts:?}");
 
     let dir = tempfile::tempdir().unwrap();
@@ -315,7 +381,12 @@ fn optimize_and_export_leave_tables_python_can_use() {
         .arg(&parquet)
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), format!("{} 1280", GOOD_FILES.len()), "{}", String::from_utf8_lossy(&check.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&check.stdout).trim(),
+        format!("{} 1280", GOOD_FILES.len()),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
 }
 
 #[test]
@@ -323,7 +394,8 @@ fn killed_writer_leaves_a_table_that_resumes_to_exactly_once() {
     let c = corpus();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
-    let mut child = medley().arg("index").arg(&c.root).arg("--db").arg(&db).args(["--commit-every", "1"]).spawn().unwrap();
+    let mut child =
+        medley().arg("index").arg(&c.root).arg("--db").arg(&db).args(["--commit-every", "1"]).spawn().unwrap();
     // Kill it with SIGKILL as soon as its first commit is on disk, mid-batch.
     let data = db.join("media.lance").join("data");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
@@ -340,7 +412,8 @@ fn killed_writer_leaves_a_table_that_resumes_to_exactly_once() {
     let summary = stdout_json(&out);
     assert_eq!(summary["indexed"].as_u64().unwrap() as usize + partial, GOOD_FILES.len());
     let tables = read_tables(&db);
-    let mut seen: Vec<&str> = tables["media"].as_array().unwrap().iter().map(|r| r["content_hash"].as_str().unwrap()).collect();
+    let mut seen: Vec<&str> =
+        tables["media"].as_array().unwrap().iter().map(|r| r["content_hash"].as_str().unwrap()).collect();
     seen.sort_unstable();
     seen.dedup();
     assert_eq!(seen.len(), GOOD_FILES.len(), "every item exactly once");
@@ -354,7 +427,14 @@ fn shards_split_the_input_and_together_cover_it() {
     let db = dir.path().join("db");
     let mut total = 0;
     for i in 0..2 {
-        let out = medley().arg("index").arg(&c.root).arg("--db").arg(&db).args(["--json", "--shard", &format!("{i}/2")]).output().unwrap();
+        let out = medley()
+            .arg("index")
+            .arg(&c.root)
+            .arg("--db")
+            .arg(&db)
+            .args(["--json", "--shard", &format!("{i}/2")])
+            .output()
+            .unwrap();
         let s = stdout_json(&out);
         assert_eq!(s["already_indexed"], 0, "shards are disjoint");
         total += s["files"].as_u64().unwrap();
@@ -374,7 +454,11 @@ fn semantic_ids_are_unique_reproducible_and_reported() {
     let status = Command::new("cp").arg("-r").arg(&c.db).arg(&db).status().unwrap();
     assert!(status.success());
     let train = || {
-        let out = medley().args(["sid", "train", "--levels", "2", "--codes", "4", "--seed", "7", "--db"]).arg(&db).output().unwrap();
+        let out = medley()
+            .args(["sid", "train", "--levels", "2", "--codes", "4", "--seed", "7", "--db"])
+            .arg(&db)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).split_whitespace().nth(1).unwrap().to_string()
     };
@@ -383,7 +467,12 @@ fn semantic_ids_are_unique_reproducible_and_reported() {
     let script = "import sys, lancedb; t = lancedb.connect(sys.argv[1]).open_table('sids').to_pandas(); print(len(t), t.sid.nunique(), t.codebook_version.nunique())";
     let out = Command::new(env_path("MEDLEY_TEST_PYTHON")).args(["-c", script]).arg(&db).output().unwrap();
     let n = GOOD_FILES.len();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("{n} {n} 1"), "one unique ID per item: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{n} {n} 1"),
+        "one unique ID per item: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = medley().args(["sid", "stats", "--json", "--db"]).arg(&db).output().unwrap();
     let stats = stdout_json(&out);
     assert_eq!(stats["unique_share"], 1.0, "{stats}");

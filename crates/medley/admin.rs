@@ -109,7 +109,8 @@ fn parquet_batch(schema: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch>
             Some(fixed) => {
                 let DataType::FixedSizeList(item, n) = fixed.data_type() else { unreachable!() };
                 let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(*n as usize, fixed.len()));
-                Ok(Arc::new(ListArray::try_new(item.clone(), offsets, fixed.values().clone(), fixed.nulls().cloned())?) as ArrayRef)
+                Ok(Arc::new(ListArray::try_new(item.clone(), offsets, fixed.values().clone(), fixed.nulls().cloned())?)
+                    as ArrayRef)
             }
             None => Ok(c.clone()),
         })

@@ -98,7 +98,9 @@ pub async fn run(home: &ModelHome, args: IndexArgs) -> Result<ExitCode> {
             .expect("valid template"),
     );
     let mut on_event = |event: Event<'_>| match event {
-        Event::Started(path) => bar.set_message(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()),
+        Event::Started(path) => {
+            bar.set_message(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+        }
         Event::Indexed { .. } | Event::AlreadyIndexed(_) => bar.inc(1),
         Event::Failed(err) => {
             bar.inc(1);

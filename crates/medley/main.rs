@@ -101,7 +101,9 @@ fn query_error(e: medley_store::StoreError) -> anyhow::Error {
 /// Open an existing database for reading, refusing (exit 2) when it does not exist.
 async fn open_db(db: &str) -> anyhow::Result<medley_store::Store> {
     if !std::path::Path::new(db).exists() && !db.contains("://") {
-        return Err(config_err(anyhow::anyhow!("database {db} does not exist; create it with `medley index PATH --db {db}`")));
+        return Err(config_err(anyhow::anyhow!(
+            "database {db} does not exist; create it with `medley index PATH --db {db}`"
+        )));
     }
     medley_store::Store::open_existing(db).await.map_err(config_err)
 }

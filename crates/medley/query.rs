@@ -81,8 +81,16 @@ fn print_hits(hits: &[SearchHit], json: bool, empty: &str) -> Result<()> {
         println!("{empty}");
     } else {
         for (rank, hit) in hits.iter().enumerate() {
-            let labels: Vec<String> = hit.labels.iter().take(3).map(|l| format!("{} {:.2}", l.label, l.score)).collect();
-            println!("{:>3}. {:.3}  {}  {}  [{}]", rank + 1, hit.score, &hit.content_hash[..12], hit.path, labels.join(", "));
+            let labels: Vec<String> =
+                hit.labels.iter().take(3).map(|l| format!("{} {:.2}", l.label, l.score)).collect();
+            println!(
+                "{:>3}. {:.3}  {}  {}  [{}]",
+                rank + 1,
+                hit.score,
+                &hit.content_hash[..12],
+                hit.path,
+                labels.join(", ")
+            );
         }
     }
     Ok(())
@@ -102,7 +110,12 @@ pub async fn search(home: &ModelHome, a: SearchArgs) -> Result<ExitCode> {
 }
 
 /// The vectors of an item given by id, or of a file embedded on the fly (nothing is written).
-async fn item_vectors(home: &ModelHome, store: &medley_store::Store, db: &str, item: &str) -> Result<(String, [(&'static str, Option<Vec<f32>>); 3])> {
+async fn item_vectors(
+    home: &ModelHome,
+    store: &medley_store::Store,
+    db: &str,
+    item: &str,
+) -> Result<(String, [(&'static str, Option<Vec<f32>>); 3])> {
     Ok(if Path::new(item).is_file() {
         let config = crate::index::load_pipeline(home, None)?;
         let encoders = Arc::new(Encoders::load(home, config).map_err(config_err)?);
@@ -166,14 +179,17 @@ pub async fn eval(home: &ModelHome, a: EvalArgs) -> Result<ExitCode> {
     let text = std::fs::read_to_string(&a.queries).with_context(|| format!("reading {}", a.queries.display()))?;
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     if lines.next().map(|h| h.trim().to_lowercase()) != Some("query\ttarget".into()) {
-        return Err(config_err(anyhow::anyhow!("{}: the first line must be the header `query<TAB>target`", a.queries.display())));
+        return Err(config_err(anyhow::anyhow!(
+            "{}: the first line must be the header `query<TAB>target`",
+            a.queries.display()
+        )));
     }
     let pairs: Vec<(String, String)> = lines
         .enumerate()
         .map(|(i, l)| {
-            l.split_once('\t')
-                .map(|(q, t)| (q.trim().to_string(), t.trim().to_string()))
-                .ok_or_else(|| config_err(anyhow::anyhow!("{} line {}: expected query<TAB>target", a.queries.display(), i + 2)))
+            l.split_once('\t').map(|(q, t)| (q.trim().to_string(), t.trim().to_string())).ok_or_else(|| {
+                config_err(anyhow::anyhow!("{} line {}: expected query<TAB>target", a.queries.display(), i + 2))
+            })
         })
         .collect::<Result<_>>()?;
     if pairs.is_empty() {
@@ -186,7 +202,9 @@ pub async fn eval(home: &ModelHome, a: EvalArgs) -> Result<ExitCode> {
     for (query, target) in &pairs {
         let v = encoder.encode(&[query.as_str()])?.remove(0);
         let hits = store.search("bridge", &v, all, None).await?;
-        let matches = |h: &SearchHit| h.path == *target || Path::new(&h.path).file_name().is_some_and(|n| n.to_string_lossy() == *target);
+        let matches = |h: &SearchHit| {
+            h.path == *target || Path::new(&h.path).file_name().is_some_and(|n| n.to_string_lossy() == *target)
+        };
         // A target that is not in the ranking counts as ranked after everything.
         ranks.push(hits.iter().position(matches).map_or(all + 1, |p| p + 1));
     }
@@ -195,7 +213,13 @@ pub async fn eval(home: &ModelHome, a: EvalArgs) -> Result<ExitCode> {
     sorted.sort_unstable();
     let mid = sorted.len() / 2;
     let median = if sorted.len() % 2 == 1 { sorted[mid] as f64 } else { (sorted[mid - 1] + sorted[mid]) as f64 / 2.0 };
-    let report = EvalReport { n: ranks.len(), recall_at_1: recall(1), recall_at_5: recall(5), recall_at_10: recall(10), median_rank: median };
+    let report = EvalReport {
+        n: ranks.len(),
+        recall_at_1: recall(1),
+        recall_at_5: recall(5),
+        recall_at_10: recall(10),
+        median_rank: median,
+    };
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use medley_fuse::{Codebook, Codes, Fusion, FusionSpec, TrainConfig, prefix_ngrams, sid_stats, sid_string, train, unique_suffixes};
+use medley_fuse::{
+    Codebook, Codes, Fusion, FusionSpec, TrainConfig, prefix_ngrams, sid_stats, sid_string, train, unique_suffixes,
+};
 use medley_store::{CodebookRow, SidRow, Store};
 
 use crate::{config_err, open_db};
@@ -100,7 +102,12 @@ async fn train_cmd(a: TrainArgs) -> Result<ExitCode> {
     let store = open_db(&a.db).await?;
     let (hashes, flat, dim, fusion) = content_vectors(&store).await?;
     if hashes.len() < a.codes as usize {
-        return Err(config_err(anyhow::anyhow!("--codes {} is more than the {} items with vectors in {}", a.codes, hashes.len(), a.db)));
+        return Err(config_err(anyhow::anyhow!(
+            "--codes {} is more than the {} items with vectors in {}",
+            a.codes,
+            hashes.len(),
+            a.db
+        )));
     }
     let mut config = TrainConfig::new(a.levels as usize, a.codes as usize);
     config.balanced = a.balanced;
@@ -137,10 +144,9 @@ async fn train_cmd(a: TrainArgs) -> Result<ExitCode> {
 }
 
 async fn latest(store: &Store, db: &str) -> Result<Codebook> {
-    let (_, json, _) = store
-        .latest_codebook()
-        .await?
-        .ok_or_else(|| config_err(anyhow::anyhow!("no codebook in {db}; train one with `medley sid train --db {db}`")))?;
+    let (_, json, _) = store.latest_codebook().await?.ok_or_else(|| {
+        config_err(anyhow::anyhow!("no codebook in {db}; train one with `medley sid train --db {db}`"))
+    })?;
     Codebook::from_json(&json).context("stored codebook")
 }
 

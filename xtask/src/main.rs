@@ -74,7 +74,10 @@ const MEDIA: &[MediaSource] = &[
         "moviepy==2.2.1",
         "sdist",
         &[
-            ("moviepy-2.2.1/docs/_static/medias/getting_started/moviepy_10_minutes/moviepy_10_minutes.zip!moviepy_10_minutes/resources/bbb.mp4", "film"),
+            (
+                "moviepy-2.2.1/docs/_static/medias/getting_started/moviepy_10_minutes/moviepy_10_minutes.zip!moviepy_10_minutes/resources/bbb.mp4",
+                "film",
+            ),
             ("moviepy-2.2.1/docs/_static/medias/getting_started/moviepy_10_minutes/trailer_bbb.mp4", "videos"),
         ],
     ),
@@ -98,7 +101,9 @@ fn real_main() -> Result<()> {
     let ctx = Ctx::new()?;
     match task {
         "setup" => ctx.setup(),
-        "models" => ctx.models(rest.iter().position(|a| a == "--only").and_then(|i| rest.get(i + 1)).map(String::as_str)),
+        "models" => {
+            ctx.models(rest.iter().position(|a| a == "--only").and_then(|i| rest.get(i + 1)).map(String::as_str))
+        }
         "media" => ctx.media().map(|_| ()),
         "fixtures" => ctx.fixtures().map(|_| ()),
         "build" => ctx.setup().and_then(|_| ctx.build()),
@@ -266,7 +271,9 @@ impl Ctx {
             bail!("no model {id} in onnx_models/manifest.toml");
         }
         for model in models {
-            let field = |k: &str| model.get(k).and_then(|v| v.as_str()).with_context(|| format!("model entry without {k}: {model}"));
+            let field = |k: &str| {
+                model.get(k).and_then(|v| v.as_str()).with_context(|| format!("model entry without {k}: {model}"))
+            };
             let (id, env, script) = (field("id")?, field("env")?, dir.join(field("script")?));
             if only.is_some_and(|o| o != id) {
                 continue;
@@ -281,7 +288,10 @@ impl Ctx {
             if std::fs::read_to_string(dest.join(".medley-export")).ok().as_deref() == Some(fingerprint.as_str()) {
                 continue;
             }
-            let env_spec = manifest.get("env").and_then(|e| e.get(env)).with_context(|| format!("no [env.{env}] in the manifest"))?;
+            let env_spec = manifest
+                .get("env")
+                .and_then(|e| e.get(env))
+                .with_context(|| format!("no [env.{env}] in the manifest"))?;
             let file = |k: &str| env_spec.get(k).and_then(|v| v.as_str()).map(|f| dir.join(f));
             let requirements = file("requirements").with_context(|| format!("[env.{env}] has no requirements"))?;
             let venv = self.venv(&format!("venv-{env}"), &requirements, file("no_deps").as_deref())?;

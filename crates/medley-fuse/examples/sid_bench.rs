@@ -83,7 +83,9 @@ fn load(path: &str) -> std::io::Result<(Vec<f32>, usize, usize)> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let num = |i: usize| -> u64 { args.get(i).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("argument {i}: a number")) };
+    let num = |i: usize| -> u64 {
+        args.get(i).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("argument {i}: a number"))
+    };
     match args.first().map(String::as_str) {
         Some("gen") => {
             let t = Instant::now();
@@ -92,8 +94,20 @@ fn main() {
         }
         Some("train") => {
             let (data, n, d) = load(&args[1]).expect("reading the data");
-            let cfg = TrainConfig { balanced: false, seed: num(5), iters: num(4) as usize, ..TrainConfig::new(num(2) as usize, num(3) as usize) };
-            eprintln!("sid_bench: {n} x {d}, L={} K={} iters={}, kernel {}, {} threads", cfg.levels, cfg.codes, cfg.iters, kernel_name(), rayon::current_num_threads());
+            let cfg = TrainConfig {
+                balanced: false,
+                seed: num(5),
+                iters: num(4) as usize,
+                ..TrainConfig::new(num(2) as usize, num(3) as usize)
+            };
+            eprintln!(
+                "sid_bench: {n} x {d}, L={} K={} iters={}, kernel {}, {} threads",
+                cfg.levels,
+                cfg.codes,
+                cfg.iters,
+                kernel_name(),
+                rayon::current_num_threads()
+            );
             let t = Instant::now();
             let cb = train(&data, d, &cfg).expect("training");
             let train_s = t.elapsed().as_secs_f64();

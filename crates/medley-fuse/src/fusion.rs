@@ -39,7 +39,12 @@ pub struct FusionSpec {
 
 impl FusionSpec {
     pub fn new(modalities: impl IntoIterator<Item = (&'static str, usize, f32)>) -> Self {
-        FusionSpec { modalities: modalities.into_iter().map(|(n, d, w)| Modality { name: n.into(), dim: d, weight: w }).collect() }
+        FusionSpec {
+            modalities: modalities
+                .into_iter()
+                .map(|(n, d, w)| Modality { name: n.into(), dim: d, weight: w })
+                .collect(),
+        }
     }
 
     /// Width of the concatenation.
@@ -56,14 +61,19 @@ impl FusionSpec {
         let mut norms = Vec::with_capacity(blocks.len());
         for (m, b) in self.modalities.iter().zip(blocks) {
             let norm = match b {
-                Some(b) if b.len() != m.dim => return Err(Error::Shape(format!("{} is {} wide, expected {}", m.name, b.len(), m.dim))),
-                Some(b) if b.iter().any(|v| !v.is_finite()) => return Err(Error::Config(format!("{} has a non-finite value", m.name))),
+                Some(b) if b.len() != m.dim => {
+                    return Err(Error::Shape(format!("{} is {} wide, expected {}", m.name, b.len(), m.dim)));
+                }
+                Some(b) if b.iter().any(|v| !v.is_finite()) => {
+                    return Err(Error::Config(format!("{} has a non-finite value", m.name)));
+                }
                 Some(b) => b.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>().sqrt(),
                 None => 0.0,
             };
             norms.push(if m.weight > 0.0 && norm > 0.0 { norm } else { 0.0 });
         }
-        let wsum: f64 = self.modalities.iter().zip(&norms).filter(|(_, n)| **n > 0.0).map(|(m, _)| (m.weight as f64).powi(2)).sum();
+        let wsum: f64 =
+            self.modalities.iter().zip(&norms).filter(|(_, n)| **n > 0.0).map(|(m, _)| (m.weight as f64).powi(2)).sum();
         if wsum <= 0.0 {
             return Err(Error::NoModality);
         }
@@ -234,7 +244,9 @@ impl Fusion {
     fn finish(spec: FusionSpec, form: ContentForm, pca: Option<Pca>) -> Self {
         let mut f = Fusion { format: FUSION_FORMAT.into(), version: String::new(), spec, form, pca };
         let mut h = blake3::Hasher::new();
-        h.update(serde_json::to_string(&(&f.format, &f.spec, &f.form, &f.pca)).expect("plain data serialises").as_bytes());
+        h.update(
+            serde_json::to_string(&(&f.format, &f.spec, &f.form, &f.pca)).expect("plain data serialises").as_bytes(),
+        );
         f.version = hash_hex(h);
         f
     }
@@ -278,7 +290,9 @@ impl Fusion {
 /// YouTube-8M 8-bit quantisation: clip to `[YT8M_MIN, YT8M_MAX]` and take one of 256 equal bins.
 pub fn quantize_yt8m(x: &[f32]) -> Vec<u8> {
     let range = YT8M_MAX - YT8M_MIN;
-    x.iter().map(|&v| ((v.clamp(YT8M_MIN, YT8M_MAX) - YT8M_MIN) * 255.0 / range).floor().clamp(0.0, 255.0) as u8).collect()
+    x.iter()
+        .map(|&v| ((v.clamp(YT8M_MIN, YT8M_MAX) - YT8M_MIN) * 255.0 / range).floor().clamp(0.0, 255.0) as u8)
+        .collect()
 }
 
 /// The YouTube-8M starter code's dequantisation: `q * range / 255 + range / 512 + min`.

@@ -183,7 +183,8 @@ unsafe fn avx2(panels: &[f32], d: usize, x: &[f32], nrows: usize, kpad: usize, o
                 let xp = unsafe { x.as_ptr().add(r * d) };
                 let mut acc = [_mm256_setzero_ps(); 2 * R];
                 for j in 0..d {
-                    let (b0, b1) = unsafe { (_mm256_loadu_ps(panel.add(j * W)), _mm256_loadu_ps(panel.add(j * W + 8))) };
+                    let (b0, b1) =
+                        unsafe { (_mm256_loadu_ps(panel.add(j * W)), _mm256_loadu_ps(panel.add(j * W + 8))) };
                     for i in 0..R {
                         let a = _mm256_set1_ps(unsafe { *xp.add(i * d + j) });
                         acc[2 * i] = _mm256_fmadd_ps(a, b0, acc[2 * i]);

@@ -30,31 +30,28 @@ pub(crate) fn nearest(data: &[f32], d: usize, c: &Packed) -> (Vec<u32>, Vec<f32>
     let mut idx = vec![0u32; n];
     let mut dist = vec![0f32; n];
     let kpad = c.kpad();
-    data.par_chunks(BLOCK * d)
-        .zip(idx.par_chunks_mut(BLOCK))
-        .zip(dist.par_chunks_mut(BLOCK))
-        .for_each_init(
-            || vec![0f32; BLOCK * kpad],
-            |buf, ((x, ib), db)| {
-                let rows = ib.len();
-                c.dots(x, rows, buf);
-                for r in 0..rows {
-                    let o = &buf[r * kpad..(r + 1) * kpad];
-                    let (mut best, mut bi) = (f32::INFINITY, 0usize);
-                    for (j, (&dot, &nrm)) in o.iter().zip(&c.norms).enumerate() {
-                        let v = nrm - 2.0 * dot;
-                        if v < best {
-                            best = v;
-                            bi = j;
-                        }
+    data.par_chunks(BLOCK * d).zip(idx.par_chunks_mut(BLOCK)).zip(dist.par_chunks_mut(BLOCK)).for_each_init(
+        || vec![0f32; BLOCK * kpad],
+        |buf, ((x, ib), db)| {
+            let rows = ib.len();
+            c.dots(x, rows, buf);
+            for r in 0..rows {
+                let o = &buf[r * kpad..(r + 1) * kpad];
+                let (mut best, mut bi) = (f32::INFINITY, 0usize);
+                for (j, (&dot, &nrm)) in o.iter().zip(&c.norms).enumerate() {
+                    let v = nrm - 2.0 * dot;
+                    if v < best {
+                        best = v;
+                        bi = j;
                     }
-                    let xr = &x[r * d..(r + 1) * d];
-                    let xn: f32 = xr.iter().map(|v| v * v).sum();
-                    ib[r] = bi as u32;
-                    db[r] = (xn + best).max(0.0);
                 }
-            },
-        );
+                let xr = &x[r * d..(r + 1) * d];
+                let xn: f32 = xr.iter().map(|v| v * v).sum();
+                ib[r] = bi as u32;
+                db[r] = (xn + best).max(0.0);
+            }
+        },
+    );
     (idx, dist)
 }
 
@@ -68,25 +65,28 @@ fn balanced(data: &[f32], d: usize, c: &Packed) -> Vec<u32> {
     let t = BALANCE_CANDIDATES.min(k);
     let kpad = c.kpad();
     let mut cand: Vec<(f32, u32, u32)> = vec![(0.0, 0, 0); n * t];
-    data.par_chunks(BLOCK * d)
-        .zip(cand.par_chunks_mut(BLOCK * t))
-        .enumerate()
-        .for_each_init(
-            || (vec![0f32; BLOCK * kpad], Vec::<(f32, u32)>::with_capacity(kpad)),
-            |(buf, row), (bi, (x, cb))| {
-                let rows = cb.len() / t;
-                c.dots(x, rows, buf);
-                for r in 0..rows {
-                    row.clear();
-                    row.extend(buf[r * kpad..r * kpad + k].iter().zip(&c.norms).enumerate().map(|(j, (&dot, &nrm))| (nrm - 2.0 * dot, j as u32)));
-                    row.select_nth_unstable_by(t - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                    let point = (bi * BLOCK + r) as u32;
-                    for (s, &(v, j)) in row[..t].iter().enumerate() {
-                        cb[r * t + s] = (v, point, j);
-                    }
+    data.par_chunks(BLOCK * d).zip(cand.par_chunks_mut(BLOCK * t)).enumerate().for_each_init(
+        || (vec![0f32; BLOCK * kpad], Vec::<(f32, u32)>::with_capacity(kpad)),
+        |(buf, row), (bi, (x, cb))| {
+            let rows = cb.len() / t;
+            c.dots(x, rows, buf);
+            for r in 0..rows {
+                row.clear();
+                row.extend(
+                    buf[r * kpad..r * kpad + k]
+                        .iter()
+                        .zip(&c.norms)
+                        .enumerate()
+                        .map(|(j, (&dot, &nrm))| (nrm - 2.0 * dot, j as u32)),
+                );
+                row.select_nth_unstable_by(t - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                let point = (bi * BLOCK + r) as u32;
+                for (s, &(v, j)) in row[..t].iter().enumerate() {
+                    cb[r * t + s] = (v, point, j);
                 }
-            },
-        );
+            }
+        },
+    );
     cand.par_sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     const NONE: u32 = u32::MAX;
     let mut assign = vec![NONE; n];

@@ -20,7 +20,10 @@ pub mod stats;
 pub use fusion::{ContentForm, Fusion, FusionSpec, Modality, Pca, dequantize_yt8m, quantize_yt8m};
 pub use kernel::kernel_name;
 pub use pieces::{SidPieceModel, prefix_ngrams};
-pub use sid::{Codebook, Codes, LevelReport, SuffixCounter, TrainConfig, TrainReport, parse_sid, sid_string, train, unique_suffixes};
+pub use sid::{
+    Codebook, Codes, LevelReport, SuffixCounter, TrainConfig, TrainReport, parse_sid, sid_string, train,
+    unique_suffixes,
+};
 pub use stats::{SidStats, sid_stats};
 
 #[derive(Debug, thiserror::Error)]

@@ -118,7 +118,8 @@ pub(crate) fn top_eigen(a: &[f64], d: usize, k: usize, seed: u64) -> (Vec<f64>, 
                 let mut t = vec![0f64; p * p];
                 for i in 0..p {
                     for j in 0..p {
-                        t[i * p + j] = q[i * d..(i + 1) * d].iter().zip(&z[j * d..(j + 1) * d]).map(|(x, y)| x * y).sum();
+                        t[i * p + j] =
+                            q[i * d..(i + 1) * d].iter().zip(&z[j * d..(j + 1) * d]).map(|(x, y)| x * y).sum();
                     }
                 }
                 for i in 0..p {

@@ -55,8 +55,16 @@ pub struct SidPieceModel {
 impl SidPieceModel {
     /// Train over the corpus's IDs (`levels` codes each, all below `codes`). `vocab_size`
     /// includes the single-code pieces, which are always kept, so every ID can be tokenised.
-    pub fn train<'a>(ids: impl IntoIterator<Item = &'a [u16]>, levels: usize, codes: usize, vocab_size: u32) -> Result<Self> {
-        let words: Vec<String> = ids.into_iter().map(|cs| cs.iter().enumerate().map(|(l, &c)| symbol(l, c, codes)).collect::<Result<String>>()).collect::<Result<_>>()?;
+    pub fn train<'a>(
+        ids: impl IntoIterator<Item = &'a [u16]>,
+        levels: usize,
+        codes: usize,
+        vocab_size: u32,
+    ) -> Result<Self> {
+        let words: Vec<String> = ids
+            .into_iter()
+            .map(|cs| cs.iter().enumerate().map(|(l, &c)| symbol(l, c, codes)).collect::<Result<String>>())
+            .collect::<Result<_>>()?;
         if words.is_empty() {
             return Err(Error::Config("no IDs to train pieces on".into()));
         }
@@ -88,7 +96,10 @@ impl SidPieceModel {
     pub fn from_json(s: &str) -> Result<Self> {
         let mut m: SidPieceModel = serde_json::from_str(s)?;
         if m.format != PIECES_FORMAT {
-            return Err(Error::Format(format!("piece model format {:?}, this build reads {PIECES_FORMAT:?}", m.format)));
+            return Err(Error::Format(format!(
+                "piece model format {:?}, this build reads {PIECES_FORMAT:?}",
+                m.format
+            )));
         }
         m.unigram = Some(serde_json::from_str(&m.model)?);
         Ok(m)

@@ -134,7 +134,16 @@ pub(crate) fn total_variance(vectors: &[f32], d: usize) -> f64 {
         }
     }
     mean.iter_mut().for_each(|m| *m /= n.max(1) as f64);
-    vectors.par_chunks(d * 1024).map(|rows| rows.chunks_exact(d).map(|r| r.iter().zip(&mean).map(|(&v, m)| (v as f64 - m).powi(2)).sum::<f64>()).sum::<f64>()).collect::<Vec<_>>().iter().sum()
+    vectors
+        .par_chunks(d * 1024)
+        .map(|rows| {
+            rows.chunks_exact(d)
+                .map(|r| r.iter().zip(&mean).map(|(&v, m)| (v as f64 - m).powi(2)).sum::<f64>())
+                .sum::<f64>()
+        })
+        .collect::<Vec<_>>()
+        .iter()
+        .sum()
 }
 
 /// Train residual k-means on `vectors` (`n x d`, row-major). Same data and config give a
@@ -142,7 +151,10 @@ pub(crate) fn total_variance(vectors: &[f32], d: usize) -> f64 {
 pub fn train(vectors: &[f32], d: usize, config: &TrainConfig) -> Result<Codebook> {
     let n = check_shape(vectors, d)?;
     if !(1..=8).contains(&config.levels) || !(2..=65536).contains(&config.codes) {
-        return Err(Error::Config(format!("levels must be 1..=8 and codes 2..=65536, got {} and {}", config.levels, config.codes)));
+        return Err(Error::Config(format!(
+            "levels must be 1..=8 and codes 2..=65536, got {} and {}",
+            config.levels, config.codes
+        )));
     }
     if n < config.codes {
         return Err(Error::Config(format!("{n} vectors cannot train {} codes", config.codes)));
@@ -164,7 +176,12 @@ pub fn train(vectors: &[f32], d: usize, config: &TrainConfig) -> Result<Codebook
             let c = &lv.centroids[a as usize * d..(a as usize + 1) * d];
             r.iter_mut().zip(c).for_each(|(x, y)| *x -= y);
         });
-        let err: f64 = residual.par_chunks(d * 1024).map(|b| b.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>()).collect::<Vec<_>>().iter().sum();
+        let err: f64 = residual
+            .par_chunks(d * 1024)
+            .map(|b| b.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>())
+            .collect::<Vec<_>>()
+            .iter()
+            .sum();
         levels.push(level_report(&lv.counts, if total > 0.0 { err / total } else { 0.0 }));
         centroids.push(lv.centroids);
     }
@@ -210,7 +227,10 @@ impl Codebook {
     pub fn from_json(s: &str) -> Result<Self> {
         let cb: Codebook = serde_json::from_str(s)?;
         if cb.format != CODEBOOK_FORMAT {
-            return Err(Error::Format(format!("codebook format {:?}, this build reads {CODEBOOK_FORMAT:?}", cb.format)));
+            return Err(Error::Format(format!(
+                "codebook format {:?}, this build reads {CODEBOOK_FORMAT:?}",
+                cb.format
+            )));
         }
         if cb.centroids.iter().any(|c| c.len() != cb.config.codes * cb.dim) {
             return Err(Error::Format("centroid block of the wrong size".into()));
@@ -262,7 +282,11 @@ impl Codebook {
     pub fn reconstruct(&self, codes: &Codes) -> Result<Vec<f32>> {
         let d = self.dim;
         if codes.levels != self.levels() {
-            return Err(Error::Shape(format!("{} levels of codes for a {}-level codebook", codes.levels, self.levels())));
+            return Err(Error::Shape(format!(
+                "{} levels of codes for a {}-level codebook",
+                codes.levels,
+                self.levels()
+            )));
         }
         if let Some(&c) = codes.data.iter().find(|&&c| c as usize >= self.config.codes) {
             return Err(Error::Shape(format!("code {c} out of range")));
@@ -285,7 +309,13 @@ impl Codebook {
             return Err(Error::Shape(format!("{} codes for {n} vectors", codes.len())));
         }
         let rec = self.reconstruct(codes)?;
-        let err: f64 = vectors.par_chunks(d * 1024).zip(rec.par_chunks(d * 1024)).map(|(a, b)| a.iter().zip(b).map(|(&x, &y)| ((x - y) as f64).powi(2)).sum::<f64>()).collect::<Vec<_>>().iter().sum();
+        let err: f64 = vectors
+            .par_chunks(d * 1024)
+            .zip(rec.par_chunks(d * 1024))
+            .map(|(a, b)| a.iter().zip(b).map(|(&x, &y)| ((x - y) as f64).powi(2)).sum::<f64>())
+            .collect::<Vec<_>>()
+            .iter()
+            .sum();
         let total = total_variance(vectors, d);
         Ok(if total > 0.0 { err / total } else { 0.0 })
     }

@@ -44,7 +44,14 @@ pub struct LevelUsage {
 
 /// Compute the report. `extra` are the stored uniqueness codes (same order as `codes`);
 /// `nn_sample` items (chosen with `seed`) get an exact nearest-neighbour search.
-pub fn sid_stats(cb: &Codebook, vectors: &[f32], codes: &Codes, extra: &[u32], nn_sample: usize, seed: u64) -> Result<SidStats> {
+pub fn sid_stats(
+    cb: &Codebook,
+    vectors: &[f32],
+    codes: &Codes,
+    extra: &[u32],
+    nn_sample: usize,
+    seed: u64,
+) -> Result<SidStats> {
     let n = codes.len();
     if extra.len() != n {
         return Err(Error::Shape(format!("{} extra codes for {n} items", extra.len())));
@@ -141,11 +148,27 @@ impl fmt::Display for SidStats {
         writeln!(f, "codebook              {}", self.codebook_version)?;
         writeln!(f, "relative MSE          {:.4}", self.relative_mse)?;
         for (l, u) in self.levels.iter().enumerate() {
-            writeln!(f, "level {}               {}/{} codes used, perplexity {:.1}", l + 1, u.used, u.codes, u.perplexity)?;
+            writeln!(
+                f,
+                "level {}               {}/{} codes used, perplexity {:.1}",
+                l + 1,
+                u.used,
+                u.codes,
+                u.perplexity
+            )?;
         }
-        writeln!(f, "distinct codes        {} (collision rate before the extra code {:.4})", self.distinct_codes, self.collision_rate)?;
+        writeln!(
+            f,
+            "distinct codes        {} (collision rate before the extra code {:.4})",
+            self.distinct_codes, self.collision_rate
+        )?;
         writeln!(f, "unique IDs            {:.4}", self.unique_share)?;
-        let shares: Vec<String> = self.nn_prefix_share.iter().enumerate().map(|(i, s)| format!("{} code{}: {:.3}", i + 1, if i == 0 { "" } else { "s" }, s)).collect();
+        let shares: Vec<String> = self
+            .nn_prefix_share
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{} code{}: {:.3}", i + 1, if i == 0 { "" } else { "s" }, s))
+            .collect();
         write!(f, "nearest neighbour shares (n={}) {}", self.nn_sample, shares.join(", "))
     }
 }

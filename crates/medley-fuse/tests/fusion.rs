@@ -83,7 +83,11 @@ fn pca_recovers_the_top_direction() {
     // Components are orthonormal.
     for i in 0..3 {
         for j in 0..3 {
-            let dot: f32 = p.components[i * d..(i + 1) * d].iter().zip(&p.components[j * d..(j + 1) * d]).map(|(a, b)| a * b).sum();
+            let dot: f32 = p.components[i * d..(i + 1) * d]
+                .iter()
+                .zip(&p.components[j * d..(j + 1) * d])
+                .map(|(a, b)| a * b)
+                .sum();
             assert!((dot - if i == j { 1.0 } else { 0.0 }).abs() < 1e-5);
         }
     }
@@ -118,8 +122,14 @@ fn whitening_gives_unit_variance_and_quantises() {
 fn fitted_fusion_is_versioned_and_serialisable() {
     let s = spec();
     let mut rng = ChaCha8Rng::seed_from_u64(4);
-    let rows: Vec<Vec<Vec<f32>>> = (0..300).map(|_| [6, 4, 3].iter().map(|&k| (0..k).map(|_| rng.random_range(-1.0..1.0f32)).collect()).collect()).collect();
-    let items: Vec<Vec<Option<&[f32]>>> = rows.iter().enumerate().map(|(i, r)| r.iter().enumerate().map(|(m, b)| (i % 3 != m || i % 2 == 0).then_some(&b[..])).collect()).collect();
+    let rows: Vec<Vec<Vec<f32>>> = (0..300)
+        .map(|_| [6, 4, 3].iter().map(|&k| (0..k).map(|_| rng.random_range(-1.0..1.0f32)).collect()).collect())
+        .collect();
+    let items: Vec<Vec<Option<&[f32]>>> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| r.iter().enumerate().map(|(m, b)| (i % 3 != m || i % 2 == 0).then_some(&b[..])).collect())
+        .collect();
     let f = Fusion::fit(s.clone(), &items, 5, ContentForm::Unit).unwrap();
     assert_eq!(f.dim(), 5);
     for it in &items {

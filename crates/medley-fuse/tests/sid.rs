@@ -166,7 +166,12 @@ fn prefix_ngrams_and_unigram_pieces() {
     for c in codes.iter().take(200) {
         let p = m.pieces(c).unwrap();
         // The pieces spell the ID back, in order.
-        let spelled: Vec<u16> = p.iter().flat_map(|s| s.split_once(':').unwrap().1.split('-').map(|x| x.parse::<u16>().unwrap()).collect::<Vec<_>>()).collect();
+        let spelled: Vec<u16> = p
+            .iter()
+            .flat_map(|s| {
+                s.split_once(':').unwrap().1.split('-').map(|x| x.parse::<u16>().unwrap()).collect::<Vec<_>>()
+            })
+            .collect();
         assert_eq!(spelled, c, "{p:?}");
         assert!(p[0].starts_with("l1:"));
         multi += p.iter().any(|s| s.contains('-')) as usize;

@@ -27,14 +27,26 @@ fn main() {
         eprintln!("{e}");
         std::process::exit(1)
     });
-    let opts = DecodeOptions { sampler: Some(sampler.clone()), frame_size: Some(size), audio_rate, threads, time_budget: None, ..Default::default() };
+    let opts = DecodeOptions {
+        sampler: Some(sampler.clone()),
+        frame_size: Some(size),
+        audio_rate,
+        threads,
+        time_budget: None,
+        ..Default::default()
+    };
     let mut frames = 0u64;
     let mut checksum = 0u64;
     let mut samples = 0u64;
-    let stats = decode(&p, &opts, &mut |f| {
-        frames += 1;
-        checksum = checksum.wrapping_add(f.rgb.iter().map(|&b| u64::from(b)).sum::<u64>());
-    }, &mut |s| samples += s.len() as u64)
+    let stats = decode(
+        &p,
+        &opts,
+        &mut |f| {
+            frames += 1;
+            checksum = checksum.wrapping_add(f.rgb.iter().map(|&b| u64::from(b)).sum::<u64>());
+        },
+        &mut |s| samples += s.len() as u64,
+    )
     .unwrap_or_else(|e| {
         eprintln!("{e}");
         std::process::exit(1)

@@ -165,7 +165,9 @@ pub fn decode(
                 if stats.decode_errors > opts.max_decode_errors || !matches!(e, ff::Error::InvalidData) {
                     // A read error after good data (a truncated file) ends the file; with
                     // nothing decoded yet, or too many errors, it is corrupt.
-                    if stats.frames_decoded == 0 && stats.audio_samples == 0 || stats.decode_errors > opts.max_decode_errors {
+                    if stats.frames_decoded == 0 && stats.audio_samples == 0
+                        || stats.decode_errors > opts.max_decode_errors
+                    {
                         return Err(corrupt(&stats, format!("demuxing failed: {e}")));
                     }
                     break;
@@ -218,11 +220,18 @@ fn decoder_context(
     let stream = ictx.stream(index).expect("probed stream index exists");
     let params = stream.parameters();
     if ff::decoder::find(params.id()).is_none() {
-        return Err(MediaError::new(path, MediaErrorKind::UnsupportedCodec(format!("{:?}", params.id()).to_lowercase())));
+        return Err(MediaError::new(
+            path,
+            MediaErrorKind::UnsupportedCodec(format!("{:?}", params.id()).to_lowercase()),
+        ));
     }
     let mut ctx = codec::Context::from_parameters(params).map_err(|e| ffmpeg_err(path, e))?;
     // Threading must be set before the decoder opens; frame threads beat auto on few cores.
-    ctx.set_threading(codec::threading::Config { kind: codec::threading::Type::Frame, count: threads.max(1), ..Default::default() });
+    ctx.set_threading(codec::threading::Config {
+        kind: codec::threading::Type::Frame,
+        count: threads.max(1),
+        ..Default::default()
+    });
     unsafe { (*ctx.as_mut_ptr()).pkt_timebase = (*stream.as_ptr()).time_base };
     Ok(ctx)
 }
@@ -380,7 +389,12 @@ impl VideoSampler {
         }
     }
 
-    fn send(&mut self, packet: &ff::Packet, stats: &mut DecodeStats, on_frame: &mut dyn FnMut(Frame)) -> Result<(), ff::Error> {
+    fn send(
+        &mut self,
+        packet: &ff::Packet,
+        stats: &mut DecodeStats,
+        on_frame: &mut dyn FnMut(Frame),
+    ) -> Result<(), ff::Error> {
         if let Some(ts) = packet.pts().or(packet.dts()) {
             self.position_s = ts as f64 * self.time_base - self.start_s;
         }
@@ -398,12 +412,15 @@ impl VideoSampler {
             _ => None,
         };
         if let Some(next_wanted) = next_wanted {
-            let skippable = packet.pts().is_some_and(|pts| (pts as f64 * self.time_base - self.start_s) < next_wanted - 1e-3) && !packet.is_key();
+            let skippable =
+                packet.pts().is_some_and(|pts| (pts as f64 * self.time_base - self.start_s) < next_wanted - 1e-3)
+                    && !packet.is_key();
             if skippable {
                 let t = packet.pts().map_or(0.0, |pts| pts as f64 * self.time_base - self.start_s);
                 stats.last_video_pts_s = Some(stats.last_video_pts_s.map_or(t, |l: f64| l.max(t)));
             }
-            let discard = if skippable { ff::ffi::AVDiscard::AVDISCARD_NONREF } else { ff::ffi::AVDiscard::AVDISCARD_DEFAULT };
+            let discard =
+                if skippable { ff::ffi::AVDiscard::AVDISCARD_NONREF } else { ff::ffi::AVDiscard::AVDISCARD_DEFAULT };
             unsafe { (*self.decoder.as_mut_ptr()).skip_frame = discard };
         }
         let sent = self.decoder.send_packet(packet);
@@ -537,7 +554,10 @@ impl VideoSampler {
             let flags = if desc.is_null() { 0 } else { (*desc).flags };
             let is_rgb = flags & ff::ffi::AV_PIX_FMT_FLAG_RGB as u64 != 0;
             let has_alpha = flags & ff::ffi::AV_PIX_FMT_FLAG_ALPHA as u64 != 0;
-            let j_format = matches!(pic.format(), Pixel::YUVJ420P | Pixel::YUVJ422P | Pixel::YUVJ444P | Pixel::YUVJ440P | Pixel::YUVJ411P);
+            let j_format = matches!(
+                pic.format(),
+                Pixel::YUVJ420P | Pixel::YUVJ422P | Pixel::YUVJ444P | Pixel::YUVJ440P | Pixel::YUVJ411P
+            );
             let f = pic.as_ptr();
             let full = is_rgb || j_format || (*f).color_range == ff::ffi::AVColorRange::AVCOL_RANGE_JPEG;
             use ff::ffi::AVColorSpace as Cs;
@@ -590,7 +610,9 @@ impl VideoSampler {
                 dst,
                 size,
                 size,
-                software::scaling::Flags::BICUBIC | software::scaling::Flags::ACCURATE_RND | software::scaling::Flags::FULL_CHR_H_INT,
+                software::scaling::Flags::BICUBIC
+                    | software::scaling::Flags::ACCURATE_RND
+                    | software::scaling::Flags::FULL_CHR_H_INT,
             )?;
             unsafe {
                 let sws = ctx.as_mut_ptr();
@@ -659,14 +681,36 @@ struct AudioResampler {
 }
 
 impl AudioResampler {
-    fn new(path: &Path, ictx: &ff::format::context::Input, index: usize, rate: u32, threads: usize, start_s: f64) -> Result<Self, MediaError> {
-        let decoder = decoder_context(path, ictx, index, threads)?.decoder().audio().map_err(|e| ffmpeg_err(path, e))?;
+    fn new(
+        path: &Path,
+        ictx: &ff::format::context::Input,
+        index: usize,
+        rate: u32,
+        threads: usize,
+        start_s: f64,
+    ) -> Result<Self, MediaError> {
+        let decoder =
+            decoder_context(path, ictx, index, threads)?.decoder().audio().map_err(|e| ffmpeg_err(path, e))?;
         let time_base = f64::from(ictx.stream(index).expect("stream").time_base());
-        Ok(Self { index, time_base, start_s, decoder, rate, resampler: None, decoded: frame::Audio::empty(), out: Vec::new() })
+        Ok(Self {
+            index,
+            time_base,
+            start_s,
+            decoder,
+            rate,
+            resampler: None,
+            decoded: frame::Audio::empty(),
+            out: Vec::new(),
+        })
     }
 
     /// Feed a packet (or end of stream with `None`) and emit mono samples at the target rate.
-    fn send(&mut self, packet: Option<&ff::Packet>, stats: &mut DecodeStats, on_audio: &mut dyn FnMut(&[f32])) -> Result<(), ff::Error> {
+    fn send(
+        &mut self,
+        packet: Option<&ff::Packet>,
+        stats: &mut DecodeStats,
+        on_audio: &mut dyn FnMut(&[f32]),
+    ) -> Result<(), ff::Error> {
         let sent = match packet {
             Some(p) => self.decoder.send_packet(p),
             None => self.decoder.send_eof(),
@@ -697,10 +741,20 @@ impl AudioResampler {
         sent
     }
 
-    fn convert(&mut self, input: *const *const u8, n: i32, stats: &mut DecodeStats, on_audio: &mut dyn FnMut(&[f32])) -> Result<(), ff::Error> {
+    fn convert(
+        &mut self,
+        input: *const *const u8,
+        n: i32,
+        stats: &mut DecodeStats,
+        on_audio: &mut dyn FnMut(&[f32]),
+    ) -> Result<(), ff::Error> {
         if self.resampler.is_none() {
             let f = &self.decoded;
-            let layout = if f.channel_layout().is_empty() { ChannelLayout::default(i32::from(f.channels())) } else { f.channel_layout() };
+            let layout = if f.channel_layout().is_empty() {
+                ChannelLayout::default(i32::from(f.channels()))
+            } else {
+                f.channel_layout()
+            };
             // swresample's default matrix downmixes (5.1 to mono keeps centre and surrounds at -3 dB).
             self.resampler = Some(software::resampling::Context::get(
                 f.format(),

@@ -8,14 +8,14 @@ mod probe;
 mod sampler;
 
 pub use decode::{DecodeOptions, DecodeStats, Frame, HwAccel, decode};
-pub use sampler::{Sampler, Shot, ShotParams};
 pub use error::{MediaError, MediaErrorKind};
 pub use probe::{AudioStream, MediaKind, Probe, VideoStream, probe};
+pub use sampler::{Sampler, Shot, ShotParams};
 
 /// File extensions taken when walking folders (files named explicitly are always taken).
 pub const VIDEO_EXTENSIONS: &[&str] = &[
-    "mp4", "m4v", "mov", "mkv", "webm", "avi", "wmv", "flv", "mpg", "mpeg", "ts", "m2ts", "mts", "3gp",
-    "3g2", "ogv", "mxf", "vob",
+    "mp4", "m4v", "mov", "mkv", "webm", "avi", "wmv", "flv", "mpg", "mpeg", "ts", "m2ts", "mts", "3gp", "3g2", "ogv",
+    "mxf", "vob",
 ];
 pub const AUDIO_EXTENSIONS: &[&str] =
     &["wav", "mp3", "m4a", "aac", "flac", "ogg", "oga", "opus", "wma", "aiff", "aif", "mka", "ac3"];

@@ -120,7 +120,11 @@ pub fn probe(path: &Path) -> Result<Probe, MediaError> {
                     height,
                     fps: rate(stream.avg_frame_rate()).or_else(|| rate(stream.rate())),
                     rotation: rotation_degrees(&stream),
-                    pixel_aspect: if sar.num > 0 && sar.den > 0 { f64::from(sar.num) / f64::from(sar.den) } else { 1.0 },
+                    pixel_aspect: if sar.num > 0 && sar.den > 0 {
+                        f64::from(sar.num) / f64::from(sar.den)
+                    } else {
+                        1.0
+                    },
                 };
                 if better(&video, is_default, score) {
                     video = Some((is_default, score, candidate));

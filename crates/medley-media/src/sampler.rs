@@ -80,7 +80,9 @@ impl FromStr for Sampler {
             ("keyframes", None) => Ok(Self::Keyframes),
             ("shots", None) => Ok(Self::Shots(ShotParams::default())),
             ("shots", Some(m)) => match m.parse::<f64>() {
-                Ok(m) if m.is_finite() && m >= 0.0 => Ok(Self::Shots(ShotParams { min_shot_s: m, ..Default::default() })),
+                Ok(m) if m.is_finite() && m >= 0.0 => {
+                    Ok(Self::Shots(ShotParams { min_shot_s: m, ..Default::default() }))
+                }
                 _ => Err(bad()),
             },
             _ => Err(bad()),
@@ -153,7 +155,8 @@ impl ShotDetector {
             self.last_t = t;
             return (ShotEvent::Start, None);
         };
-        let mad = prev.iter().zip(thumb).map(|(&a, &b)| (i32::from(a) - i32::from(b)).unsigned_abs()).sum::<u32>() as f64
+        let mad = prev.iter().zip(thumb).map(|(&a, &b)| (i32::from(a) - i32::from(b)).unsigned_abs()).sum::<u32>()
+            as f64
             / (255.0 * thumb.len().max(1) as f64);
         prev.copy_from_slice(thumb);
         self.last_t = t;

@@ -85,7 +85,8 @@ fn run(path: &Path, sampler: Sampler) -> Result<Decoded, (&'static str, MediaErr
     };
     let mut frames = Vec::new();
     let mut audio = Vec::new();
-    let stats = decode(&probe, &opts, &mut |f| frames.push(f), &mut |s| audio.extend_from_slice(s)).map_err(|e| ("decode", e))?;
+    let stats = decode(&probe, &opts, &mut |f| frames.push(f), &mut |s| audio.extend_from_slice(s))
+        .map_err(|e| ("decode", e))?;
     Ok(Decoded { probe, stats, frames, audio })
 }
 
@@ -96,7 +97,8 @@ fn rotate(rgb: &[u8], n: usize, quarter_turns: u32) -> Vec<u8> {
         for y in 0..n {
             for x in 0..n {
                 let (dx, dy) = (n - 1 - y, x);
-                out[(dy * n + dx) * 3..(dy * n + dx) * 3 + 3].copy_from_slice(&src[(y * n + x) * 3..(y * n + x) * 3 + 3]);
+                out[(dy * n + dx) * 3..(dy * n + dx) * 3 + 3]
+                    .copy_from_slice(&src[(y * n + x) * 3..(y * n + x) * 3 + 3]);
             }
         }
     }
@@ -104,7 +106,8 @@ fn rotate(rgb: &[u8], n: usize, quarter_turns: u32) -> Vec<u8> {
 }
 
 fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
-    a.iter().zip(b).map(|(&x, &y)| (i32::from(x) - i32::from(y)).unsigned_abs() as u64).sum::<u64>() as f64 / a.len() as f64
+    a.iter().zip(b).map(|(&x, &y)| (i32::from(x) - i32::from(y)).unsigned_abs() as u64).sum::<u64>() as f64
+        / a.len() as f64
 }
 
 /// Check one entry; returns what was wrong (empty when all is well) and a summary line.
@@ -236,7 +239,9 @@ fn check(dir: &Path, e: &Entry, refs: &mut HashMap<String, Vec<Frame>>) -> (Vec<
     let mut extra = String::new();
     if let Some(reference) = &e.like {
         let refs = refs.entry(reference.clone()).or_insert_with(|| {
-            run(&dir.join(reference), Sampler::Fps(1.0)).map(|d| d.frames).unwrap_or_else(|(_, e)| panic!("reference {reference}: {e}"))
+            run(&dir.join(reference), Sampler::Fps(1.0))
+                .map(|d| d.frames)
+                .unwrap_or_else(|(_, e)| panic!("reference {reference}: {e}"))
         });
         let max = e.max_diff.unwrap_or(12.0);
         let mut compared = 0;
@@ -258,7 +263,10 @@ fn check(dir: &Path, e: &Entry, refs: &mut HashMap<String, Vec<Frame>>) -> (Vec<
             worst_shift = worst_shift.max(shift);
             let max_shift = e.max_shift.unwrap_or(2.0);
             if shift > max_shift {
-                bad.push(format!("frame at {:.3}: channel means {a:.1?} vs {reference} {b:.1?} (max shift {max_shift})", f.pts_s));
+                bad.push(format!(
+                    "frame at {:.3}: channel means {a:.1?} vs {reference} {b:.1?} (max shift {max_shift})",
+                    f.pts_s
+                ));
             }
             if diffs[0] > max {
                 bad.push(format!("frame at {:.3} differs from {reference} by {:.1} (max {max})", f.pts_s, diffs[0]));
@@ -278,7 +286,10 @@ fn check(dir: &Path, e: &Entry, refs: &mut HashMap<String, Vec<Frame>>) -> (Vec<
         let n = SIZE as usize;
         let (x0, x1) = (n * 75 / 180, n * 105 / 180);
         for f in &d.frames {
-            let white = (0..n).flat_map(|y| (x0..x1).map(move |x| (y * n + x) * 3)).filter(|&i| f.rgb[i..i + 3].iter().all(|&c| c >= 250)).count();
+            let white = (0..n)
+                .flat_map(|y| (x0..x1).map(move |x| (y * n + x) * 3))
+                .filter(|&i| f.rgb[i..i + 3].iter().all(|&c| c >= 250))
+                .count();
             if white * 10 < n * (x1 - x0) * 9 {
                 bad.push(format!("transparent band not white at {:.3} ({white} of {} pixels)", f.pts_s, n * (x1 - x0)));
             }
@@ -309,8 +320,16 @@ fn every_fixture_decodes_as_expected() {
     let listed: Vec<&str> = exp.file.iter().map(|e| e.name.as_str()).collect();
     for sub in ["", "matrix"] {
         for entry in std::fs::read_dir(dir.join(sub)).unwrap().flatten() {
-            let name = if sub.is_empty() { entry.file_name().to_string_lossy().into_owned() } else { format!("{sub}/{}", entry.file_name().to_string_lossy()) };
-            if entry.path().is_file() && !name.contains(".tmp.") && !name.ends_with(".toml") && !listed.contains(&name.as_str()) {
+            let name = if sub.is_empty() {
+                entry.file_name().to_string_lossy().into_owned()
+            } else {
+                format!("{sub}/{}", entry.file_name().to_string_lossy())
+            };
+            if entry.path().is_file()
+                && !name.contains(".tmp.")
+                && !name.ends_with(".toml")
+                && !listed.contains(&name.as_str())
+            {
                 failures.push(format!("{name}: no expectation in fixtures/expect.toml"));
             }
         }

@@ -23,7 +23,12 @@ fn run(name: &str, opts: DecodeOptions) -> Result<(DecodeStats, Vec<Frame>), Med
 }
 
 fn video(sampler: &str) -> DecodeOptions {
-    DecodeOptions { sampler: Some(sampler.parse().unwrap()), frame_size: Some(64), audio_rate: None, ..Default::default() }
+    DecodeOptions {
+        sampler: Some(sampler.parse().unwrap()),
+        frame_size: Some(64),
+        audio_rate: None,
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -70,7 +75,12 @@ fn uniform_seeks_and_matches_decoding_through() {
 #[test]
 fn uniform_without_seeking_when_audio_is_wanted() {
     let p = probe(&fixture("matrix/base.mp4")).unwrap();
-    let opts = DecodeOptions { sampler: Some(Sampler::Uniform(3)), frame_size: Some(32), audio_rate: Some(16000), ..Default::default() };
+    let opts = DecodeOptions {
+        sampler: Some(Sampler::Uniform(3)),
+        frame_size: Some(32),
+        audio_rate: Some(16000),
+        ..Default::default()
+    };
     let mut frames = Vec::new();
     let mut samples = 0usize;
     let stats = decode(&p, &opts, &mut |f| frames.push(f), &mut |s| samples += s.len()).unwrap();

@@ -76,7 +76,8 @@ impl ImageEncoder {
     /// Run on an already normalised NCHW batch (also used by the golden checks).
     pub fn run(&self, nchw: &[f32], batch: usize) -> Result<Vec<ImageOutput>, ModelError> {
         let n = self.spec.size as usize;
-        let tensor = TensorRef::from_array_view(([batch, 3, n, n], nchw)).map_err(|e| ModelError::input(&self.id, e))?;
+        let tensor =
+            TensorRef::from_array_view(([batch, 3, n, n], nchw)).map_err(|e| ModelError::input(&self.id, e))?;
         let mut session = self.session.lock().expect("session lock");
         let outputs = session
             .run(ort::inputs![self.spec.input.as_str() => tensor])

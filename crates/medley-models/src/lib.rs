@@ -27,7 +27,9 @@ pub use home::ModelHome;
 pub use image::{ImageEncoder, ImageOutput};
 pub use runtime::{Array, Device, Runtime};
 pub use seq2seq::{EncoderState, GenerateOptions, Generated, LogitsProcessor, Past, Seq2Seq};
-pub use spec::{AudioSpec, GraphSpec, ImageSpec, ModelSpec, Seq2SeqSpec, TaggerSpec, TensorSpec, TextSpec, WhisperSpec};
+pub use spec::{
+    AudioSpec, GraphSpec, ImageSpec, ModelSpec, Seq2SeqSpec, TaggerSpec, TensorSpec, TextSpec, WhisperSpec,
+};
 pub use tagger::{MusicTagger, TagOutput};
 pub use text::TextEncoder;
 pub use whisper::{Segment, SpeechToText, TranscribeOptions, Transcript};

@@ -147,7 +147,8 @@ fn environment(lib: &Path) -> Result<ort::environment::Environment, ModelError> 
     if let Some(e) = env.as_ref() {
         return Ok(e.clone());
     }
-    let load_err = |e: &dyn std::fmt::Display| ModelError::RuntimeLoad { path: lib.to_path_buf(), message: e.to_string() };
+    let load_err =
+        |e: &dyn std::fmt::Display| ModelError::RuntimeLoad { path: lib.to_path_buf(), message: e.to_string() };
     let built = ort::init_from(lib).map_err(|e| load_err(&e))?.with_name("medley").build().map_err(|e| load_err(&e))?;
     *env = Some(built.clone());
     Ok(built)
@@ -198,7 +199,8 @@ pub(crate) fn run_named(
         if !wanted.is_empty() && !wanted.contains(&name) {
             continue;
         }
-        let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| ModelError::output(model, format!("{name}: {e}")))?;
+        let (shape, data) =
+            value.try_extract_tensor::<f32>().map_err(|e| ModelError::output(model, format!("{name}: {e}")))?;
         let shape = shape.iter().map(|&d| d as usize).collect();
         out.insert(name.to_string(), Array::F32(shape, data.to_vec()));
     }

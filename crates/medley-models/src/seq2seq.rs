@@ -64,7 +64,10 @@ impl EncoderState {
     }
     /// Rows `rows` of every output (beam expansion, or taking one item of a batch).
     pub fn select(&self, rows: &[usize]) -> EncoderState {
-        EncoderState { batch: rows.len(), values: self.values.iter().map(|(n, a)| (n.clone(), gather(a, rows))).collect() }
+        EncoderState {
+            batch: rows.len(),
+            values: self.values.iter().map(|(n, a)| (n.clone(), gather(a, rows))).collect(),
+        }
     }
 }
 
@@ -74,9 +77,15 @@ fn gather(a: &Array, rows: &[usize]) -> Array {
     let mut new_shape = shape.to_vec();
     new_shape[0] = rows.len();
     match a {
-        Array::F32(_, d) => Array::F32(new_shape, rows.iter().flat_map(|&r| d[r * per..(r + 1) * per].iter().copied()).collect()),
-        Array::I64(_, d) => Array::I64(new_shape, rows.iter().flat_map(|&r| d[r * per..(r + 1) * per].iter().copied()).collect()),
-        Array::I32(_, d) => Array::I32(new_shape, rows.iter().flat_map(|&r| d[r * per..(r + 1) * per].iter().copied()).collect()),
+        Array::F32(_, d) => {
+            Array::F32(new_shape, rows.iter().flat_map(|&r| d[r * per..(r + 1) * per].iter().copied()).collect())
+        }
+        Array::I64(_, d) => {
+            Array::I64(new_shape, rows.iter().flat_map(|&r| d[r * per..(r + 1) * per].iter().copied()).collect())
+        }
+        Array::I32(_, d) => {
+            Array::I32(new_shape, rows.iter().flat_map(|&r| d[r * per..(r + 1) * per].iter().copied()).collect())
+        }
     }
 }
 
@@ -98,7 +107,10 @@ impl Seq2Seq {
     pub fn from_spec(rt: &Runtime, spec: &ModelSpec) -> Result<Self, ModelError> {
         let s = spec.section(&spec.seq2seq, "seq2seq")?.clone();
         if s.past_inputs.len() != s.present_outputs.len() {
-            return Err(ModelError::Spec { path: spec.dir.join("model.toml"), message: "past_inputs and present_outputs differ in length".into() });
+            return Err(ModelError::Spec {
+                path: spec.dir.join("model.toml"),
+                message: "past_inputs and present_outputs differ in length".into(),
+            });
         }
         let frontend = match &s.frontend {
             Some(f) => Some(rt.session(&spec.id, &spec.file(f)?)?),
@@ -133,14 +145,17 @@ impl Seq2Seq {
     /// Run the encoder on a batch (first dimension = batch).
     pub fn encode(&self, input: &Array) -> Result<EncoderState, ModelError> {
         let wanted: Vec<&str> = self.spec.encoder_outputs.iter().map(String::as_str).collect();
-        let mut out = crate::runtime::run_named(&self.encoder, &self.id, &[(self.spec.encoder_input.as_str(), input)], &wanted)?;
+        let mut out =
+            crate::runtime::run_named(&self.encoder, &self.id, &[(self.spec.encoder_input.as_str(), input)], &wanted)?;
         let values = self.spec.encoder_outputs.iter().map(|n| (n.clone(), out.remove(n).expect("checked"))).collect();
         Ok(EncoderState { batch: input.shape()[0], values })
     }
 
     /// Token ids to text, special tokens left out.
     pub fn decode(&self, ids: &[u32]) -> Result<String, ModelError> {
-        self.tokenizer.decode(ids, true).map_err(|e| ModelError::Tokenizer { model: self.id.clone(), message: e.to_string() })
+        self.tokenizer
+            .decode(ids, true)
+            .map_err(|e| ModelError::Tokenizer { model: self.id.clone(), message: e.to_string() })
     }
 
     /// Generate one sequence per encoder batch row.
@@ -159,7 +174,12 @@ impl Seq2Seq {
 
     /// One decoder step for `rows` hypotheses: feeds `new_tokens` (same count per row) after
     /// the cached past; returns the last position's logits per row and updates `past`.
-    pub fn step(&self, enc: &[(String, DynValue)], past: &mut Past, new_tokens: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ModelError> {
+    pub fn step(
+        &self,
+        enc: &[(String, DynValue)],
+        past: &mut Past,
+        new_tokens: &[Vec<u32>],
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
         let rows = new_tokens.len();
         let t = new_tokens[0].len();
         let ids: Vec<i64> = new_tokens.iter().flat_map(|r| r.iter().map(|&x| i64::from(x))).collect();
@@ -173,7 +193,10 @@ impl Seq2Seq {
         if old.is_empty() {
             let (h, d) = (self.spec.num_heads, self.spec.head_dim);
             for name in &self.spec.past_inputs {
-                inputs.push((name.clone(), Tensor::from_array(([rows, h, 0, d], Vec::<f32>::new())).map_err(err)?.into()));
+                inputs.push((
+                    name.clone(),
+                    Tensor::from_array(([rows, h, 0, d], Vec::<f32>::new())).map_err(err)?.into(),
+                ));
             }
         } else {
             for (name, v) in self.spec.past_inputs.iter().zip(old) {
@@ -186,9 +209,11 @@ impl Seq2Seq {
         let (shape, data) = logits.try_extract_tensor::<f32>().map_err(err)?;
         let v = *shape.last().unwrap_or(&0) as usize;
         let steps = data.len() / (rows * v).max(1);
-        let last: Vec<Vec<f32>> = (0..rows).map(|r| data[(r * steps + steps - 1) * v..(r * steps + steps) * v].to_vec()).collect();
+        let last: Vec<Vec<f32>> =
+            (0..rows).map(|r| data[(r * steps + steps - 1) * v..(r * steps + steps) * v].to_vec()).collect();
         for name in &self.spec.present_outputs {
-            past.values.push(out.remove(name).ok_or_else(|| ModelError::output(&self.id, format!("no output {name}")))?);
+            past.values
+                .push(out.remove(name).ok_or_else(|| ModelError::output(&self.id, format!("no output {name}")))?);
         }
         past.len += t;
         Ok(last)
@@ -209,7 +234,14 @@ impl Seq2Seq {
             .collect()
     }
 
-    fn prepare(&self, tokens: &[u32], prompt_len: usize, opts: &GenerateOptions, processor: Option<&dyn LogitsProcessor>, logits: &mut [f32]) {
+    fn prepare(
+        &self,
+        tokens: &[u32],
+        prompt_len: usize,
+        opts: &GenerateOptions,
+        processor: Option<&dyn LogitsProcessor>,
+        logits: &mut [f32],
+    ) {
         for &s in self.spec.suppress_ids.iter().chain(&opts.suppress) {
             if let Some(x) = logits.get_mut(s as usize) {
                 *x = f32::NEG_INFINITY;
@@ -227,7 +259,12 @@ impl Seq2Seq {
         }
     }
 
-    fn greedy(&self, state: &EncoderState, opts: &GenerateOptions, processor: Option<&dyn LogitsProcessor>) -> Result<Vec<Generated>, ModelError> {
+    fn greedy(
+        &self,
+        state: &EncoderState,
+        opts: &GenerateOptions,
+        processor: Option<&dyn LogitsProcessor>,
+    ) -> Result<Vec<Generated>, ModelError> {
         let rows = state.batch;
         let prompt = opts.prompt.clone().unwrap_or_else(|| self.spec.start_ids.clone());
         let enc = self.enc_values(state)?;
@@ -261,12 +298,18 @@ impl Seq2Seq {
         Ok(out)
     }
 
-    fn beam(&self, state: &EncoderState, opts: &GenerateOptions, processor: Option<&dyn LogitsProcessor>) -> Result<Generated, ModelError> {
+    fn beam(
+        &self,
+        state: &EncoderState,
+        opts: &GenerateOptions,
+        processor: Option<&dyn LogitsProcessor>,
+    ) -> Result<Generated, ModelError> {
         let k = opts.beam_size;
         let prompt = opts.prompt.clone().unwrap_or_else(|| self.spec.start_ids.clone());
         let enc = self.enc_values(&state.select(&vec![0; k]))?;
         let mut past = Past::default();
-        let mut beams: Vec<(Vec<u32>, f32)> = (0..k).map(|i| (prompt.clone(), if i == 0 { 0.0 } else { f32::NEG_INFINITY })).collect();
+        let mut beams: Vec<(Vec<u32>, f32)> =
+            (0..k).map(|i| (prompt.clone(), if i == 0 { 0.0 } else { f32::NEG_INFINITY })).collect();
         let mut finished: Vec<(Vec<u32>, f32, f32, bool)> = Vec::new(); // tokens, normalised score, raw, ended
         let mut feed: Vec<Vec<u32>> = vec![prompt.clone(); k];
         let norm = |len: usize, s: f32| s / (len.max(1) as f32).powf(opts.length_penalty);
@@ -381,7 +424,8 @@ fn argmax(l: &[f32]) -> (u32, f32) {
 }
 
 fn top_k(l: &[f32], k: usize) -> Vec<(u32, f32)> {
-    let mut idx: Vec<(u32, f32)> = l.iter().enumerate().filter(|(_, x)| x.is_finite()).map(|(i, &x)| (i as u32, x)).collect();
+    let mut idx: Vec<(u32, f32)> =
+        l.iter().enumerate().filter(|(_, x)| x.is_finite()).map(|(i, &x)| (i as u32, x)).collect();
     let k = k.min(idx.len());
     if k == 0 {
         return idx;

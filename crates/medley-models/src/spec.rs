@@ -195,10 +195,13 @@ impl ModelSpec {
     /// Read `<dir>/model.toml`.
     pub fn from_dir(dir: &Path) -> Result<Self, ModelError> {
         let path = dir.join("model.toml");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|_| ModelError::Missing { what: "model.toml", path: path.clone(), env: "MEDLEY_HOME" })?;
-        let mut spec: ModelSpec = toml::from_str(&text)
-            .map_err(|e| ModelError::Spec { path: path.clone(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(&path).map_err(|_| ModelError::Missing {
+            what: "model.toml",
+            path: path.clone(),
+            env: "MEDLEY_HOME",
+        })?;
+        let mut spec: ModelSpec =
+            toml::from_str(&text).map_err(|e| ModelError::Spec { path: path.clone(), message: e.to_string() })?;
         spec.dir = dir.to_path_buf();
         Ok(spec)
     }

@@ -71,7 +71,8 @@ impl MusicTagger {
         if windows.is_empty() {
             return Ok(Vec::new());
         }
-        let input = Array::F32(vec![windows.len(), self.spec.window], concat_windows(&self.id, windows, self.spec.window)?);
+        let input =
+            Array::F32(vec![windows.len(), self.spec.window], concat_windows(&self.id, windows, self.spec.window)?);
         let mut wanted: Vec<&str> = vec![self.spec.tags.as_str()];
         wanted.extend(self.spec.embeddings.keys().map(String::as_str));
         let out = run_named(&self.session, &self.id, &[(self.spec.input.as_str(), &input)], &wanted)?;

@@ -82,7 +82,14 @@ impl TextEncoder {
 
     /// Run on padded token ids directly (also used by the golden checks). Inputs the graph
     /// does not take (per the spec) are ignored.
-    pub fn run(&self, ids: &[i64], mask: &[i64], types: &[i64], batch: usize, seq: usize) -> Result<Vec<Vec<f32>>, ModelError> {
+    pub fn run(
+        &self,
+        ids: &[i64],
+        mask: &[i64],
+        types: &[i64],
+        batch: usize,
+        seq: usize,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
         let shape = [batch, seq];
         fn t<'a>(d: &'a [i64], shape: [usize; 2], id: &str) -> Result<TensorRef<'a, i64>, ModelError> {
             TensorRef::from_array_view((shape, d)).map_err(|e| ModelError::input(id, e))
@@ -108,7 +115,8 @@ impl TextEncoder {
     pub fn run_ragged(&self, ids: &[i32], row_splits: &[i64]) -> Result<Vec<Vec<f32>>, ModelError> {
         let splits_name = self.spec.row_splits.as_deref().unwrap_or("row_splits");
         let ids_t = TensorRef::from_array_view(([ids.len()], ids)).map_err(|e| ModelError::input(&self.id, e))?;
-        let splits_t = TensorRef::from_array_view(([row_splits.len()], row_splits)).map_err(|e| ModelError::input(&self.id, e))?;
+        let splits_t =
+            TensorRef::from_array_view(([row_splits.len()], row_splits)).map_err(|e| ModelError::input(&self.id, e))?;
         let inputs = ort::inputs![self.spec.input_ids.as_str() => ids_t, splits_name => splits_t];
         let mut session = self.session.lock().expect("session lock");
         let outputs = session.run(inputs).map_err(|e| ModelError::session(&self.id, e))?;

@@ -113,7 +113,9 @@ impl SpeechToText {
                     Array::F32(s, d) => (s.clone(), d.clone()),
                     _ => return Err(ModelError::output(self.id(), "encoder output not float")),
                 };
-                ort::value::Tensor::from_array((s, d)).map(|t| (n.clone(), t.into_dyn())).map_err(|e| ModelError::input(self.id(), e))
+                ort::value::Tensor::from_array((s, d))
+                    .map(|t| (n.clone(), t.into_dyn()))
+                    .map_err(|e| ModelError::input(self.id(), e))
             })
             .collect()
     }
@@ -140,7 +142,11 @@ impl SpeechToText {
                 .iter()
                 .position(|c| *c == lang)
                 .ok_or_else(|| ModelError::input(self.id(), format!("unknown language {lang}")))?;
-            let mut prompt = vec![self.w.sot, self.w.lang_ids[lang_pos], if opts.translate { self.w.translate } else { self.w.transcribe }];
+            let mut prompt = vec![
+                self.w.sot,
+                self.w.lang_ids[lang_pos],
+                if opts.translate { self.w.translate } else { self.w.transcribe },
+            ];
             if !opts.timestamps {
                 prompt.push(self.w.no_timestamps);
             }

@@ -16,22 +16,33 @@ fn use_multilingual_matches_python_and_aligns_languages() {
     let (ids, _) = case.i32s("inputs", "input_ids");
     let (splits, _) = case.i64s("inputs", "row_splits");
     let (want, _) = case.f32s("outputs", "outputs");
-    let want: Vec<f32> = want.chunks(512).flat_map(|r| {
-        let mut r = r.to_vec();
-        l2_normalize(&mut r);
-        r
-    }).collect();
+    let want: Vec<f32> = want
+        .chunks(512)
+        .flat_map(|r| {
+            let mut r = r.to_vec();
+            l2_normalize(&mut r);
+            r
+        })
+        .collect();
     let got = enc.run_ragged(&ids, &splits).unwrap().concat();
     let d = common::max_diff(&got, &want);
     eprintln!("use-multilingual: max |rust - python| = {d:.2e}");
     assert!(d < 1e-4);
     // The Rust tokenizer gives Python's ids: same vectors from raw text.
     let sentences = [
-        "The cat sleeps on the sofa.", "El gato duerme en el sofá.", "Die Katze schläft auf dem Sofa.",
-        "I need to buy bread and milk.", "Necesito comprar pan y leche.", "Ich muss Brot und Milch kaufen.",
-        "Музыка очень громкая.", "今日はとても良い天気です。",
+        "The cat sleeps on the sofa.",
+        "El gato duerme en el sofá.",
+        "Die Katze schläft auf dem Sofa.",
+        "I need to buy bread and milk.",
+        "Necesito comprar pan y leche.",
+        "Ich muss Brot und Milch kaufen.",
+        "Музыка очень громкая.",
+        "今日はとても良い天気です。",
     ];
-    let rust_ids: Vec<i32> = sentences.iter().flat_map(|s| enc.tokenizer().encode(*s, true).unwrap().get_ids().iter().map(|&x| x as i32).collect::<Vec<_>>()).collect();
+    let rust_ids: Vec<i32> = sentences
+        .iter()
+        .flat_map(|s| enc.tokenizer().encode(*s, true).unwrap().get_ids().iter().map(|&x| x as i32).collect::<Vec<_>>())
+        .collect();
     assert_eq!(rust_ids, ids[..], "Rust tokenizer ids equal sentencepiece's");
     let e = enc.encode(&sentences).unwrap();
     // The same batch as Python's: the int8 graph quantises activations per tensor, so a row's

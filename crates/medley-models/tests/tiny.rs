@@ -9,11 +9,13 @@ use common::{Case, max_diff, runtime};
 use medley_models::{AudioTextModel, GenerateOptions, ImageCaptioner, ImageTextModel, LogitsProcessor, l2_normalize};
 
 fn normalized(rows: Vec<f32>, dim: usize) -> Vec<f32> {
-    rows.chunks(dim).flat_map(|r| {
-        let mut r = r.to_vec();
-        l2_normalize(&mut r);
-        r
-    }).collect()
+    rows.chunks(dim)
+        .flat_map(|r| {
+            let mut r = r.to_vec();
+            l2_normalize(&mut r);
+            r
+        })
+        .collect()
 }
 
 fn images(n: usize, size: usize) -> Vec<Vec<u8>> {
@@ -114,10 +116,27 @@ fn captioner_decode_loop() {
         let o = GenerateOptions { max_new_tokens: 10, beam_size, ..Default::default() };
         let g = s2s.generate(&state, &o, Some(&EndAfter(3, eos))).unwrap();
         assert!(g.iter().all(|g| g.tokens.len() == 3 && g.ended), "beam {beam_size}: {g:?}");
-        let capped = s2s.generate(&state, &GenerateOptions { max_new_tokens: 5, beam_size, suppress: vec![eos], ..Default::default() }, None).unwrap();
+        let capped = s2s
+            .generate(
+                &state,
+                &GenerateOptions { max_new_tokens: 5, beam_size, suppress: vec![eos], ..Default::default() },
+                None,
+            )
+            .unwrap();
         assert!(capped.iter().all(|g| g.tokens.len() == 5 && !g.ended), "beam {beam_size} cap: {capped:?}");
         // Beam search finds a sequence at least as likely as greedy's.
-        assert!(capped[0].log_prob >= s2s.generate(&state.select(&[0]), &GenerateOptions { max_new_tokens: 5, suppress: vec![eos], ..Default::default() }, None).unwrap()[0].log_prob - 1e-4);
+        assert!(
+            capped[0].log_prob
+                >= s2s
+                    .generate(
+                        &state.select(&[0]),
+                        &GenerateOptions { max_new_tokens: 5, suppress: vec![eos], ..Default::default() },
+                        None
+                    )
+                    .unwrap()[0]
+                    .log_prob
+                    - 1e-4
+        );
     }
     // Images in, text out (random weights: words of the tiny vocabulary), deterministic.
     let imgs = images(2, 32);

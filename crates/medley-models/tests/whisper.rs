@@ -26,10 +26,15 @@ fn librivox() -> Vec<(String, Vec<f32>, String)> {
     let data = root.join("usr/share/pocketsphinx/test/data/librivox");
     if !data.join("transcription").exists() {
         std::fs::create_dir_all(&root).unwrap();
-        let ok = Command::new("apt-get").args(["download", "pocketsphinx-testdata"]).current_dir(&root).status().unwrap();
+        let ok =
+            Command::new("apt-get").args(["download", "pocketsphinx-testdata"]).current_dir(&root).status().unwrap();
         assert!(ok.success(), "apt-get download pocketsphinx-testdata");
-        let deb = std::fs::read_dir(&root).unwrap().filter_map(|e| e.ok()).map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|x| x == "deb")).unwrap();
+        let deb = std::fs::read_dir(&root)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "deb"))
+            .unwrap();
         assert!(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root).status().unwrap().success());
     }
     let mut out = Vec::new();
@@ -57,7 +62,10 @@ fn read_wav16(path: &std::path::Path) -> Vec<f32> {
         }
         if id == b"data" {
             let end = (pos + 8 + len).min(b.len());
-            return b[pos + 8..end].chunks_exact(2).map(|c| f32::from(i16::from_le_bytes([c[0], c[1]])) / 32768.0).collect();
+            return b[pos + 8..end]
+                .chunks_exact(2)
+                .map(|c| f32::from(i16::from_le_bytes([c[0], c[1]])) / 32768.0)
+                .collect();
         }
         pos += 8 + len + (len & 1);
     }
@@ -135,7 +143,11 @@ fn transcribes_librivox_within_5_percent_wer() {
         total += refw.len();
     }
     let wer = errors as f32 / total as f32;
-    eprintln!("WER {:.2}% ({errors}/{total}); {:.1} s for {audio_s:.1} s of audio", wer * 100.0, t.elapsed().as_secs_f32());
+    eprintln!(
+        "WER {:.2}% ({errors}/{total}); {:.1} s for {audio_s:.1} s of audio",
+        wer * 100.0,
+        t.elapsed().as_secs_f32()
+    );
     assert!(wer <= 0.05, "WER {wer}");
 }
 

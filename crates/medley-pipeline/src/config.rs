@@ -101,7 +101,8 @@ impl PipelineConfig {
             return Err("index.frame_batch: must be between 1 and 1024".into());
         }
         let m = &self.models;
-        let mut wanted = vec![("models.image", Some(&m.image)), ("models.audio", Some(&m.audio)), ("models.text", Some(&m.text))];
+        let mut wanted =
+            vec![("models.image", Some(&m.image)), ("models.audio", Some(&m.audio)), ("models.text", Some(&m.text))];
         if self.stages.music {
             wanted.push(("models.music", m.music.as_ref()));
         }

@@ -35,11 +35,13 @@ impl Encoders {
         let image = ImageEncoder::load(&rt, home, &m.image)?;
         let audio = AudioEncoder::load(&rt, home, &m.audio)?;
         let text = TextEncoder::load(&rt, home, &m.text)?;
-        let bridge = LabelBridge::cached(&text, image.labels(), LABEL_TEMPLATE, BRIDGE_TOP_K, &home.model_dir(image.id())?)?;
+        let bridge =
+            LabelBridge::cached(&text, image.labels(), LABEL_TEMPLATE, BRIDGE_TOP_K, &home.model_dir(image.id())?)?;
         let music = match (&m.music, config.stages.music) {
             (Some(id), true) => {
                 let tagger = MusicTagger::load(&rt, home, id)?;
-                let bridge = LabelBridge::cached(&text, tagger.labels(), TAG_TEMPLATE, BRIDGE_TOP_K, &home.model_dir(id)?)?;
+                let bridge =
+                    LabelBridge::cached(&text, tagger.labels(), TAG_TEMPLATE, BRIDGE_TOP_K, &home.model_dir(id)?)?;
                 Some(MusicStage { tagger, bridge })
             }
             _ => None,

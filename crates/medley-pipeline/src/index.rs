@@ -100,7 +100,11 @@ impl Indexer {
 
     /// Index every discovered file. Per-file problems become `failures` rows and the run
     /// goes on; only a database error ends it (rows committed before it stay committed).
-    pub async fn run(&self, discovery: &Discovery, on_event: &mut (dyn FnMut(Event<'_>) + Send)) -> Result<Summary, StoreError> {
+    pub async fn run(
+        &self,
+        discovery: &Discovery,
+        on_event: &mut (dyn FnMut(Event<'_>) + Send),
+    ) -> Result<Summary, StoreError> {
         let started = Instant::now();
         let started_at_us = now_us();
         let mut summary =
@@ -194,16 +198,22 @@ impl Indexer {
         Ok(written)
     }
 
-    async fn index_file(&self, path: &Path, known: &HashMap<String, String>) -> Result<Outcome, (FileError, Option<String>)> {
+    async fn index_file(
+        &self,
+        path: &Path,
+        known: &HashMap<String, String>,
+    ) -> Result<Outcome, (FileError, Option<String>)> {
         let p = path.to_path_buf();
-        let hash = blocking(path, Stage::Read, move || hash_file(&p).map_err(|e| FileError::new(&p, Stage::Read, "io", e)))
-            .await
-            .map_err(|e| (e, None))?;
+        let hash =
+            blocking(path, Stage::Read, move || hash_file(&p).map_err(|e| FileError::new(&p, Stage::Read, "io", e)))
+                .await
+                .map_err(|e| (e, None))?;
         if known.get(&hash).is_some_and(|m| *m == self.encoders.models()) {
             return Ok(Outcome::AlreadyIndexed);
         }
         let (enc, opts, p, h) = (self.encoders.clone(), self.opts.clone(), path.to_path_buf(), hash.clone());
-        let row = blocking(path, Stage::Decode, move || build_row(&enc, &opts, &p, h)).await.map_err(|e| (e, Some(hash)))?;
+        let row =
+            blocking(path, Stage::Decode, move || build_row(&enc, &opts, &p, h)).await.map_err(|e| (e, Some(hash)))?;
         Ok(Outcome::Indexed(Box::new(row)))
     }
 }
@@ -366,8 +376,14 @@ fn build_row(enc: &Encoders, opts: &IndexOptions, path: &Path, content_hash: Str
         probabilities: MeanPool::new(),
         error: None,
     };
-    let mut audio =
-        AudioAccumulator { enc, batch: opts.window_batch, buffer: Vec::new(), windows: Vec::new(), embedding: MeanPool::new(), error: None };
+    let mut audio = AudioAccumulator {
+        enc,
+        batch: opts.window_batch,
+        buffer: Vec::new(),
+        windows: Vec::new(),
+        embedding: MeanPool::new(),
+        error: None,
+    };
     let stats = medley_media::decode(&probe, &decode_opts, &mut |f| visual.push(f), &mut |s| audio.push(s))
         .map_err(|e| FileError::media(Stage::Decode, e))?;
     visual.flush();
@@ -375,10 +391,15 @@ fn build_row(enc: &Encoders, opts: &IndexOptions, path: &Path, content_hash: Str
     if let Some(e) = visual.error.or(audio.error) {
         return Err(FileError::new(path, Stage::Encode, "model", e));
     }
-    let heard = if has_sound && (enc.music.is_some() || enc.speech.is_some()) { listen(enc, &probe, opts)? } else { Heard::default() };
+    let heard = if has_sound && (enc.music.is_some() || enc.speech.is_some()) {
+        listen(enc, &probe, opts)?
+    } else {
+        Heard::default()
+    };
 
     let probabilities = visual.probabilities.mean();
-    let labels = probabilities.as_deref().map(|p| top_labels(p, enc.image.labels(), opts.top_labels)).unwrap_or_default();
+    let labels =
+        probabilities.as_deref().map(|p| top_labels(p, enc.image.labels(), opts.top_labels)).unwrap_or_default();
     let music_probabilities = heard.tags.mean();
     let music_tags = match (&enc.music, &music_probabilities) {
         (Some(m), Some(p)) => top_labels(p, m.tagger.labels(), opts.top_labels),
@@ -392,15 +413,29 @@ fn build_row(enc: &Encoders, opts: &IndexOptions, path: &Path, content_hash: Str
         _ => None,
     };
     let text = match &heard.transcript {
-        Some(t) => Some(enc.text.encode(&[t.as_str()]).map_err(|e| FileError::new(path, Stage::Encode, "model", e))?.remove(0)),
+        Some(t) => {
+            Some(enc.text.encode(&[t.as_str()]).map_err(|e| FileError::new(path, Stage::Encode, "model", e))?.remove(0))
+        }
         None => None,
     };
     let duration_s = probe.duration_s.or_else(|| match probe.kind {
         MediaKind::Image => None,
-        _ => stats.last_video_pts_s.or_else(|| (stats.audio_samples > 0).then(|| stats.audio_samples as f64 / f64::from(enc.audio.sample_rate()))),
+        _ => stats.last_video_pts_s.or_else(|| {
+            (stats.audio_samples > 0).then(|| stats.audio_samples as f64 / f64::from(enc.audio.sample_rate()))
+        }),
     });
     let description = describe(&probe, duration_s, &labels, &music_tags, heard.transcript.as_deref());
-    let mut row = media_row(&probe, content_hash, duration_s, &stats, visual.embedding.mean(), audio.embedding, bridge, labels, enc.models());
+    let mut row = media_row(
+        &probe,
+        content_hash,
+        duration_s,
+        &stats,
+        visual.embedding.mean(),
+        audio.embedding,
+        bridge,
+        labels,
+        enc.models(),
+    );
     row.music = heard.embedding.mean();
     row.music_tags = music_tags;
     row.text = text;
@@ -457,7 +492,8 @@ fn listen(enc: &Encoders, probe: &Probe, opts: &IndexOptions) -> Result<Heard, F
         }
         windows.clear();
     };
-    let decode_opts = DecodeOptions { frame_size: None, audio_rate: Some(RATE), threads: opts.decode_threads, ..Default::default() };
+    let decode_opts =
+        DecodeOptions { frame_size: None, audio_rate: Some(RATE), threads: opts.decode_threads, ..Default::default() };
     medley_media::decode(probe, &decode_opts, &mut |_| {}, &mut |s| {
         if enc.speech.is_some() {
             speech.extend_from_slice(s);
@@ -499,7 +535,13 @@ fn listen(enc: &Encoders, probe: &Probe, opts: &IndexOptions) -> Result<Heard, F
 
 /// A short description composed from what the models found, for full-text search and for
 /// people; it says that it was composed (no captioning model is configured).
-fn describe(probe: &Probe, duration_s: Option<f64>, labels: &[Label], tags: &[Label], transcript: Option<&str>) -> String {
+fn describe(
+    probe: &Probe,
+    duration_s: Option<f64>,
+    labels: &[Label],
+    tags: &[Label],
+    transcript: Option<&str>,
+) -> String {
     let names = |l: &[Label]| l.iter().take(3).map(|l| l.label.as_str()).collect::<Vec<_>>().join(", ");
     let mut parts = vec![match duration_s {
         Some(d) => format!("{} of {:.0} s", probe.kind.as_str(), d),

@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
 use arrow_array::{
-    ArrayRef, BooleanArray, Float32Array, Float64Array, ListArray, RecordBatch, StringArray,
-    StructArray, TimestampMicrosecondArray, UInt32Array, UInt64Array,
+    ArrayRef, BooleanArray, Float32Array, Float64Array, ListArray, RecordBatch, StringArray, StructArray,
+    TimestampMicrosecondArray, UInt32Array, UInt64Array,
     builder::{FixedSizeListBuilder, Float32Builder},
 };
 use arrow_buffer::{OffsetBuffer, ScalarBuffer};
@@ -103,10 +103,7 @@ fn opt_strings<'a>(v: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
     Arc::new(StringArray::from_iter(v))
 }
 
-fn vectors<'a>(
-    v: impl Iterator<Item = Option<&'a Vec<f32>>>,
-    dim: usize,
-) -> Result<ArrayRef, ArrowError> {
+fn vectors<'a>(v: impl Iterator<Item = Option<&'a Vec<f32>>>, dim: usize) -> Result<ArrayRef, ArrowError> {
     let mut b = FixedSizeListBuilder::new(Float32Builder::new(), dim as i32);
     for item in v {
         match item {
@@ -141,23 +138,11 @@ fn label_lists<'a>(rows: impl Iterator<Item = &'a [Label]>) -> Result<ArrayRef, 
     }
     let values = StructArray::try_new(
         label_struct(),
-        vec![
-            Arc::new(StringArray::from(names)) as ArrayRef,
-            Arc::new(Float32Array::from(scores)),
-        ],
+        vec![Arc::new(StringArray::from(names)) as ArrayRef, Arc::new(Float32Array::from(scores))],
         None,
     )?;
-    let field = Arc::new(Field::new(
-        "item",
-        arrow_schema::DataType::Struct(label_struct()),
-        true,
-    ));
-    Ok(Arc::new(ListArray::try_new(
-        field,
-        OffsetBuffer::new(ScalarBuffer::from(offsets)),
-        Arc::new(values),
-        None,
-    )?))
+    let field = Arc::new(Field::new("item", arrow_schema::DataType::Struct(label_struct()), true));
+    Ok(Arc::new(ListArray::try_new(field, OffsetBuffer::new(ScalarBuffer::from(offsets)), Arc::new(values), None)?))
 }
 
 pub(crate) fn media_batch(
@@ -165,24 +150,17 @@ pub(crate) fn media_batch(
     rows: &[MediaRow],
     dims: crate::VectorDims,
 ) -> Result<RecordBatch, ArrowError> {
-    let utc =
-        |v: Vec<i64>| Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC")) as ArrayRef;
+    let utc = |v: Vec<i64>| Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC")) as ArrayRef;
     let columns: Vec<ArrayRef> = vec![
         strings(rows.iter().map(|r| r.content_hash.as_str())),
         strings(rows.iter().map(|r| r.path.as_str())),
         strings(rows.iter().map(|r| r.file_name.as_str())),
         strings(rows.iter().map(|r| r.kind.as_str())),
         strings(rows.iter().map(|r| r.container.as_str())),
-        Arc::new(UInt64Array::from_iter_values(
-            rows.iter().map(|r| r.size_bytes),
-        )),
+        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.size_bytes))),
         Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.duration_s))),
-        Arc::new(BooleanArray::from_iter(
-            rows.iter().map(|r| Some(r.video_codec.is_some())),
-        )),
-        Arc::new(BooleanArray::from_iter(
-            rows.iter().map(|r| Some(r.audio_codec.is_some())),
-        )),
+        Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.video_codec.is_some())))),
+        Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.audio_codec.is_some())))),
         opt_strings(rows.iter().map(|r| r.video_codec.as_deref())),
         Arc::new(UInt32Array::from_iter(rows.iter().map(|r| r.width))),
         Arc::new(UInt32Array::from_iter(rows.iter().map(|r| r.height))),
@@ -191,21 +169,15 @@ pub(crate) fn media_batch(
         opt_strings(rows.iter().map(|r| r.audio_codec.as_deref())),
         Arc::new(UInt32Array::from_iter(rows.iter().map(|r| r.sample_rate))),
         Arc::new(UInt32Array::from_iter(rows.iter().map(|r| r.channels))),
-        Arc::new(UInt32Array::from_iter_values(
-            rows.iter().map(|r| r.frames_sampled),
-        )),
-        Arc::new(UInt32Array::from_iter_values(
-            rows.iter().map(|r| r.audio_windows),
-        )),
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.frames_sampled))),
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.audio_windows))),
         vectors(rows.iter().map(|r| r.visual.as_ref()), dims.visual)?,
         vectors(rows.iter().map(|r| r.audio.as_ref()), dims.audio)?,
         vectors(rows.iter().map(|r| r.music.as_ref()), dims.music)?,
         vectors(rows.iter().map(|r| r.text.as_ref()), dims.text)?,
         vectors(rows.iter().map(|r| r.bridge.as_ref()), dims.bridge)?,
         label_lists(rows.iter().map(|r| r.labels.as_slice()))?,
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(MediaRow::label_text),
-        )),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(MediaRow::label_text))),
         label_lists(rows.iter().map(|r| r.music_tags.as_slice()))?,
         opt_strings(rows.iter().map(|r| r.transcript.as_deref())),
         opt_strings(rows.iter().map(|r| r.language.as_deref())),
@@ -219,18 +191,12 @@ pub(crate) fn media_batch(
 impl MediaRow {
     /// The labels as one searchable string (`"Egyptian cat, tabby, ..."`), for full-text search.
     pub fn label_text(&self) -> String {
-        self.labels
-            .iter()
-            .map(|l| l.label.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        self.labels.iter().map(|l| l.label.as_str()).collect::<Vec<_>>().join(", ")
     }
 }
 
 pub(crate) fn run_batch(schema: SchemaRef, r: &RunRow) -> Result<RecordBatch, ArrowError> {
-    let utc = |v: i64| {
-        Arc::new(TimestampMicrosecondArray::from(vec![v]).with_timezone("UTC")) as ArrayRef
-    };
+    let utc = |v: i64| Arc::new(TimestampMicrosecondArray::from(vec![v]).with_timezone("UTC")) as ArrayRef;
     let u = |v: u64| Arc::new(UInt64Array::from(vec![v])) as ArrayRef;
     let columns: Vec<ArrayRef> = vec![
         strings([r.run_id.as_str()].into_iter()),
@@ -252,10 +218,7 @@ pub(crate) fn run_batch(schema: SchemaRef, r: &RunRow) -> Result<RecordBatch, Ar
     RecordBatch::try_new(schema, columns)
 }
 
-pub(crate) fn failure_batch(
-    schema: SchemaRef,
-    rows: &[FailureRow],
-) -> Result<RecordBatch, ArrowError> {
+pub(crate) fn failure_batch(schema: SchemaRef, rows: &[FailureRow]) -> Result<RecordBatch, ArrowError> {
     let columns: Vec<ArrayRef> = vec![
         strings(rows.iter().map(|r| r.path.as_str())),
         opt_strings(rows.iter().map(|r| r.content_hash.as_deref())),
@@ -263,10 +226,8 @@ pub(crate) fn failure_batch(
         strings(rows.iter().map(|r| r.error_kind.as_str())),
         strings(rows.iter().map(|r| r.message.as_str())),
         Arc::new(
-            TimestampMicrosecondArray::from(
-                rows.iter().map(|r| r.failed_at_us).collect::<Vec<_>>(),
-            )
-            .with_timezone("UTC"),
+            TimestampMicrosecondArray::from(rows.iter().map(|r| r.failed_at_us).collect::<Vec<_>>())
+                .with_timezone("UTC"),
         ),
     ];
     RecordBatch::try_new(schema, columns)

@@ -23,50 +23,23 @@ pub struct VectorDims {
 pub const VECTOR_COLUMNS: [&str; 5] = ["visual", "audio", "music", "text", "bridge"];
 
 pub(crate) fn vector(name: &str, dim: usize) -> Field {
-    Field::new(
-        name,
-        DataType::FixedSizeList(
-            Arc::new(Field::new("item", DataType::Float32, true)),
-            dim as i32,
-        ),
-        true,
-    )
+    Field::new(name, DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), dim as i32), true)
 }
 
 pub(crate) fn label_struct() -> Fields {
-    Fields::from(vec![
-        Field::new("label", DataType::Utf8, false),
-        Field::new("score", DataType::Float32, false),
-    ])
+    Fields::from(vec![Field::new("label", DataType::Utf8, false), Field::new("score", DataType::Float32, false)])
 }
 
 fn label_list(name: &str) -> Field {
-    Field::new(
-        name,
-        DataType::List(Arc::new(Field::new(
-            "item",
-            DataType::Struct(label_struct()),
-            true,
-        ))),
-        false,
-    )
+    Field::new(name, DataType::List(Arc::new(Field::new("item", DataType::Struct(label_struct()), true))), false)
 }
 
 pub(crate) fn utc_micros(name: &str) -> Field {
-    Field::new(
-        name,
-        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        false,
-    )
+    Field::new(name, DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false)
 }
 
 pub(crate) fn with_version(fields: Vec<Field>) -> SchemaRef {
-    let meta = [(
-        "medley.schema_version".to_string(),
-        SCHEMA_VERSION.to_string(),
-    )]
-    .into_iter()
-    .collect();
+    let meta = [("medley.schema_version".to_string(), SCHEMA_VERSION.to_string())].into_iter().collect();
     Arc::new(Schema::new_with_metadata(fields, meta))
 }
 
@@ -140,10 +113,7 @@ pub(crate) fn runs_schema() -> SchemaRef {
 
 /// The schema version a table was written with (`None` for tables not written by medley).
 pub(crate) fn version_of(schema: &arrow_schema::Schema) -> Option<&str> {
-    schema
-        .metadata()
-        .get("medley.schema_version")
-        .map(String::as_str)
+    schema.metadata().get("medley.schema_version").map(String::as_str)
 }
 
 /// Width of a fixed-size-list vector column, if the schema has one by that name.

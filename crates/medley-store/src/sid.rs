@@ -11,7 +11,7 @@ use arrow_array::{
 use arrow_schema::{DataType, Field, SchemaRef};
 use lancedb::query::{QueryBase, Select};
 
-use crate::schema::{with_version, utc_micros, vector_width};
+use crate::schema::{utc_micros, vector_width, with_version};
 use crate::store::{Store, StoreError, open_or_create};
 
 pub const SID_CODEBOOKS_TABLE: &str = "sid_codebooks";
@@ -90,7 +90,8 @@ impl Store {
             for i in 0..b.num_rows() {
                 let vectors = (0..columns.len())
                     .map(|c| {
-                        let col = b.column(2 + c).as_any().downcast_ref::<arrow_array::FixedSizeListArray>().expect("vector");
+                        let col =
+                            b.column(2 + c).as_any().downcast_ref::<arrow_array::FixedSizeListArray>().expect("vector");
                         (!col.is_null(i)).then(|| {
                             let v = col.value(i);
                             v.as_any().downcast_ref::<Float32Array>().expect("f32").values().to_vec()
@@ -112,7 +113,8 @@ impl Store {
 
     pub async fn save_codebook(&self, row: &CodebookRow) -> Result<(), StoreError> {
         let schema = codebooks_schema();
-        let table = open_or_create(self.connection(), SID_CODEBOOKS_TABLE, schema.clone()).await.map_err(|e| self.lance(e))?;
+        let table =
+            open_or_create(self.connection(), SID_CODEBOOKS_TABLE, schema.clone()).await.map_err(|e| self.lance(e))?;
         let s = |v: &str| Arc::new(StringArray::from(vec![v])) as ArrayRef;
         let u = |v: u32| Arc::new(UInt32Array::from(vec![v])) as ArrayRef;
         let batch = RecordBatch::try_new(
@@ -141,7 +143,12 @@ impl Store {
             return Ok(None);
         }
         let table = self.connection().open_table(SID_CODEBOOKS_TABLE).execute().await.map_err(|e| self.lance(e))?;
-        let batches = self.collect(table.query().select(Select::columns(&["version", "codebook", "fusion", "created_at"])), Store::lance).await?;
+        let batches = self
+            .collect(
+                table.query().select(Select::columns(&["version", "codebook", "fusion", "created_at"])),
+                Store::lance,
+            )
+            .await?;
         let mut best: Option<(i64, String, String, String)> = None;
         for b in &batches {
             let col = |i: usize| b.column(i).as_any().downcast_ref::<StringArray>().expect("utf8");
@@ -172,7 +179,8 @@ impl Store {
             }
             ngrams.append(true);
         }
-        let strings = |f: &dyn Fn(&SidRow) -> &str| Arc::new(StringArray::from_iter_values(rows.iter().map(f))) as ArrayRef;
+        let strings =
+            |f: &dyn Fn(&SidRow) -> &str| Arc::new(StringArray::from_iter_values(rows.iter().map(f))) as ArrayRef;
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![

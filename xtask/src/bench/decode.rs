@@ -89,7 +89,19 @@ fn ffmpeg(film: &Path, threads: usize, size: u32, sampler: &str) -> Command {
         }
         _ => format!("select='gt(scene,0.3)',{crop}"),
     };
-    c.arg("-i").arg(film).args(["-an", "-vf", &vf, "-fps_mode", "passthrough", "-pix_fmt", "rgb24", "-f", "rawvideo", "-y", "/dev/null"]);
+    c.arg("-i").arg(film).args([
+        "-an",
+        "-vf",
+        &vf,
+        "-fps_mode",
+        "passthrough",
+        "-pix_fmt",
+        "rgb24",
+        "-f",
+        "rawvideo",
+        "-y",
+        "/dev/null",
+    ]);
     c
 }
 
@@ -148,7 +160,9 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
         o.rounds,
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
-    println!("| sampler | medley wall s | media s / wall s | cpu | ffmpeg CLI wall s | cpu | medley / CLI time | frames |");
+    println!(
+        "| sampler | medley wall s | media s / wall s | cpu | ffmpeg CLI wall s | cpu | medley / CLI time | frames |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     let mut walls = Vec::new();
     for (i, s) in samplers.iter().enumerate() {

@@ -32,14 +32,28 @@ fn index(ctx: &Ctx) -> Result<()> {
     std::fs::create_dir_all(&clip_dir)?;
     let clip = clip_dir.join("bbb_first_120s.mp4");
     if !clip.exists() {
-        crate::run(Command::new("ffmpeg").args(["-nostdin", "-loglevel", "error", "-y", "-t", "120", "-i"]).arg(&film).args(["-c", "copy"]).arg(&clip))?;
+        crate::run(
+            Command::new("ffmpeg")
+                .args(["-nostdin", "-loglevel", "error", "-y", "-t", "120", "-i"])
+                .arg(&film)
+                .args(["-c", "copy"])
+                .arg(&clip),
+        )?;
     }
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).to_string();
     let ffmpeg_video = || {
         let mut c = Command::new("ffmpeg");
-        c.args(["-nostdin", "-loglevel", "error", "-threads", &threads, "-i"])
-            .arg(&clip)
-            .args(["-an", "-vf", "fps=1,crop='min(iw,ih)':'min(iw,ih)',scale=224:224:flags=bicubic", "-pix_fmt", "rgb24", "-f", "rawvideo", "-y", "/dev/null"]);
+        c.args(["-nostdin", "-loglevel", "error", "-threads", &threads, "-i"]).arg(&clip).args([
+            "-an",
+            "-vf",
+            "fps=1,crop='min(iw,ih)':'min(iw,ih)',scale=224:224:flags=bicubic",
+            "-pix_fmt",
+            "rgb24",
+            "-f",
+            "rawvideo",
+            "-y",
+            "/dev/null",
+        ]);
         c
     };
     let ffmpeg_av = || {
@@ -58,8 +72,13 @@ fn index(ctx: &Ctx) -> Result<()> {
         let medley = time(m)?;
         rows.push((v, av, medley));
     }
-    println!("bench index: 120 s of Big Buck Bunny (1280x720 H.264 24 fps + AAC), {threads} threads, debug-profile medley");
-    println!("{:<8} {:>14} {:>20} {:>14} {:>10} {:>10}", "round", "ffmpeg video s", "ffmpeg video+audio s", "medley index s", "x video", "x v+a");
+    println!(
+        "bench index: 120 s of Big Buck Bunny (1280x720 H.264 24 fps + AAC), {threads} threads, debug-profile medley"
+    );
+    println!(
+        "{:<8} {:>14} {:>20} {:>14} {:>10} {:>10}",
+        "round", "ffmpeg video s", "ffmpeg video+audio s", "medley index s", "x video", "x v+a"
+    );
     for (i, (v, av, m)) in rows.iter().enumerate() {
         println!("{:<8} {:>14.2} {:>20.2} {:>14.2} {:>10.2} {:>10.2}", i, v, av, m, m / v, m / av);
     }

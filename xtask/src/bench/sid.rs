@@ -61,11 +61,18 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
     }
     let shape = [LEVELS.to_string(), CODES.to_string(), iters.to_string(), seed.to_string()];
     let rust = results(Command::new(&bin).arg("train").arg(&data).args(&shape))?;
-    let faiss = results(Command::new(venv.join("bin/python")).arg(ctx.root.join("crates/medley-fuse/bench/faiss_rq.py")).arg(&data).args(&shape))?;
+    let faiss = results(
+        Command::new(venv.join("bin/python"))
+            .arg(ctx.root.join("crates/medley-fuse/bench/faiss_rq.py"))
+            .arg(&data)
+            .args(&shape),
+    )?;
     let get = |m: &BTreeMap<String, f64>, k: &str| m.get(k).copied().with_context(|| format!("no {k} in the results"));
 
     println!();
-    println!("bench sid: {n} x {D} synthetic clustered vectors, L={LEVELS}, K={CODES}, {iters} Lloyd iterations per level (both sides), seed {seed}");
+    println!(
+        "bench sid: {n} x {D} synthetic clustered vectors, L={LEVELS}, K={CODES}, {iters} Lloyd iterations per level (both sides), seed {seed}"
+    );
     println!("{:<28} {:>14} {:>14} {:>10}", "", "medley-fuse", "faiss-cpu", "ratio");
     let (rt, ft) = (get(&rust, "train_s")?, get(&faiss, "train_s")?);
     println!("{:<28} {:>14.1} {:>14.1} {:>10.2}", "training time (s)", rt, ft, rt / ft);

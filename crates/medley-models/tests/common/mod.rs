@@ -23,7 +23,13 @@ impl Case {
         let dir = model_dir.join("golden");
         let json: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
         let case = match name {
-            Some(n) => json["cases"].as_array().unwrap().iter().find(|c| c["name"] == n).unwrap_or_else(|| panic!("no golden case {n}")).clone(),
+            Some(n) => json["cases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == n)
+                .unwrap_or_else(|| panic!("no golden case {n}"))
+                .clone(),
             None => json["cases"][0].clone(),
         };
         Self { dir, json: case }
