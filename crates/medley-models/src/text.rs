@@ -101,13 +101,7 @@ impl TextEncoder {
         if let Some(name) = &self.spec.token_type_ids {
             inputs.push((name.as_str().into(), t(types, shape, &self.id)?.into()));
         }
-        let mut session = self.session.lock().expect("session lock");
-        let outputs = session.run(inputs).map_err(|e| ModelError::session(&self.id, e))?;
-        let mut out = rows(&outputs, &self.spec.embedding, &self.id, self.spec.dim)?;
-        if self.spec.normalize {
-            out.iter_mut().for_each(|e| l2_normalize(e));
-        }
-        Ok(out)
+        self.embed(inputs)
     }
 
     /// Run on ragged ids: all texts' ids in one flat i32 list, `row_splits[b]..row_splits[b+1]`
@@ -118,6 +112,15 @@ impl TextEncoder {
         let splits_t =
             TensorRef::from_array_view(([row_splits.len()], row_splits)).map_err(|e| ModelError::input(&self.id, e))?;
         let inputs = ort::inputs![self.spec.input_ids.as_str() => ids_t, splits_name => splits_t];
+        self.embed(inputs)
+    }
+
+    /// Run the session on prepared inputs and read (and, if the spec says so, normalise) the
+    /// embedding rows: shared by the padded and the ragged input layouts.
+    fn embed(
+        &self,
+        inputs: Vec<(std::borrow::Cow<'_, str>, ort::session::SessionInputValue<'_>)>,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
         let mut session = self.session.lock().expect("session lock");
         let outputs = session.run(inputs).map_err(|e| ModelError::session(&self.id, e))?;
         let mut out = rows(&outputs, &self.spec.embedding, &self.id, self.spec.dim)?;
