@@ -396,10 +396,11 @@ fn killed_writer_leaves_a_table_that_resumes_to_exactly_once() {
     let db = dir.path().join("db");
     let mut child =
         medley().arg("index").arg(&c.root).arg("--db").arg(&db).args(["--commit-every", "1"]).spawn().unwrap();
-    // Kill it with SIGKILL as soon as its first commit is on disk, mid-batch.
-    let data = db.join("media.lance").join("data");
+    // Kill it with SIGKILL as soon as its first row commit is on disk (a second table version
+    // after the empty one; data files alone appear before their commit), mid-batch.
+    let versions = db.join("media.lance").join("_versions");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while std::fs::read_dir(&data).map(|d| d.count()).unwrap_or(0) == 0 && std::time::Instant::now() < deadline {
+    while std::fs::read_dir(&versions).map(|d| d.count()).unwrap_or(0) < 2 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child.kill().unwrap();
