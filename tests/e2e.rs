@@ -400,7 +400,12 @@ fn killed_writer_leaves_a_table_that_resumes_to_exactly_once() {
     // after the empty one; data files alone appear before their commit), mid-batch.
     let versions = db.join("media.lance").join("_versions");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while std::fs::read_dir(&versions).map(|d| d.count()).unwrap_or(0) < 2 && std::time::Instant::now() < deadline {
+    let manifests = || {
+        std::fs::read_dir(&versions)
+            .map(|d| d.filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "manifest"))).count())
+            .unwrap_or(0)
+    };
+    while manifests() < 2 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child.kill().unwrap();
