@@ -16,7 +16,7 @@ import zipfile
 import numpy as np
 import torch
 
-from medley_common import check_onnx, graph_spec, save_golden, write_spec  # noqa: F401
+from medley_common import check_onnx, fp16_variant, graph_spec, save_golden, write_spec  # noqa: F401
 
 OPSET = 17
 
@@ -98,9 +98,13 @@ def export_efficientnet(variant, size, out_dir):
         emb, logits = model(torch.from_numpy(x))
     check(out_dir, "random_pixels", path, {"pixel_values": x},
           {"embedding": emb.numpy(), "logits": logits.numpy()}, 1e-3)
+    graph = graph_spec(path, "model.onnx")
+    fp16 = fp16_variant(out_dir, "model.onnx", {"pixel_values": x})
+    if fp16:
+        graph["fp16"] = fp16
     write_spec(out_dir, {
         "id": f"efficientnet-{variant}", "role": "image",
-        "graphs": [graph_spec(path, "model.onnx")],
+        "graphs": [graph],
         "image": {"file": "model.onnx", "input": "pixel_values", "size": size, "mean": [127.0] * 3,
                   "std": [128.0] * 3, "embedding": "embedding", "dim": 1280, "logits": "logits",
                   "labels": "labels.txt", "activation": "softmax", "normalize": False},

@@ -47,6 +47,30 @@ def check_onnx(out_dir, name, model_path, inputs, reference, tolerance, save=Tru
     return got
 
 
+def fp16_variant(out_dir, file, inputs, min_cosine=0.999):
+    """When the manifest entry offers fp16 (`fp16 = true`, passed as MEDLEY_FP16=1), write
+    `<stem>.fp16.onnx` next to `file`: weights and compute in float16, inputs and outputs kept
+    float32 so adapters feed it unchanged. Every output must keep a cosine similarity of at
+    least `min_cosine` per row to the float32 graph. Returns the file name, or None."""
+    if os.environ.get("MEDLEY_FP16") != "1":
+        return None
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    src = os.path.join(out_dir, file)
+    name = file.removesuffix(".onnx") + ".fp16.onnx"
+    onnx.save(convert_float_to_float16(onnx.load(src), keep_io_types=True), os.path.join(out_dir, name))
+    run = lambda f: ort.InferenceSession(os.path.join(out_dir, f), providers=["CPUExecutionProvider"]).run(None, inputs)
+    for a, b in zip(run(file), run(name)):
+        a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+        cos = float(np.min((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)))
+        print(f"  {name}: min cosine to float32 = {cos:.6f} (at least {min_cosine})")
+        if not cos >= min_cosine:
+            raise SystemExit(f"fp16 check failed for {name}: cosine {cos} < {min_cosine}")
+    return name
+
+
 _DTYPES = {1: "float32", 6: "int32", 7: "int64", 10: "float16", 9: "bool", 8: "string"}
 
 

@@ -306,6 +306,7 @@ impl Ctx {
                 .arg(&tmp)
                 .env("MEDLEY_WHEELS", &wheels)
                 .env("MEDLEY_HOME", &self.home)
+                .env("MEDLEY_FP16", if model.get("fp16").and_then(|v| v.as_bool()) == Some(true) { "1" } else { "0" })
                 .env("PYTHONWARNINGS", "ignore")
                 .env("HF_HUB_OFFLINE", "1")
                 .env("TRANSFORMERS_OFFLINE", "1"))?;

@@ -36,6 +36,10 @@ pub struct ModelSpec {
 #[derive(Debug, Clone, Deserialize)]
 pub struct GraphSpec {
     pub file: String,
+    /// A float16 variant of the graph (`<stem>.fp16.onnx`, same inputs and outputs), written
+    /// when the manifest entry offers it; sessions on CUDA load it instead.
+    #[serde(default)]
+    pub fp16: Option<String>,
     #[serde(default)]
     pub inputs: Vec<TensorSpec>,
     #[serde(default)]

@@ -72,3 +72,29 @@ fn batcher_shares_one_model_session() {
     // Errors reach the caller.
     assert!(batcher.submit(vec![0u8; 3]).is_err());
 }
+
+/// The fp16 variant the manifest offers for efficientnet-lite0 (loaded on CUDA) gives the
+/// float32 graph's embeddings and logits on the golden input (CPU runs float16 graphs too).
+#[test]
+fn fp16_variant_matches_float32() {
+    let (rt, home) = common::runtime();
+    let spec = medley_models::ModelSpec::load(&home, "efficientnet-lite0").unwrap();
+    let fp16 = spec.graphs[0].fp16.as_deref().expect("the manifest offers fp16 for efficientnet-lite0");
+    let dir = home.model_dir("efficientnet-lite0").unwrap();
+    let golden = common::Case::load(&dir, Some("random_pixels"));
+    let (x, shape) = golden.f32s("in", "pixel_values");
+    let x = medley_models::Array::F32(shape, x);
+    let run = |file: &str| {
+        let graph = medley_models::Graph::open(rt, "efficientnet-lite0", &dir.join(file)).unwrap();
+        graph.run(&[("pixel_values", &x)], &["embedding", "logits"]).unwrap()
+    };
+    let (a, b) = (run("model.onnx"), run(fp16));
+    for name in ["embedding", "logits"] {
+        let (a, b) = (a[name].f32s().unwrap(), b[name].f32s().unwrap());
+        let width = a.len() / 2;
+        for (ra, rb) in a.chunks(width).zip(b.chunks(width)) {
+            let cos = medley_models::cosine(ra, rb);
+            assert!(cos > 0.999, "{name}: cosine {cos} between fp16 and fp32");
+        }
+    }
+}

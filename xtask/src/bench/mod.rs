@@ -1,12 +1,16 @@
 //! `cargo xtask bench <name>`: benchmarks that report ratios against a baseline measured in
 //! the same run on the same machine. One module per benchmark.
 
-use anyhow::{Result, bail};
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
 
 use crate::Ctx;
 
 mod decode;
 mod index;
+mod models;
 mod pipeline;
 mod sid;
 mod store;
@@ -16,9 +20,34 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
     match args.first().map(String::as_str).unwrap_or("index") {
         "index" => index::run(ctx),
         "decode" => decode::run(ctx, rest),
+        "models" => models::run(ctx, rest),
         "sid" => sid::run(ctx, rest),
         "store" => store::run(ctx, rest),
         "pipeline" => pipeline::run(ctx, rest),
-        other => bail!("unknown benchmark {other}; known: index, decode, sid, store, pipeline"),
+        other => bail!("unknown benchmark {other}; known: index, decode, models, sid, store, pipeline"),
     }
+}
+
+pub(super) fn opt(args: &[String], name: &str, default: u64) -> Result<u64> {
+    match args.iter().position(|a| a == name) {
+        Some(i) => args.get(i + 1).and_then(|v| v.parse().ok()).with_context(|| format!("{name} takes a number")),
+        None => Ok(default),
+    }
+}
+
+/// Run a side of the benchmark; its stderr passes through, `result KEY VALUE` lines on stdout
+/// are collected.
+pub(super) fn results(cmd: &mut Command) -> Result<BTreeMap<String, f64>> {
+    let out = cmd.stderr(Stdio::inherit()).output().with_context(|| format!("starting {:?}", cmd.get_program()))?;
+    if !out.status.success() {
+        bail!("{:?} failed with {}", cmd.get_program(), out.status);
+    }
+    let mut r = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut it = line.split_whitespace();
+        if let (Some("result"), Some(k), Some(v)) = (it.next(), it.next(), it.next()) {
+            r.insert(k.to_string(), v.parse::<f64>().with_context(|| format!("bad result line {line:?}"))?);
+        }
+    }
+    Ok(r)
 }

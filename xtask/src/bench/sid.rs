@@ -6,39 +6,16 @@
 //! time at most 1.5x faiss's).
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use super::{opt, results};
 use crate::Ctx;
 
 const D: usize = 256;
 const LEVELS: usize = 3;
 const CODES: usize = 256;
-
-fn opt(args: &[String], name: &str, default: u64) -> Result<u64> {
-    match args.iter().position(|a| a == name) {
-        Some(i) => args.get(i + 1).and_then(|v| v.parse().ok()).with_context(|| format!("{name} takes a number")),
-        None => Ok(default),
-    }
-}
-
-/// Run a side of the benchmark; its stderr passes through, `result KEY VALUE` lines on stdout
-/// are collected.
-fn results(cmd: &mut Command) -> Result<BTreeMap<String, f64>> {
-    let out = cmd.stderr(Stdio::inherit()).output().with_context(|| format!("starting {:?}", cmd.get_program()))?;
-    if !out.status.success() {
-        bail!("{:?} failed with {}", cmd.get_program(), out.status);
-    }
-    let mut r = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let mut it = line.split_whitespace();
-        if let (Some("result"), Some(k), Some(v)) = (it.next(), it.next(), it.next()) {
-            r.insert(k.to_string(), v.parse::<f64>().with_context(|| format!("bad result line {line:?}"))?);
-        }
-    }
-    Ok(r)
-}
 
 pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
     let n = opt(args, "--n", 1_000_000)?;
