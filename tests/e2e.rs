@@ -470,15 +470,46 @@ fn semantic_ids_are_unique_reproducible_and_reported() {
     };
     let (v1, v2) = (train(), train());
     assert_eq!(v1, v2, "same data and seed give the same codebook version");
-    let script = "import sys, lancedb; t = lancedb.connect(sys.argv[1]).open_table('sids').to_pandas(); print(len(t), t.sid.nunique(), t.codebook_version.nunique())";
-    let out = Command::new(env_path("MEDLEY_TEST_PYTHON")).args(["-c", script]).arg(&db).output().unwrap();
+    // Per row: the ID, its pieces, and the content vector it quantises (PCA-projected to at
+    // most the number of items, unit norm).
+    let script = "import sys, lancedb, numpy as np; t = lancedb.connect(sys.argv[1]).open_table('sids').to_pandas(); \
+        c = np.stack(t.content.to_numpy()); \
+        print(len(t), t.sid.nunique(), t.codebook_version.nunique(), c.shape[1], int(all(len(p) > 0 for p in t.pieces)), \
+        int(np.allclose(np.linalg.norm(c, axis=1), 1, atol=1e-4)))";
+    let sids = || {
+        let out = Command::new(env_path("MEDLEY_TEST_PYTHON")).args(["-c", script]).arg(&db).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
     let n = GOOD_FILES.len();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("{n} {n} 1"),
-        "one unique ID per item: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(sids(), format!("{n} {n} 1 {n} 1 1"), "one unique ID per item, with pieces and content");
+
+    // A new item indexed into a table with a codebook gets its ID at index time; indexing it
+    // again keeps that ID.
+    let new_dir = tempfile::tempdir().unwrap();
+    let status = Command::new("ffmpeg")
+        .args(["-nostdin", "-loglevel", "error", "-i"])
+        .arg(env_path("MEDLEY_TEST_MEDIA").join("photos/coffee.png"))
+        .args(["-vf", "hflip"])
+        .arg(new_dir.path().join("coffee_flipped.png"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let index = || {
+        let out = medley().arg("index").arg(new_dir.path()).arg("--db").arg(&db).arg("--json").output().unwrap();
+        stdout_json(&out)
+    };
+    assert_eq!(index()["sids_assigned"], 1);
+    let all = |db: &Path| {
+        let script = "import sys, lancedb; t = lancedb.connect(sys.argv[1]).open_table('sids').to_pandas(); \
+            print(' '.join(sorted(t.sid)))";
+        let out = Command::new(env_path("MEDLEY_TEST_PYTHON")).args(["-c", script]).arg(db).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let after_first = all(&db);
+    assert_eq!(sids(), format!("{} {} 1 {n} 1 1", n + 1, n + 1), "the new item's ID is unique");
+    assert_eq!(index()["sids_assigned"], 0);
+    assert_eq!(all(&db), after_first, "re-indexing keeps every ID");
     let out = medley().args(["sid", "stats", "--json", "--db"]).arg(&db).output().unwrap();
     let stats = stdout_json(&out);
     assert_eq!(stats["unique_share"], 1.0, "{stats}");

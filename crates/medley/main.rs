@@ -54,7 +54,7 @@ fn main() -> ExitCode {
             Command::Similar(a) => query::similar(&home, a).await,
             Command::MusicFor(a) => query::music_for(&home, a).await,
             Command::Pipeline(c) => admin::pipeline(&home, c),
-            Command::Sid(c) => sid::run(c).await,
+            Command::Sid(c) => sid::run(&home, c).await,
             Command::Eval(a) => query::eval(&home, a).await,
             Command::Optimize(a) => admin::optimize(a).await,
             Command::Export(a) => admin::export(a).await,

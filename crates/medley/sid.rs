@@ -2,12 +2,13 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
-use medley_fuse::{
-    Codebook, Codes, Fusion, FusionSpec, TrainConfig, prefix_ngrams, sid_stats, sid_string, train, unique_suffixes,
-};
-use medley_store::{CodebookRow, SidRow, Store};
+use anyhow::Result;
+use medley_fuse::{TrainConfig, sid_stats, unique_suffixes};
+use medley_models::ModelHome;
+use medley_pipeline::{SidAssigner, SidError, train_sids};
+use medley_store::Store;
 
+use crate::index::load_pipeline;
 use crate::{config_err, open_db};
 
 #[derive(clap::Subcommand)]
@@ -49,143 +50,77 @@ pub struct TrainArgs {
     /// Lloyd iterations per level.
     #[arg(long, default_value_t = 20)]
     iters: u32,
+    /// Pipeline file whose `[fusion]` section builds the content vectors [default: built-in].
+    #[arg(long)]
+    pipeline: Option<std::path::PathBuf>,
+    /// Vocabulary of the unigram piece model (at least 8 x codes).
+    #[arg(long, default_value_t = 4096)]
+    piece_vocab: u32,
 }
 
-/// The content vector: each modality L2-normalised and weighted, missing ones left out with
-/// the remaining weights rescaled (see medley-fuse), concatenated.
-const MODALITIES: [(&str, f32); 3] = [("visual", 1.0), ("audio", 0.5), ("bridge", 0.5)];
-
-async fn content_vectors(store: &Store) -> Result<(Vec<String>, Vec<f32>, usize, Fusion)> {
-    let columns: Vec<&str> = MODALITIES.iter().map(|m| m.0).collect();
-    let widths = store.vector_widths(&columns).await?;
-    let spec = FusionSpec::new(MODALITIES.iter().zip(&widths).map(|((name, w), d)| (*name, *d, *w)));
-    let fusion = Fusion::concat_only(spec);
-    let items = store.item_vectors(&columns).await?;
-    let mut hashes = Vec::with_capacity(items.len());
-    let mut flat = Vec::with_capacity(items.len() * fusion.dim());
-    for item in &items {
-        let blocks: Vec<Option<&[f32]>> = item.vectors.iter().map(|v| v.as_deref()).collect();
-        // Items with no vector at all have no content to quantise; they get no ID.
-        if let Ok(v) = fusion.content(&blocks) {
-            hashes.push(item.content_hash.clone());
-            flat.extend(v);
-        }
-    }
-    let dim = fusion.dim();
-    Ok((hashes, flat, dim, fusion))
-}
-
-fn sid_rows(hashes: &[String], codes: &Codes, suffixes: &[u32], version: &str) -> Vec<SidRow> {
-    hashes
-        .iter()
-        .enumerate()
-        .map(|(i, h)| SidRow {
-            content_hash: h.clone(),
-            codebook_version: version.to_string(),
-            codes: codes.get(i).iter().map(|&c| i32::from(c)).collect(),
-            suffix: suffixes[i],
-            sid: sid_string(codes.get(i), suffixes[i]),
-            ngrams: prefix_ngrams(codes.get(i)),
-        })
-        .collect()
-}
-
-pub async fn run(c: SidCommand) -> Result<ExitCode> {
+pub async fn run(home: &ModelHome, c: SidCommand) -> Result<ExitCode> {
     match c {
-        SidCommand::Train(a) => train_cmd(a).await,
+        SidCommand::Train(a) => train_cmd(home, a).await,
         SidCommand::Assign { db } => assign_cmd(&db).await,
         SidCommand::Stats { db, nn_sample, json } => stats_cmd(&db, nn_sample, json).await,
     }
 }
 
-async fn train_cmd(a: TrainArgs) -> Result<ExitCode> {
+async fn train_cmd(home: &ModelHome, a: TrainArgs) -> Result<ExitCode> {
+    let pipeline = load_pipeline(home, a.pipeline.as_deref())?;
     let store = open_db(&a.db).await?;
-    let (hashes, flat, dim, fusion) = content_vectors(&store).await?;
-    if hashes.len() < a.codes as usize {
-        return Err(config_err(anyhow::anyhow!(
-            "--codes {} is more than the {} items with vectors in {}",
-            a.codes,
-            hashes.len(),
-            a.db
-        )));
-    }
     let mut config = TrainConfig::new(a.levels as usize, a.codes as usize);
     config.balanced = a.balanced;
     config.seed = a.seed;
     config.iters = a.iters as usize;
-    let codebook = train(&flat, dim, &config)?;
-    let codes = codebook.assign(&flat)?;
-    let suffixes = unique_suffixes(&codes);
-    store
-        .save_codebook(&CodebookRow {
-            version: codebook.version.clone(),
-            levels: a.levels,
-            codes: a.codes,
-            dim: dim as u32,
-            report_json: serde_json::to_string(&codebook.report)?,
-            codebook_json: codebook.to_json()?,
-            fusion_json: fusion.to_json()?,
-            created_at_us: now_us(),
-        })
-        .await?;
-    store.save_sids(&sid_rows(&hashes, &codes, &suffixes, &codebook.version)).await?;
-    let mse = codebook.report.levels.last().map_or(0.0, |l| l.relative_mse);
+    let trained = match train_sids(&store, &pipeline.fusion, &config, a.piece_vocab).await {
+        Err(e @ SidError::TooFewItems { .. }) => return Err(config_err(anyhow::anyhow!("--codes {}: {e}", a.codes))),
+        other => other?,
+    };
+    let mse = trained.codebook.report.levels.last().map_or(0.0, |l| l.relative_mse);
     println!(
-        "codebook {} ({} levels x {} codes over {} items, {}-d): relative MSE {:.4}; {} IDs written to `sids`",
-        codebook.version,
+        "codebook {} ({} levels x {} codes over {} items, content {}-d, fusion {}): relative MSE {:.4}; {} IDs with pieces ({} piece vocabulary) and content vectors written to `sids`",
+        trained.codebook.version,
         a.levels,
         a.codes,
-        hashes.len(),
-        dim,
+        trained.items,
+        trained.fusion.dim(),
+        trained.fusion.version,
         mse,
-        hashes.len()
+        trained.items,
+        trained.piece_vocab,
     );
     Ok(ExitCode::SUCCESS)
 }
 
-async fn latest(store: &Store, db: &str) -> Result<Codebook> {
-    let (_, json, _) = store.latest_codebook().await?.ok_or_else(|| {
+async fn assigner(store: &Store, db: &str) -> Result<SidAssigner> {
+    SidAssigner::load(store).await?.ok_or_else(|| {
         config_err(anyhow::anyhow!("no codebook in {db}; train one with `medley sid train --db {db}`"))
-    })?;
-    Codebook::from_json(&json).context("stored codebook")
+    })
 }
 
 async fn assign_cmd(db: &str) -> Result<ExitCode> {
     let store = open_db(db).await?;
-    let codebook = latest(&store, db).await?;
-    let existing = store.sids(&codebook.version).await?;
-    let (hashes, flat, dim, _) = content_vectors(&store).await?;
-    let mut counter = medley_fuse::SuffixCounter::default();
-    let done: std::collections::HashSet<&str> = existing.iter().map(|r| r.content_hash.as_str()).collect();
-    for r in &existing {
-        let codes: Vec<u16> = r.codes.iter().map(|&c| c as u16).collect();
-        counter.observe(&codes, r.suffix);
-    }
-    let new: Vec<usize> = (0..hashes.len()).filter(|&i| !done.contains(hashes[i].as_str())).collect();
-    let vectors: Vec<f32> = new.iter().flat_map(|&i| flat[i * dim..(i + 1) * dim].iter().copied()).collect();
-    let codes = codebook.assign(&vectors)?;
-    let suffixes: Vec<u32> = codes.iter().map(|c| counter.next(c)).collect();
-    let new_hashes: Vec<String> = new.iter().map(|&i| hashes[i].clone()).collect();
-    store.save_sids(&sid_rows(&new_hashes, &codes, &suffixes, &codebook.version)).await?;
-    println!("{} items assigned with codebook {} ({} already had IDs)", new.len(), codebook.version, existing.len());
+    let mut assigner = assigner(&store, db).await?;
+    let items = store.item_vectors(&assigner.columns()).await?;
+    let rows = assigner.assign(&items)?;
+    store.save_sids(&rows).await?;
+    println!("{} items assigned with codebook {} ({} items in the table)", rows.len(), assigner.version(), items.len());
     Ok(ExitCode::SUCCESS)
 }
 
 async fn stats_cmd(db: &str, nn_sample: usize, json: bool) -> Result<ExitCode> {
     let store = open_db(db).await?;
-    let codebook = latest(&store, db).await?;
-    let (_, flat, _, _) = content_vectors(&store).await?;
+    let assigner = assigner(&store, db).await?;
+    let (_, flat) = assigner.content_vectors(&store.item_vectors(&assigner.columns()).await?);
+    let codebook = assigner.codebook();
     let codes = codebook.assign(&flat)?;
     let suffixes = unique_suffixes(&codes);
-    let stats = sid_stats(&codebook, &flat, &codes, &suffixes, nn_sample, 0)?;
+    let stats = sid_stats(codebook, &flat, &codes, &suffixes, nn_sample, 0)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&stats)?);
     } else {
         println!("codebook {}\n{stats}", codebook.version);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }

@@ -19,6 +19,67 @@ pub struct PipelineConfig {
     pub models: Models,
     #[serde(default)]
     pub index: IndexConfig,
+    #[serde(default)]
+    pub fusion: FusionConfig,
+}
+
+/// How an item's `content` vector (what Semantic IDs quantise) is fused from its `media`
+/// vector columns: each L2-normalised and weighted, concatenated, then optionally projected
+/// by a PCA fitted on the corpus when a codebook is trained (`medley sid train`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FusionConfig {
+    /// Column name to weight; columns: visual, audio, music, text, bridge.
+    #[serde(default = "default_weights")]
+    pub weights: std::collections::BTreeMap<String, f32>,
+    /// Width after the PCA projection; 0 keeps the concatenation.
+    #[serde(default = "default_fusion_dim")]
+    pub dim: usize,
+    /// `unit` (unit-norm vectors) or `yt8m` (whitened PCA, for 8-bit quantisation).
+    #[serde(default = "default_form")]
+    pub form: String,
+}
+
+/// The `media` vector columns fusion can use.
+pub const FUSION_COLUMNS: [&str; 5] = ["visual", "audio", "music", "text", "bridge"];
+
+fn default_weights() -> std::collections::BTreeMap<String, f32> {
+    [("visual", 1.0), ("audio", 0.5), ("bridge", 0.5)].into_iter().map(|(k, w)| (k.to_string(), w)).collect()
+}
+fn default_fusion_dim() -> usize {
+    256
+}
+fn default_form() -> String {
+    "unit".into()
+}
+
+impl Default for FusionConfig {
+    fn default() -> Self {
+        Self { weights: default_weights(), dim: default_fusion_dim(), form: default_form() }
+    }
+}
+
+impl FusionConfig {
+    fn check(&self) -> Result<(), String> {
+        if self.weights.is_empty() {
+            return Err("fusion.weights: name at least one column".into());
+        }
+        for (column, w) in &self.weights {
+            if !FUSION_COLUMNS.contains(&column.as_str()) {
+                return Err(format!("fusion.weights.{column}: unknown column (known: {})", FUSION_COLUMNS.join(", ")));
+            }
+            if !(w.is_finite() && *w > 0.0) {
+                return Err(format!("fusion.weights.{column}: must be a positive number, got {w}"));
+            }
+        }
+        if !["unit", "yt8m"].contains(&self.form.as_str()) {
+            return Err(format!("fusion.form: {:?} is not unit or yt8m", self.form));
+        }
+        if self.form == "yt8m" && self.dim == 0 {
+            return Err("fusion.dim: the yt8m form needs a projection (dim > 0)".into());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -94,6 +155,7 @@ impl PipelineConfig {
 
     fn check(&self, home: &ModelHome) -> Result<(), String> {
         self.sampler.video.parse::<Sampler>().map_err(|e| format!("sampler.video: {e}"))?;
+        self.fusion.check()?;
         if self.index.commit_every == 0 {
             return Err("index.commit_every: must be at least 1".into());
         }

@@ -9,6 +9,7 @@ use medley_models::{LabelBridge, ModelError};
 use medley_store::{FailureRow, Label, MediaRow, RunRow, Store, StoreError};
 use serde::Serialize;
 
+use crate::sids::{SidAssigner, SidError};
 use crate::{Discovery, Encoders, FileError, Stage};
 
 #[derive(Debug, Clone)]
@@ -67,6 +68,11 @@ pub struct Summary {
     /// True when the run was stopped (Ctrl-C) before every file was seen.
     pub interrupted: bool,
     pub failures: Vec<FailureSummary>,
+    /// Semantic IDs given with the table's latest codebook (none without one).
+    pub sids_assigned: usize,
+    /// Why IDs were not assigned, when the stored codebook could not be used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid_error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -111,6 +117,10 @@ impl Indexer {
             Summary { files: discovery.files.len(), skipped_not_media: discovery.skipped.len(), ..Default::default() };
         let models = self.encoders.models();
         let mut known = self.store.indexed().await?;
+        let mut sids = match self.sid_assigner(&known, &mut summary).await {
+            Ok(a) => a,
+            Err(e) => sid_failed(e, &mut summary)?,
+        };
         let mut rows: Vec<MediaRow> = Vec::new();
         let mut failures: Vec<FailureRow> = Vec::new();
 
@@ -153,10 +163,10 @@ impl Indexer {
                 }
             }
             if rows.len() + failures.len() >= self.opts.commit_every {
-                summary.rows_written += self.commit(&mut rows, &mut failures).await?;
+                summary.rows_written += self.commit(&mut rows, &mut failures, &mut sids, &mut summary).await?;
             }
         }
-        summary.rows_written += self.commit(&mut rows, &mut failures).await?;
+        summary.rows_written += self.commit(&mut rows, &mut failures, &mut sids, &mut summary).await?;
         summary.wall_seconds = started.elapsed().as_secs_f64();
         self.store
             .record_run(&RunRow {
@@ -190,12 +200,47 @@ impl Indexer {
         .await
     }
 
-    async fn commit(&self, rows: &mut Vec<MediaRow>, failures: &mut Vec<FailureRow>) -> Result<u64, StoreError> {
+    /// Write a batch of rows and failures, then the new items' Semantic IDs (when the table
+    /// has a codebook).
+    async fn commit(
+        &self,
+        rows: &mut Vec<MediaRow>,
+        failures: &mut Vec<FailureRow>,
+        sids: &mut Option<SidAssigner>,
+        summary: &mut Summary,
+    ) -> Result<u64, StoreError> {
         let written = self.store.upsert_media(rows).await?;
         self.store.record_failures(failures).await?;
+        if let Some(assigner) = sids.as_mut() {
+            match assigner.assign_rows(rows) {
+                Ok(ids) => {
+                    self.store.save_sids(&ids).await?;
+                    summary.sids_assigned += ids.len();
+                }
+                Err(e) => *sids = sid_failed(e, summary)?,
+            }
+        }
         rows.clear();
         failures.clear();
         Ok(written)
+    }
+
+    /// The latest codebook's assigner, after giving IDs to indexed items that have none (an
+    /// earlier run stopped between writing rows and their IDs, or rows indexed before the
+    /// codebook was trained).
+    async fn sid_assigner(
+        &self,
+        known: &HashMap<String, String>,
+        summary: &mut Summary,
+    ) -> Result<Option<SidAssigner>, SidError> {
+        let Some(mut assigner) = SidAssigner::load(&self.store).await? else { return Ok(None) };
+        if known.keys().any(|h| !assigner.has(h)) {
+            let items = self.store.item_vectors(&assigner.columns()).await?;
+            let ids = assigner.assign(&items)?;
+            self.store.save_sids(&ids).await?;
+            summary.sids_assigned += ids.len();
+        }
+        Ok(Some(assigner))
     }
 
     async fn index_file(
@@ -604,4 +649,17 @@ fn media_row(
 
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// A codebook that cannot be used stops ID assignment for the run, not the run; a database
+/// error stops the run.
+fn sid_failed(e: SidError, summary: &mut Summary) -> Result<Option<SidAssigner>, StoreError> {
+    match e {
+        SidError::Store(e) => Err(e),
+        other => {
+            eprintln!("medley: semantic IDs not assigned: {other}");
+            summary.sid_error = Some(other.to_string());
+            Ok(None)
+        }
+    }
 }

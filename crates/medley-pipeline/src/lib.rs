@@ -6,9 +6,11 @@ mod discover;
 mod encoders;
 mod error;
 mod index;
+mod sids;
 
-pub use config::{DEFAULT_PIPELINE, PipelineConfig};
+pub use config::{DEFAULT_PIPELINE, FUSION_COLUMNS, FusionConfig, PipelineConfig};
 pub use discover::{Discovery, discover, shard};
 pub use encoders::{Encoders, MusicStage};
 pub use error::{FileError, Stage};
 pub use index::{Event, IndexOptions, Indexer, Summary};
+pub use sids::{SidAssigner, SidError, TrainedSids, train_sids};

@@ -8,5 +8,5 @@ mod store;
 
 pub use rows::{FailureRow, Label, MediaRow, RunRow, SearchHit};
 pub use schema::{FAILURES_TABLE, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION, VECTOR_COLUMNS, VectorDims};
-pub use sid::{CodebookRow, ItemVectors, SID_CODEBOOKS_TABLE, SIDS_TABLE, SidRow};
+pub use sid::{CodebookRow, ItemVectors, SID_CODEBOOKS_TABLE, SIDS_TABLE, SidRow, StoredCodebook};
 pub use store::{Store, StoreError};

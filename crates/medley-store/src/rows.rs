@@ -189,6 +189,18 @@ pub(crate) fn media_batch(
 }
 
 impl MediaRow {
+    /// A vector column by name (`visual`, `audio`, `music`, `text`, `bridge`).
+    pub fn vector(&self, column: &str) -> Option<&[f32]> {
+        match column {
+            "visual" => self.visual.as_deref(),
+            "audio" => self.audio.as_deref(),
+            "music" => self.music.as_deref(),
+            "text" => self.text.as_deref(),
+            "bridge" => self.bridge.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The labels as one searchable string (`"Egyptian cat, tabby, ..."`), for full-text search.
     pub fn label_text(&self) -> String {
         self.labels.iter().map(|l| l.label.as_str()).collect::<Vec<_>>().join(", ")

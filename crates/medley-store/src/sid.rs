@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow_array::{
     Array, ArrayRef, Float32Array, Int32Array, ListArray, RecordBatch, RecordBatchIterator, StringArray,
     TimestampMicrosecondArray, UInt32Array,
-    builder::{Int32Builder, ListBuilder, StringBuilder},
+    builder::{Float32Builder, Int32Builder, ListBuilder, StringBuilder},
 };
 use arrow_schema::{DataType, Field, SchemaRef};
 use lancedb::query::{QueryBase, Select};
@@ -30,7 +30,18 @@ pub struct CodebookRow {
     pub codebook_json: String,
     /// How content vectors were built from the media columns (JSON).
     pub fusion_json: String,
+    /// The unigram model over the corpus's IDs that cuts them into pieces (JSON), if trained.
+    pub pieces_json: Option<String>,
     pub created_at_us: i64,
+}
+
+/// The latest codebook as stored, in serialised form.
+#[derive(Debug, Clone)]
+pub struct StoredCodebook {
+    pub version: String,
+    pub codebook_json: String,
+    pub fusion_json: String,
+    pub pieces_json: Option<String>,
 }
 
 /// One item's Semantic ID under one codebook.
@@ -44,6 +55,10 @@ pub struct SidRow {
     pub sid: String,
     /// Prefix N-grams of the codes, for ranking-model features.
     pub ngrams: Vec<String>,
+    /// Unigram pieces of the ID (empty without a piece model).
+    pub pieces: Vec<String>,
+    /// The fused content vector the codes quantise (written; [`Store::sids`] leaves it out).
+    pub content: Option<Vec<f32>>,
 }
 
 /// The vectors of one `media` row, in indexing order.
@@ -62,6 +77,7 @@ fn codebooks_schema() -> SchemaRef {
         Field::new("codebook", DataType::Utf8, false),
         Field::new("fusion", DataType::Utf8, false),
         utc_micros("created_at"),
+        Field::new("pieces_model", DataType::Utf8, true),
     ])
 }
 
@@ -73,7 +89,49 @@ fn sids_schema() -> SchemaRef {
         Field::new("suffix", DataType::UInt32, false),
         Field::new("sid", DataType::Utf8, false),
         Field::new("ngrams", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), false),
+        Field::new("pieces", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), true),
+        Field::new("content", DataType::List(Arc::new(Field::new("item", DataType::Float32, true))), true),
     ])
+}
+
+/// Open (or create) a Semantic-ID table, adding columns later versions introduced to one
+/// written by an older medley (`pieces`, `content`, `pieces_model`): a metadata-only change in
+/// Lance, the added columns read as nulls for old rows.
+async fn open_migrated(store: &Store, name: &str, schema: &SchemaRef) -> Result<lancedb::Table, StoreError> {
+    let table = open_or_create(store.connection(), name, schema.clone()).await.map_err(|e| store.lance(e))?;
+    let found = table.schema().await.map_err(|e| store.lance(e))?;
+    let missing: Vec<Field> =
+        schema.fields().iter().filter(|f| found.field_with_name(f.name()).is_err()).map(|f| f.as_ref().clone()).collect();
+    if !missing.is_empty() {
+        let added = Arc::new(arrow_schema::Schema::new(missing));
+        table
+            .add_columns()
+            .transform(lancedb::table::NewColumnTransform::AllNulls(added))
+            .execute()
+            .await
+            .map_err(|e| store.lance(e))?;
+    }
+    Ok(table)
+}
+
+fn string_lists<'a>(rows: impl Iterator<Item = &'a [String]>) -> ListArray {
+    let mut b = ListBuilder::new(StringBuilder::new());
+    for items in rows {
+        for g in items {
+            b.values().append_value(g);
+        }
+        b.append(true);
+    }
+    b.finish()
+}
+
+fn read_strings(list: &ListArray, i: usize) -> Vec<String> {
+    if list.is_null(i) {
+        return Vec::new();
+    }
+    let v = list.value(i);
+    let g = v.as_any().downcast_ref::<StringArray>().expect("utf8");
+    (0..g.len()).map(|j| g.value(j).to_string()).collect()
 }
 
 impl Store {
@@ -113,8 +171,7 @@ impl Store {
 
     pub async fn save_codebook(&self, row: &CodebookRow) -> Result<(), StoreError> {
         let schema = codebooks_schema();
-        let table =
-            open_or_create(self.connection(), SID_CODEBOOKS_TABLE, schema.clone()).await.map_err(|e| self.lance(e))?;
+        let table = open_migrated(self, SID_CODEBOOKS_TABLE, &schema).await?;
         let s = |v: &str| Arc::new(StringArray::from(vec![v])) as ArrayRef;
         let u = |v: u32| Arc::new(UInt32Array::from(vec![v])) as ArrayRef;
         let batch = RecordBatch::try_new(
@@ -128,6 +185,7 @@ impl Store {
                 s(&row.codebook_json),
                 s(&row.fusion_json),
                 Arc::new(TimestampMicrosecondArray::from(vec![row.created_at_us]).with_timezone("UTC")),
+                Arc::new(StringArray::from(vec![row.pieces_json.as_deref()])),
             ],
         )?;
         let mut merge = table.merge_insert(&["version"]);
@@ -136,30 +194,32 @@ impl Store {
         Ok(())
     }
 
-    /// The most recently trained codebook: `(version, codebook JSON, fusion JSON)`.
-    pub async fn latest_codebook(&self) -> Result<Option<(String, String, String)>, StoreError> {
+    /// The most recently trained codebook, if any.
+    pub async fn latest_codebook(&self) -> Result<Option<StoredCodebook>, StoreError> {
         let names = self.connection().table_names().execute().await.map_err(|e| self.lance(e))?;
         if !names.iter().any(|n| n == SID_CODEBOOKS_TABLE) {
             return Ok(None);
         }
-        let table = self.connection().open_table(SID_CODEBOOKS_TABLE).execute().await.map_err(|e| self.lance(e))?;
-        let batches = self
-            .collect(
-                table.query().select(Select::columns(&["version", "codebook", "fusion", "created_at"])),
-                Store::lance,
-            )
-            .await?;
-        let mut best: Option<(i64, String, String, String)> = None;
+        let table = open_migrated(self, SID_CODEBOOKS_TABLE, &codebooks_schema()).await?;
+        let columns = ["version", "codebook", "fusion", "created_at", "pieces_model"];
+        let batches = self.collect(table.query().select(Select::columns(&columns)), Store::lance).await?;
+        let mut best: Option<(i64, StoredCodebook)> = None;
         for b in &batches {
             let col = |i: usize| b.column(i).as_any().downcast_ref::<StringArray>().expect("utf8");
             let at = b.column(3).as_any().downcast_ref::<TimestampMicrosecondArray>().expect("created_at");
             for i in 0..b.num_rows() {
-                if best.as_ref().is_none_or(|(t, ..)| at.value(i) > *t) {
-                    best = Some((at.value(i), col(0).value(i).into(), col(1).value(i).into(), col(2).value(i).into()));
+                if best.as_ref().is_none_or(|(t, _)| at.value(i) > *t) {
+                    let stored = StoredCodebook {
+                        version: col(0).value(i).into(),
+                        codebook_json: col(1).value(i).into(),
+                        fusion_json: col(2).value(i).into(),
+                        pieces_json: (!col(4).is_null(i)).then(|| col(4).value(i).to_string()),
+                    };
+                    best = Some((at.value(i), stored));
                 }
             }
         }
-        Ok(best.map(|(_, v, c, f)| (v, c, f)))
+        Ok(best.map(|(_, c)| c))
     }
 
     /// Write Semantic IDs, one row per (item, codebook version); rewriting updates in place.
@@ -168,16 +228,19 @@ impl Store {
             return Ok(());
         }
         let schema = sids_schema();
-        let table = open_or_create(self.connection(), SIDS_TABLE, schema.clone()).await.map_err(|e| self.lance(e))?;
+        let table = open_migrated(self, SIDS_TABLE, &schema).await?;
         let mut codes = ListBuilder::new(Int32Builder::new());
-        let mut ngrams = ListBuilder::new(StringBuilder::new());
+        let mut content = ListBuilder::new(Float32Builder::new());
         for r in rows {
             codes.values().append_slice(&r.codes);
             codes.append(true);
-            for g in &r.ngrams {
-                ngrams.values().append_value(g);
+            match &r.content {
+                Some(v) => {
+                    content.values().append_slice(v);
+                    content.append(true);
+                }
+                None => content.append(false),
             }
-            ngrams.append(true);
         }
         let strings =
             |f: &dyn Fn(&SidRow) -> &str| Arc::new(StringArray::from_iter_values(rows.iter().map(f))) as ArrayRef;
@@ -189,7 +252,9 @@ impl Store {
                 Arc::new(codes.finish()),
                 Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.suffix))),
                 strings(&|r| &r.sid),
-                Arc::new(ngrams.finish()),
+                Arc::new(string_lists(rows.iter().map(|r| r.ngrams.as_slice()))),
+                Arc::new(string_lists(rows.iter().map(|r| r.pieces.as_slice()))),
+                Arc::new(content.finish()),
             ],
         )?;
         let mut merge = table.merge_insert(&["content_hash", "codebook_version"]);
@@ -204,26 +269,28 @@ impl Store {
         if !names.iter().any(|n| n == SIDS_TABLE) {
             return Ok(Vec::new());
         }
-        let table = self.connection().open_table(SIDS_TABLE).execute().await.map_err(|e| self.lance(e))?;
-        let q = table.query().only_if(format!("codebook_version = '{}'", version.replace('\'', "''")));
+        let table = open_migrated(self, SIDS_TABLE, &sids_schema()).await?;
+        let q = table
+            .query()
+            .only_if(format!("codebook_version = '{}'", version.replace('\'', "''")))
+            .select(Select::columns(&["content_hash", "codebook_version", "codes", "suffix", "sid", "ngrams", "pieces"]));
         let batches = self.collect(q, Store::lance).await?;
         let mut out = Vec::new();
         for b in &batches {
             let s = |i: usize| b.column(i).as_any().downcast_ref::<StringArray>().expect("utf8");
-            let codes = b.column(2).as_any().downcast_ref::<ListArray>().expect("codes");
+            let list = |i: usize| b.column(i).as_any().downcast_ref::<ListArray>().expect("list");
             let suffix = b.column(3).as_any().downcast_ref::<UInt32Array>().expect("suffix");
-            let ngrams = b.column(5).as_any().downcast_ref::<ListArray>().expect("ngrams");
             for i in 0..b.num_rows() {
-                let c = codes.value(i);
-                let g = ngrams.value(i);
-                let g = g.as_any().downcast_ref::<StringArray>().expect("utf8");
+                let c = list(2).value(i);
                 out.push(SidRow {
                     content_hash: s(0).value(i).into(),
                     codebook_version: s(1).value(i).into(),
                     codes: c.as_any().downcast_ref::<Int32Array>().expect("i32").values().to_vec(),
                     suffix: suffix.value(i),
                     sid: s(4).value(i).into(),
-                    ngrams: (0..g.len()).map(|j| g.value(j).to_string()).collect(),
+                    ngrams: read_strings(list(5), i),
+                    pieces: read_strings(list(6), i),
+                    content: None,
                 });
             }
         }
