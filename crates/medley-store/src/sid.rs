@@ -98,7 +98,15 @@ fn sids_schema() -> SchemaRef {
 /// written by an older medley (`pieces`, `content`, `pieces_model`): a metadata-only change in
 /// Lance, the added columns read as nulls for old rows.
 async fn open_migrated(store: &Store, name: &str, schema: &SchemaRef) -> Result<lancedb::Table, StoreError> {
-    let table = open_or_create(store.connection(), name, schema.clone()).await.map_err(|e| store.lance(e))?;
+    let conn = store.connection();
+    let names = conn.table_names().execute().await.map_err(|e| store.lance(e))?;
+    // `open_or_create` would refuse an existing table whose schema differs: open it instead.
+    let table = if names.iter().any(|n| n == name) {
+        conn.open_table(name).execute().await
+    } else {
+        open_or_create(conn, name, schema.clone()).await
+    }
+    .map_err(|e| store.lance(e))?;
     let found = table.schema().await.map_err(|e| store.lance(e))?;
     let missing: Vec<Field> =
         schema.fields().iter().filter(|f| found.field_with_name(f.name()).is_err()).map(|f| f.as_ref().clone()).collect();
