@@ -6,9 +6,11 @@ mod discover;
 mod encoders;
 mod error;
 mod index;
+mod query;
 
 pub use config::{DEFAULT_PIPELINE, PipelineConfig};
 pub use discover::{Discovery, discover, shard};
 pub use encoders::{Encoders, MusicStage};
 pub use error::{FileError, Stage};
-pub use index::{Event, IndexOptions, Indexer, Summary};
+pub use index::{Event, IndexOptions, Indexer, Summary, hash_file};
+pub use query::{ItemVectorSet, QueryError, SIMILAR_COLUMNS, search_text, similar_items, stored_vectors};
