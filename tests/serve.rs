@@ -376,6 +376,8 @@ fn concurrent_uploads_index_each_content_once_and_bad_requests_leave_nothing() {
     assert_error(&server.get("/v1/similar/abcdef0123?k=3"), 404, "no item");
     assert_error(&server.get("/v1/search?k=3"), 400, "q");
     assert_error(&server.get("/v1/jobs/nope"), 404, "no job");
+    assert_error(&server.request("DELETE", "/v1/search", &[], b""), 405, "not allowed");
+    assert_error(&server.get("/v1/nothing"), 404, "no route");
 
     // Bad uploads: each refused with a clear message, leaving no file and no job.
     let jobs_before = files_in(&setup.state().join("jobs")).len();

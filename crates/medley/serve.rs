@@ -50,6 +50,8 @@ pub async fn run(home: &ModelHome, args: ServeArgs) -> Result<ExitCode> {
         (None, false) => PathBuf::from(format!("{}.serve", args.db.trim_end_matches('/'))),
         (None, true) => return Err(config_err(anyhow::anyhow!("--state DIR is required with a remote --db"))),
     };
+    let state_dir = std::path::absolute(&state_dir)
+        .map_err(|e| config_err(anyhow::anyhow!("--state {}: {e}", state_dir.display())))?;
     let roots = args
         .roots
         .iter()

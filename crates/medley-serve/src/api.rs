@@ -92,6 +92,12 @@ pub fn router(app: AppState) -> Router {
         .fallback(|req: Request| async move {
             ApiError::new(StatusCode::NOT_FOUND, format!("no route {} {}", req.method(), req.uri().path()))
         })
+        .method_not_allowed_fallback(|req: Request| async move {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{} is not allowed on {}", req.method(), req.uri().path()),
+            )
+        })
         .layer(DefaultBodyLimit::max(usize::try_from(drain_limit).unwrap_or(usize::MAX)))
         .layer(middleware::from_fn_with_state(app.clone(), auth))
         .with_state(app)
