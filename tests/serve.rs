@@ -487,6 +487,11 @@ fn token_guards_the_api_and_jobs_survive_a_restart() {
     }
     let status = server.terminate();
     assert!(status.success(), "SIGTERM exits 0: {status:?}");
+    // The batch in flight was finished: no job is left `running`, the rest wait `queued`.
+    for name in files_in(&jobs_dir) {
+        let job: Value = serde_json::from_slice(&std::fs::read(jobs_dir.join(&name)).unwrap()).unwrap();
+        assert!(["queued", "done"].contains(&job["status"].as_str().unwrap()), "{name}: {job}");
+    }
 
     let server = setup.start(Some("s3cret"));
     for j in server.wait_jobs(&ids, Duration::from_secs(90)) {
