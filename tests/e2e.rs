@@ -9,27 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use common::{env_path, medley, stdout_json};
 use serde_json::Value;
 
-fn env_path(name: &str) -> PathBuf {
-    PathBuf::from(
-        std::env::var_os(name).unwrap_or_else(|| panic!("{name} is not set: run the tests with `cargo xtask test`")),
-    )
-}
-
-fn medley() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_medley"))
-}
-
-fn stdout_json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
+mod common;
 
 /// The test corpus: real photos and videos, fixtures, three broken files, one non-media file.
 struct Corpus {
@@ -402,7 +385,9 @@ fn killed_writer_leaves_a_table_that_resumes_to_exactly_once() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let manifests = || {
         std::fs::read_dir(&versions)
-            .map(|d| d.filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "manifest"))).count())
+            .map(|d| {
+                d.filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "manifest"))).count()
+            })
             .unwrap_or(0)
     };
     while manifests() < 2 && std::time::Instant::now() < deadline {

@@ -8,6 +8,7 @@
 mod admin;
 mod index;
 mod query;
+mod serve;
 mod sid;
 
 use std::path::PathBuf;
@@ -41,6 +42,7 @@ enum Command {
     #[command(subcommand)]
     Pipeline(admin::PipelineCommand),
     Export(admin::ExportArgs),
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
             Command::Eval(a) => query::eval(&home, a).await,
             Command::Optimize(a) => admin::optimize(a).await,
             Command::Export(a) => admin::export(a).await,
+            Command::Serve(a) => serve::run(&home, a).await,
         }
     });
     match result {

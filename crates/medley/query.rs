@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use medley_models::{ModelHome, Runtime, TextEncoder};
-use medley_pipeline::{Encoders, IndexOptions, Indexer};
+use medley_pipeline::{
+    Encoders, IndexOptions, Indexer, ItemVectorSet, QueryError, search_text, similar_items, stored_vectors,
+};
 use medley_store::SearchHit;
 use serde::Serialize;
 
@@ -103,10 +105,19 @@ fn text_encoder(home: &ModelHome) -> Result<TextEncoder> {
 
 pub async fn search(home: &ModelHome, a: SearchArgs) -> Result<ExitCode> {
     let store = open_db(&a.db).await?;
-    let query = text_encoder(home)?.encode(&[a.text.as_str()])?.remove(0);
-    let hits = store.search("bridge", &query, a.k as usize, a.filter.as_deref()).await.map_err(query_error)?;
+    let hits = search_text(&store, &text_encoder(home)?, &a.text, a.k as usize, a.filter.as_deref())
+        .await
+        .map_err(shared_query_error)?;
     print_hits(&hits, a.json, &format!("no items with a text-searchable vector in {}", a.db))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Usage errors (a bad `--where`) exit 2, others 3, as for direct store queries.
+fn shared_query_error(e: QueryError) -> anyhow::Error {
+    match e {
+        QueryError::Store(e) => query_error(e),
+        other => other.into(),
+    }
 }
 
 /// The vectors of an item given by id, or of a file embedded on the fly (nothing is written).
@@ -115,7 +126,7 @@ async fn item_vectors(
     store: &medley_store::Store,
     db: &str,
     item: &str,
-) -> Result<(String, [(&'static str, Option<Vec<f32>>); 3])> {
+) -> Result<(String, ItemVectorSet)> {
     Ok(if Path::new(item).is_file() {
         let config = crate::index::load_pipeline(home, None)?;
         let encoders = Arc::new(Encoders::load(home, config).map_err(config_err)?);
@@ -127,10 +138,7 @@ async fn item_vectors(
         let Some(hash) = store.resolve_item(item).await? else {
             return Err(config_err(anyhow::anyhow!("{item} is neither a file nor an item id in {db}")));
         };
-        let mut vectors = [("visual", None), ("audio", None), ("bridge", None)];
-        for (column, v) in vectors.iter_mut() {
-            *v = store.vector(column, &hash).await?;
-        }
+        let vectors = stored_vectors(store, &hash).await?;
         (hash, vectors)
     })
 }
@@ -150,18 +158,9 @@ pub async fn music_for(home: &ModelHome, a: MusicForArgs) -> Result<ExitCode> {
 pub async fn similar(home: &ModelHome, a: SimilarArgs) -> Result<ExitCode> {
     let store = open_db(&a.db).await?;
     let (hash, vectors) = item_vectors(home, &store, &a.db, &a.item).await?;
-    let wanted = a.by.as_deref();
-    let Some((column, vector)) =
-        vectors.into_iter().filter(|(c, _)| wanted.is_none_or(|w| w == *c)).find_map(|(c, v)| v.map(|v| (c, v)))
-    else {
-        bail!("{} has no {} vector to compare", a.item, wanted.unwrap_or("visual or audio"));
-    };
-    let not_self = format!("content_hash != '{hash}'");
-    let filter = match &a.filter {
-        Some(f) => format!("({f}) AND {not_self}"),
-        None => not_self,
-    };
-    let hits = store.search(column, &vector, a.k as usize, Some(&filter)).await.map_err(query_error)?;
+    let hits = similar_items(&store, &a.item, &hash, vectors, a.by.as_deref(), a.k as usize, a.filter.as_deref())
+        .await
+        .map_err(shared_query_error)?;
     print_hits(&hits, a.json, "no similar items")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -285,7 +285,8 @@ fn now_us() -> i64 {
 }
 
 /// BLAKE3 of the file's bytes: the item's identity, whatever its name or location.
-fn hash_file(path: &Path) -> std::io::Result<String> {
+/// A file's content hash (BLAKE3, hex): the item id in every table.
+pub fn hash_file(path: &Path) -> std::io::Result<String> {
     let mut hasher = blake3::Hasher::new();
     hasher.update_reader(std::fs::File::open(path)?)?;
     Ok(hasher.finalize().to_hex().to_string())

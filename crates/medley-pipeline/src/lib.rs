@@ -6,11 +6,13 @@ mod discover;
 mod encoders;
 mod error;
 mod index;
+mod query;
 mod sids;
 
 pub use config::{DEFAULT_PIPELINE, FUSION_COLUMNS, FusionConfig, PipelineConfig};
 pub use discover::{Discovery, discover, shard};
 pub use encoders::{Encoders, MusicStage};
 pub use error::{FileError, Stage};
-pub use index::{Event, IndexOptions, Indexer, Summary};
+pub use index::{Event, IndexOptions, Indexer, Summary, hash_file};
+pub use query::{ItemVectorSet, QueryError, SIMILAR_COLUMNS, search_text, similar_items, stored_vectors};
 pub use sids::{SidAssigner, SidError, TrainedSids, train_sids};

@@ -1,0 +1,68 @@
+//! Queries over an indexed table, shared by the CLI (`medley search`/`similar`) and the
+//! server (`/v1/search`, `/v1/similar/{id}`) so both rank and filter the same way and return
+//! the same hits.
+
+use medley_models::{ModelError, TextEncoder};
+use medley_store::{SearchHit, Store, StoreError};
+
+/// An item's vectors by column, in the order `similar` prefers them: visual, audio, bridge.
+pub type ItemVectorSet = [(&'static str, Option<Vec<f32>>); 3];
+
+/// The vector columns `similar` can compare by.
+pub const SIMILAR_COLUMNS: [&str; 3] = ["visual", "audio", "bridge"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("encoding the query: {0}")]
+    Model(#[from] ModelError),
+    /// The item has no vector of the wanted kind (for example `visual` for an audio file).
+    #[error("{item} has no {wanted} vector to compare")]
+    NoVector { item: String, wanted: String },
+}
+
+/// The stored vectors of one indexed item, by content hash.
+pub async fn stored_vectors(store: &Store, content_hash: &str) -> Result<ItemVectorSet, StoreError> {
+    let mut vectors = SIMILAR_COLUMNS.map(|c| (c, None));
+    for (column, v) in vectors.iter_mut() {
+        *v = store.vector(column, content_hash).await?;
+    }
+    Ok(vectors)
+}
+
+/// Items whose content best matches `text`, by the `bridge` vector (text space).
+pub async fn search_text(
+    store: &Store,
+    encoder: &TextEncoder,
+    text: &str,
+    k: usize,
+    filter: Option<&str>,
+) -> Result<Vec<SearchHit>, QueryError> {
+    let query = encoder.encode(&[text])?.remove(0);
+    Ok(store.search("bridge", &query, k, filter).await?)
+}
+
+/// Items most like the item `content_hash` (named `item` in errors), excluding itself, by the
+/// column `by` or else the first it has of visual, audio, bridge.
+pub async fn similar_items(
+    store: &Store,
+    item: &str,
+    content_hash: &str,
+    vectors: ItemVectorSet,
+    by: Option<&str>,
+    k: usize,
+    filter: Option<&str>,
+) -> Result<Vec<SearchHit>, QueryError> {
+    let Some((column, vector)) =
+        vectors.into_iter().filter(|(c, _)| by.is_none_or(|w| w == *c)).find_map(|(c, v)| v.map(|v| (c, v)))
+    else {
+        return Err(QueryError::NoVector { item: item.into(), wanted: by.unwrap_or("visual or audio").into() });
+    };
+    let not_self = format!("content_hash != '{}'", content_hash.replace('\'', "''"));
+    let filter = match filter {
+        Some(f) => format!("({f}) AND {not_self}"),
+        None => not_self,
+    };
+    Ok(store.search(column, &vector, k, Some(&filter)).await?)
+}

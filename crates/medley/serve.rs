@@ -1,0 +1,83 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Result;
+use medley_models::ModelHome;
+use medley_pipeline::{Encoders, IndexOptions, Indexer};
+use medley_serve::ServeConfig;
+use medley_store::Store;
+
+use crate::config_err;
+
+/// Serve an HTTP API: upload files (or name files under --root folders) to index them, poll
+/// their jobs, search and find similar items. See /openapi.json on the server.
+///
+/// Binding an address other than loopback needs a token. Ctrl-C or SIGTERM stops accepting,
+/// finishes the batch being indexed and exits 0; queued jobs run on the next start.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// LanceDB database directory (created if missing).
+    #[arg(long)]
+    db: String,
+    /// Address to listen on (port 0 picks a free port; the address is printed on stderr).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    bind: SocketAddr,
+    /// Bearer token required on /v1 routes and /metrics.
+    #[arg(long, env = "MEDLEY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// A folder whose files may be submitted by path (repeatable); without one, only uploads.
+    #[arg(long = "root", value_name = "DIR")]
+    roots: Vec<PathBuf>,
+    /// Largest upload accepted, in MiB.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    max_upload_mb: u64,
+    /// Pipeline file (see pipelines/) [default: the built-in video-default].
+    #[arg(long)]
+    pipeline: Option<PathBuf>,
+    /// Folder for uploads and the job queue [default: <db>.serve next to a local --db].
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Most jobs indexed in one run (one table commit).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    batch: u32,
+}
+
+pub async fn run(home: &ModelHome, args: ServeArgs) -> Result<ExitCode> {
+    let state_dir = match (&args.state, args.db.contains("://")) {
+        (Some(s), _) => s.clone(),
+        (None, false) => PathBuf::from(format!("{}.serve", args.db.trim_end_matches('/'))),
+        (None, true) => return Err(config_err(anyhow::anyhow!("--state DIR is required with a remote --db"))),
+    };
+    let state_dir = std::path::absolute(&state_dir)
+        .map_err(|e| config_err(anyhow::anyhow!("--state {}: {e}", state_dir.display())))?;
+    let roots = args
+        .roots
+        .iter()
+        .map(|r| r.canonicalize().map_err(|e| config_err(anyhow::anyhow!("--root {}: {e}", r.display()))))
+        .collect::<Result<Vec<_>>>()?;
+    let config = ServeConfig {
+        bind: args.bind,
+        token: args.token.filter(|t| !t.is_empty()),
+        roots,
+        max_upload_bytes: args.max_upload_mb << 20,
+        state_dir,
+        batch: args.batch as usize,
+    };
+    config.check().map_err(config_err)?;
+    let pipeline = crate::index::load_pipeline(home, args.pipeline.as_deref())?;
+    let frame_batch = pipeline.index.frame_batch;
+    let encoders = Arc::new(Encoders::load(home, pipeline).map_err(config_err)?);
+    let store = Store::open(&args.db, encoders.dims()).await.map_err(config_err)?;
+    let opts = IndexOptions {
+        frame_batch,
+        // One commit per batch of jobs.
+        commit_every: config.batch,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        ..Default::default()
+    };
+    let indexer = Indexer::new(encoders.clone(), store, opts);
+    medley_serve::run(config, encoders, indexer, medley_serve::shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
