@@ -239,6 +239,22 @@ fn text_search_finds_the_pictured_subject_first() {
 }
 
 #[test]
+fn hybrid_search_without_text_indexes_says_to_optimize() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let photo = env_path("MEDLEY_TEST_MEDIA").join("photos/rocket.jpg");
+    let out = medley().arg("index").arg(&photo).arg("--db").arg(&db).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = medley().args(["search", "rocket", "--hybrid", "--db"]).arg(&db).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("medley optimize"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn bad_configuration_is_refused_before_work() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
@@ -264,6 +280,21 @@ fn bad_configuration_is_refused_before_work() {
 
     let out = medley().args(["search", "x", "--db"]).arg(dir.path().join("missing")).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+
+    // Every shipped pipeline file passes `pipeline check`; a bad [fusion] key is named.
+    let pipelines = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
+    for entry in std::fs::read_dir(&pipelines).unwrap() {
+        let out = medley().args(["pipeline", "check"]).arg(entry.unwrap().path()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let default = std::fs::read_to_string(pipelines.join("video-default.toml")).unwrap();
+    for (bad, named) in [("subtitles = 1.0", "fusion.weights.subtitles"), ("visual = -1.0", "fusion.weights.visual")] {
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, default.replace("visual = 1.0", bad)).unwrap();
+        let out = medley().args(["pipeline", "check"]).arg(&file).output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(named), "{}", String::from_utf8_lossy(&out.stderr));
+    }
 }
 
 fn run_json(args: &[&str], db: &Path) -> Value {
@@ -353,6 +384,14 @@ fn optimize_and_export_leave_tables_python_can_use() {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert!(fts.contains(&"chelsea.png") && fts.contains(&"cat_upright.mp4"), "{fts:?}");
+    // Hybrid search (vector + BM25, fused by rank) finds the pictured subject first too.
+    for (query, expected) in [("a rocket launch", "rocket.jpg"), ("espresso coffee", "coffee.png")] {
+        let hits = run_json(&["search", query, "--hybrid", "-k", "5"], &c.db);
+        let top = hits[0]["path"].as_str().unwrap();
+        assert!(top.ends_with(expected), "{query}: {hits:#?}");
+        let scores: Vec<f64> = hits.as_array().unwrap().iter().map(|h| h["score"].as_f64().unwrap()).collect();
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "ranked by fused score: {scores:?}");
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let parquet = dir.path().join("media.parquet");
@@ -500,4 +539,77 @@ fn semantic_ids_are_unique_reproducible_and_reported() {
     assert_eq!(stats["unique_share"], 1.0, "{stats}");
     let out = medley().args(["sid", "train", "--codes", "1000", "--db"]).arg(&db).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "more codes than items is refused");
+}
+
+#[test]
+fn watch_indexes_a_file_once_it_is_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inbox, db) = (dir.path().join("inbox"), dir.path().join("db"));
+    std::fs::create_dir_all(&inbox).unwrap();
+    let mut watcher = medley()
+        .arg("watch")
+        .arg(&inbox)
+        .arg("--db")
+        .arg(&db)
+        .args(["--interval", "0.2", "--settle", "1.5"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Written in two halves 0.6 s apart, as a slow copy would: the half file must not be taken.
+    let photo = std::fs::read(env_path("MEDLEY_TEST_MEDIA").join("photos/rocket.jpg")).unwrap();
+    let target = inbox.join("rocket.jpg");
+    std::fs::write(&target, &photo[..photo.len() / 2]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    std::fs::write(&target, &photo).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let tables = loop {
+        assert!(std::time::Instant::now() < deadline, "the watcher did not index the file");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        if db.join("media.lance").exists() {
+            let t = read_tables(&db);
+            if t["media"].as_array().is_some_and(|m| !m.is_empty()) {
+                break t;
+            }
+        }
+    };
+    let status = Command::new("kill").args(["-INT", &watcher.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    assert_eq!(watcher.wait().unwrap().code(), Some(130));
+    assert_eq!(tables["media"].as_array().unwrap().len(), 1);
+    assert_eq!(row(&tables, "rocket.jpg")["kind"], "image");
+    assert!(
+        tables["failures"].as_array().is_none_or(|f| f.is_empty()),
+        "the half-written file was not taken: {tables}"
+    );
+}
+
+#[test]
+fn a_configured_captioner_writes_the_description() {
+    let dir = tempfile::tempdir().unwrap();
+    let default = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/video-default.toml"))
+        .unwrap()
+        .replace("speech = \"whisper-base\"", "speech = \"whisper-base\"\ncaptioner = \"tiny-captioner\"")
+        .replace("music = true", "music = false")
+        .replace("speech = true", "speech = false");
+    let pipeline = dir.path().join("captioned.toml");
+    std::fs::write(&pipeline, default).unwrap();
+    let db = dir.path().join("db");
+    let photo = env_path("MEDLEY_TEST_MEDIA").join("photos/coffee.png");
+    let out = medley().arg("index").arg(&photo).arg("--pipeline").arg(&pipeline).arg("--db").arg(&db).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tables = read_tables(&db);
+    let item = row(&tables, "coffee.png");
+    // The tiny captioner has random weights: what it says is noise, but it is its caption,
+    // not the description composed from labels.
+    let description = item["description"].as_str().unwrap();
+    assert!(!description.contains("looks like"), "{description}");
+    let models = std::process::Command::new(env_path("MEDLEY_TEST_PYTHON"))
+        .args([
+            "-c",
+            "import sys, lancedb; print(lancedb.connect(sys.argv[1]).open_table('media').to_pandas().models[0])",
+        ])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&models.stdout).contains("tiny-captioner"));
 }

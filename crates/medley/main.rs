@@ -10,6 +10,7 @@ mod index;
 mod query;
 mod serve;
 mod sid;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +44,7 @@ enum Command {
     Pipeline(admin::PipelineCommand),
     Export(admin::ExportArgs),
     Serve(serve::ServeArgs),
+    Watch(watch::WatchArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
             Command::Optimize(a) => admin::optimize(a).await,
             Command::Export(a) => admin::export(a).await,
             Command::Serve(a) => serve::run(&home, a).await,
+            Command::Watch(a) => watch::run(&home, a).await,
         }
     });
     match result {

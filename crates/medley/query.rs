@@ -5,7 +5,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use medley_models::{ModelHome, Runtime, TextEncoder};
 use medley_pipeline::{
-    Encoders, IndexOptions, Indexer, ItemVectorSet, QueryError, search_text, similar_items, stored_vectors,
+    Encoders, IndexOptions, Indexer, ItemVectorSet, QueryError, search_hybrid, search_text, similar_items,
+    stored_vectors,
 };
 use medley_store::SearchHit;
 use serde::Serialize;
@@ -29,6 +30,10 @@ pub struct SearchArgs {
     /// Print results as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Fuse the vector ranking with full-text (BM25) ranking over labels, transcripts and
+    /// descriptions (reciprocal rank fusion); needs `medley optimize` to have run.
+    #[arg(long)]
+    hybrid: bool,
 }
 
 /// Find the items most like a given item (by content-hash prefix) or file (embedded on the
@@ -105,9 +110,14 @@ fn text_encoder(home: &ModelHome) -> Result<TextEncoder> {
 
 pub async fn search(home: &ModelHome, a: SearchArgs) -> Result<ExitCode> {
     let store = open_db(&a.db).await?;
-    let hits = search_text(&store, &text_encoder(home)?, &a.text, a.k as usize, a.filter.as_deref())
-        .await
-        .map_err(shared_query_error)?;
+    let encoder = text_encoder(home)?;
+    let (k, filter) = (a.k as usize, a.filter.as_deref());
+    let hits = if a.hybrid {
+        search_hybrid(&store, &encoder, &a.text, k, filter).await
+    } else {
+        search_text(&store, &encoder, &a.text, k, filter).await
+    }
+    .map_err(shared_query_error)?;
     print_hits(&hits, a.json, &format!("no items with a text-searchable vector in {}", a.db))?;
     Ok(ExitCode::SUCCESS)
 }

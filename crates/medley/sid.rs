@@ -94,9 +94,9 @@ async fn train_cmd(home: &ModelHome, a: TrainArgs) -> Result<ExitCode> {
 }
 
 async fn assigner(store: &Store, db: &str) -> Result<SidAssigner> {
-    SidAssigner::load(store).await?.ok_or_else(|| {
-        config_err(anyhow::anyhow!("no codebook in {db}; train one with `medley sid train --db {db}`"))
-    })
+    SidAssigner::load(store)
+        .await?
+        .ok_or_else(|| config_err(anyhow::anyhow!("no codebook in {db}; train one with `medley sid train --db {db}`")))
 }
 
 async fn assign_cmd(db: &str) -> Result<ExitCode> {

@@ -61,13 +61,15 @@ fn time(batch: usize, budget: Duration, mut run: impl FnMut() -> Result<(), Stri
 
 fn main() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
-    let (mut device, mut batches, mut seconds, mut bound, mut models) = (Device::Cpu, vec![1, 8, 32], 2.0, false, vec![]);
+    let (mut device, mut batches, mut seconds, mut bound, mut models) =
+        (Device::Cpu, vec![1, 8, 32], 2.0, false, vec![]);
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or(format!("{a} needs a value"));
         match a.as_str() {
             "--device" => device = value()?.parse()?,
             "--batches" => {
-                batches = value()?.split(',').map(|b| b.parse().map_err(|_| "bad --batches")).collect::<Result<_, _>>()?
+                batches =
+                    value()?.split(',').map(|b| b.parse().map_err(|_| "bad --batches")).collect::<Result<_, _>>()?
             }
             "--seconds" => seconds = value()?.parse().map_err(|_| "bad --seconds")?,
             "--bound" => bound = true,

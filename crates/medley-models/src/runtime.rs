@@ -2,8 +2,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use ort::session::{Session, builder::GraphOptimizationLevel};
 use ort::session::SessionInputValue;
+use ort::session::{Session, builder::GraphOptimizationLevel};
 use ort::value::TensorRef;
 
 use crate::error::ModelError;

@@ -82,7 +82,7 @@ fn fp16_variant_matches_float32() {
     let fp16 = spec.graphs[0].fp16.as_deref().expect("the manifest offers fp16 for efficientnet-lite0");
     let dir = home.model_dir("efficientnet-lite0").unwrap();
     let golden = common::Case::load(&dir, Some("random_pixels"));
-    let (x, shape) = golden.f32s("in", "pixel_values");
+    let (x, shape) = golden.f32s("inputs", "pixel_values");
     let x = medley_models::Array::F32(shape, x);
     let run = |file: &str| {
         let graph = medley_models::Graph::open(rt, "efficientnet-lite0", &dir.join(file)).unwrap();

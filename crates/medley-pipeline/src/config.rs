@@ -112,6 +112,9 @@ pub struct Models {
     pub text: String,
     pub music: Option<String>,
     pub speech: Option<String>,
+    /// An image captioner (VisionEncoderDecoder / BLIP-style export): when set, it captions
+    /// the frame nearest the middle of each item into `description`.
+    pub captioner: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -170,6 +173,12 @@ impl PipelineConfig {
         }
         if self.stages.speech {
             wanted.push(("models.speech", m.speech.as_ref()));
+        }
+        if m.captioner.is_some() {
+            if !self.stages.vision {
+                return Err("models.captioner: needs stages.vision (it captions sampled frames)".into());
+            }
+            wanted.push(("models.captioner", m.captioner.as_ref()));
         }
         for (key, id) in wanted {
             let Some(id) = id else { return Err(format!("{key}: required because its stage is enabled")) };

@@ -1,8 +1,10 @@
 use medley_models::{
-    AudioEncoder, ImageEncoder, LabelBridge, ModelError, ModelHome, MusicTagger, Runtime, SpeechToText, TextEncoder,
+    AudioEncoder, ImageCaptioner, ImageEncoder, LabelBridge, ModelError, ModelHome, MusicTagger, Runtime, SpeechToText,
+    TextEncoder,
 };
 use medley_store::VectorDims;
 
+use crate::clock::StageClock;
 use crate::config::PipelineConfig;
 
 /// The models one index run uses, loaded once and shared.
@@ -15,6 +17,9 @@ pub struct Encoders {
     pub bridge: LabelBridge,
     pub music: Option<MusicStage>,
     pub speech: Option<SpeechToText>,
+    pub captioner: Option<ImageCaptioner>,
+    /// Busy time per stage across every run with these models.
+    pub clock: StageClock,
 }
 
 pub struct MusicStage {
@@ -50,7 +55,8 @@ impl Encoders {
             (Some(id), true) => Some(SpeechToText::load(&rt, home, id)?),
             _ => None,
         };
-        Ok(Self { config, image, audio, text, bridge, music, speech })
+        let captioner = m.captioner.as_deref().map(|id| ImageCaptioner::load(&rt, home, id)).transpose()?;
+        Ok(Self { config, image, audio, text, bridge, music, speech, captioner, clock: StageClock::default() })
     }
 
     pub fn dims(&self) -> VectorDims {
@@ -69,6 +75,7 @@ impl Encoders {
         let mut ids = vec![self.image.id(), self.audio.id(), self.text.id()];
         ids.extend(self.music.as_ref().map(|m| m.tagger.id()));
         ids.extend(self.speech.as_ref().map(|s| s.id()));
+        ids.extend(self.captioner.as_ref().map(|c| c.id()));
         format!("{}:{}", self.config.pipeline.name, ids.join("+"))
     }
 }

@@ -9,6 +9,7 @@ use medley_models::{LabelBridge, ModelError};
 use medley_store::{FailureRow, Label, MediaRow, RunRow, Store, StoreError};
 use serde::Serialize;
 
+use crate::clock::Busy;
 use crate::sids::{SidAssigner, SidError};
 use crate::{Discovery, Encoders, FileError, Stage};
 
@@ -68,6 +69,9 @@ pub struct Summary {
     /// True when the run was stopped (Ctrl-C) before every file was seen.
     pub interrupted: bool,
     pub failures: Vec<FailureSummary>,
+    /// Busy seconds per stage (hash, decode, vision, audio, music, speech, text, write),
+    /// summed over files: the largest is the bottleneck.
+    pub stage_seconds: std::collections::BTreeMap<&'static str, f64>,
     /// Semantic IDs given with the table's latest codebook (none without one).
     pub sids_assigned: usize,
     /// Why IDs were not assigned, when the stored codebook could not be used.
@@ -116,6 +120,7 @@ impl Indexer {
         let mut summary =
             Summary { files: discovery.files.len(), skipped_not_media: discovery.skipped.len(), ..Default::default() };
         let models = self.encoders.models();
+        let clock_before = self.encoders.clock.snapshot();
         let mut known = self.store.indexed().await?;
         let mut sids = match self.sid_assigner(&known, &mut summary).await {
             Ok(a) => a,
@@ -168,6 +173,7 @@ impl Indexer {
         }
         summary.rows_written += self.commit(&mut rows, &mut failures, &mut sids, &mut summary).await?;
         summary.wall_seconds = started.elapsed().as_secs_f64();
+        summary.stage_seconds = self.encoders.clock.since(&clock_before);
         self.store
             .record_run(&RunRow {
                 run_id: format!("{started_at_us:x}-{:x}", std::process::id()),
@@ -209,8 +215,10 @@ impl Indexer {
         sids: &mut Option<SidAssigner>,
         summary: &mut Summary,
     ) -> Result<u64, StoreError> {
+        let started = Instant::now();
         let written = self.store.upsert_media(rows).await?;
         self.store.record_failures(failures).await?;
+        self.encoders.clock.add(Busy::Write, started);
         if let Some(assigner) = sids.as_mut() {
             match assigner.assign_rows(rows) {
                 Ok(ids) => {
@@ -249,16 +257,21 @@ impl Indexer {
         known: &HashMap<String, String>,
     ) -> Result<Outcome, (FileError, Option<String>)> {
         let p = path.to_path_buf();
+        let clock = &self.encoders.clock;
+        let started = Instant::now();
         let hash =
             blocking(path, Stage::Read, move || hash_file(&p).map_err(|e| FileError::new(&p, Stage::Read, "io", e)))
-                .await
-                .map_err(|e| (e, None))?;
+                .await;
+        clock.add(Busy::Hash, started);
+        let hash = hash.map_err(|e| (e, None))?;
         if known.get(&hash).is_some_and(|m| *m == self.encoders.models()) {
             return Ok(Outcome::AlreadyIndexed);
         }
         let (enc, opts, p, h) = (self.encoders.clone(), self.opts.clone(), path.to_path_buf(), hash.clone());
-        let row =
-            blocking(path, Stage::Decode, move || build_row(&enc, &opts, &p, h)).await.map_err(|e| (e, Some(hash)))?;
+        let started = Instant::now();
+        let row = blocking(path, Stage::Decode, move || build_row(&enc, &opts, &p, h)).await;
+        clock.add(Busy::Build, started);
+        let row = row.map_err(|e| (e, Some(hash)))?;
         Ok(Outcome::Indexed(Box::new(row)))
     }
 }
@@ -319,6 +332,9 @@ struct VisualAccumulator<'a> {
     enc: &'a Encoders,
     batch: usize,
     pending: Vec<Frame>,
+    /// With a captioner: the frame nearest `middle_s` so far (the one it captions).
+    middle_s: f64,
+    middle: Option<Frame>,
     embedding: MeanPool,
     probabilities: MeanPool,
     error: Option<ModelError>,
@@ -326,6 +342,10 @@ struct VisualAccumulator<'a> {
 
 impl VisualAccumulator<'_> {
     fn push(&mut self, frame: Frame) {
+        let nearer = |f: &Frame| (f.pts_s - self.middle_s).abs();
+        if self.enc.captioner.is_some() && self.middle.as_ref().is_none_or(|m| nearer(&frame) < nearer(m)) {
+            self.middle = Some(frame.clone());
+        }
         self.pending.push(frame);
         if self.pending.len() >= self.batch {
             self.flush();
@@ -334,7 +354,7 @@ impl VisualAccumulator<'_> {
     fn flush(&mut self) {
         if self.error.is_none() && !self.pending.is_empty() {
             let images: Vec<&[u8]> = self.pending.iter().map(|f| f.rgb.as_slice()).collect();
-            match self.enc.image.encode(&images) {
+            match self.enc.clock.time(Busy::Vision, || self.enc.image.encode(&images)) {
                 Ok(outs) => outs.iter().for_each(|o| {
                     self.embedding.add(&o.embedding);
                     self.probabilities.add(&o.probabilities);
@@ -393,7 +413,7 @@ impl AudioAccumulator<'_> {
     fn flush(&mut self) {
         if self.error.is_none() && !self.windows.is_empty() {
             let refs: Vec<&[f32]> = self.windows.iter().map(Vec::as_slice).collect();
-            match self.enc.audio.encode(&refs) {
+            match self.enc.clock.time(Busy::Audio, || self.enc.audio.encode(&refs)) {
                 Ok(outs) => outs.iter().for_each(|o| self.embedding.add(o)),
                 Err(e) => self.error = Some(e),
             }
@@ -418,6 +438,8 @@ fn build_row(enc: &Encoders, opts: &IndexOptions, path: &Path, content_hash: Str
         enc,
         batch: opts.frame_batch,
         pending: Vec::new(),
+        middle_s: probe.duration_s.unwrap_or(0.0) / 2.0,
+        middle: None,
         embedding: MeanPool::new(),
         probabilities: MeanPool::new(),
         error: None,
@@ -460,7 +482,8 @@ fn build_row(enc: &Encoders, opts: &IndexOptions, path: &Path, content_hash: Str
     };
     let text = match &heard.transcript {
         Some(t) => {
-            Some(enc.text.encode(&[t.as_str()]).map_err(|e| FileError::new(path, Stage::Encode, "model", e))?.remove(0))
+            let embedded = enc.clock.time(Busy::Text, || enc.text.encode(&[t.as_str()]));
+            Some(embedded.map_err(|e| FileError::new(path, Stage::Encode, "model", e))?.remove(0))
         }
         None => None,
     };
@@ -470,7 +493,14 @@ fn build_row(enc: &Encoders, opts: &IndexOptions, path: &Path, content_hash: Str
             (stats.audio_samples > 0).then(|| stats.audio_samples as f64 / f64::from(enc.audio.sample_rate()))
         }),
     });
-    let description = describe(&probe, duration_s, &labels, &music_tags, heard.transcript.as_deref());
+    let description = match (&enc.captioner, &visual.middle) {
+        (Some(c), Some(frame)) => {
+            let opts = medley_models::GenerateOptions { max_new_tokens: 30, ..Default::default() };
+            let caption = enc.clock.time(Busy::Caption, || c.caption_square(&frame.rgb, frame.size, &opts));
+            caption.map_err(|e| FileError::new(path, Stage::Encode, "model", e))?
+        }
+        _ => describe(&probe, duration_s, &labels, &music_tags, heard.transcript.as_deref()),
+    };
     let mut row = media_row(
         &probe,
         content_hash,
@@ -526,7 +556,7 @@ fn listen(enc: &Encoders, probe: &Probe, opts: &IndexOptions) -> Result<Heard, F
     let tag = |windows: &mut Vec<Vec<f32>>, heard: &mut Heard, error: &mut Option<ModelError>| {
         if let (Some(m), None, false) = (&enc.music, &error, windows.is_empty()) {
             let refs: Vec<&[f32]> = windows.iter().map(Vec::as_slice).collect();
-            match m.tagger.tag(&refs) {
+            match enc.clock.time(Busy::Music, || m.tagger.tag(&refs)) {
                 Ok(outs) => outs.iter().for_each(|o| {
                     heard.tags.add(&o.probabilities);
                     if let Some(e) = o.embeddings.get(m.tagger.embedding().0) {
@@ -569,7 +599,7 @@ fn listen(enc: &Encoders, probe: &Probe, opts: &IndexOptions) -> Result<Heard, F
         && !speech.is_empty()
     {
         let options = medley_models::TranscribeOptions { max_new_tokens: 160, ..Default::default() };
-        let transcript = stt.transcribe(&speech, &options).map_err(model_err)?;
+        let transcript = enc.clock.time(Busy::Speech, || stt.transcribe(&speech, &options)).map_err(model_err)?;
         let text = transcript.text();
         if !text.trim().is_empty() {
             heard.transcript = Some(text);

@@ -1,6 +1,7 @@
 //! The index pipeline: discover files, hash, probe, decode, encode, pool, and write rows,
 //! with every per-file failure typed by stage and recorded instead of stopping the batch.
 
+mod clock;
 mod config;
 mod discover;
 mod encoders;
@@ -14,5 +15,7 @@ pub use discover::{Discovery, discover, shard};
 pub use encoders::{Encoders, MusicStage};
 pub use error::{FileError, Stage};
 pub use index::{Event, IndexOptions, Indexer, Summary, hash_file};
-pub use query::{ItemVectorSet, QueryError, SIMILAR_COLUMNS, search_text, similar_items, stored_vectors};
+pub use query::{
+    ItemVectorSet, QueryError, SIMILAR_COLUMNS, search_hybrid, search_text, similar_items, stored_vectors,
+};
 pub use sids::{SidAssigner, SidError, TrainedSids, train_sids};

@@ -43,6 +43,38 @@ pub async fn search_text(
     Ok(store.search("bridge", &query, k, filter).await?)
 }
 
+/// Hybrid search: the vector ranking of [`search_text`] fused with full-text (BM25) ranking
+/// over labels, transcripts and descriptions by reciprocal rank fusion (score = the sum over
+/// both lists of 1 / (60 + rank)), so exact words and meaning both count.
+pub async fn search_hybrid(
+    store: &Store,
+    encoder: &TextEncoder,
+    text: &str,
+    k: usize,
+    filter: Option<&str>,
+) -> Result<Vec<SearchHit>, QueryError> {
+    // Each list is deeper than k so items ranked well by one list and fair by the other surface.
+    let depth = (k * 4).max(40);
+    let by_vector = search_text(store, encoder, text, depth, filter).await?;
+    let by_words = store.full_text(text, depth, filter).await?;
+    let mut fused: Vec<SearchHit> = Vec::new();
+    for list in [by_vector, by_words] {
+        for (rank, hit) in list.into_iter().enumerate() {
+            let rrf = 1.0 / (RRF_K + rank as f32 + 1.0);
+            match fused.iter_mut().find(|h| h.content_hash == hit.content_hash) {
+                Some(h) => h.score += rrf,
+                None => fused.push(SearchHit { score: rrf, ..hit }),
+            }
+        }
+    }
+    fused.sort_by(|a, b| b.score.total_cmp(&a.score));
+    fused.truncate(k);
+    Ok(fused)
+}
+
+/// The rank offset of reciprocal rank fusion (Cormack et al. 2009).
+const RRF_K: f32 = 60.0;
+
 /// Items most like the item `content_hash` (named `item` in errors), excluding itself, by the
 /// column `by` or else the first it has of visual, audio, bridge.
 pub async fn similar_items(

@@ -108,8 +108,12 @@ async fn open_migrated(store: &Store, name: &str, schema: &SchemaRef) -> Result<
     }
     .map_err(|e| store.lance(e))?;
     let found = table.schema().await.map_err(|e| store.lance(e))?;
-    let missing: Vec<Field> =
-        schema.fields().iter().filter(|f| found.field_with_name(f.name()).is_err()).map(|f| f.as_ref().clone()).collect();
+    let missing: Vec<Field> = schema
+        .fields()
+        .iter()
+        .filter(|f| found.field_with_name(f.name()).is_err())
+        .map(|f| f.as_ref().clone())
+        .collect();
     if !missing.is_empty() {
         let added = Arc::new(arrow_schema::Schema::new(missing));
         table
@@ -278,10 +282,9 @@ impl Store {
             return Ok(Vec::new());
         }
         let table = open_migrated(self, SIDS_TABLE, &sids_schema()).await?;
-        let q = table
-            .query()
-            .only_if(format!("codebook_version = '{}'", version.replace('\'', "''")))
-            .select(Select::columns(&["content_hash", "codebook_version", "codes", "suffix", "sid", "ngrams", "pieces"]));
+        let q = table.query().only_if(format!("codebook_version = '{}'", version.replace('\'', "''"))).select(
+            Select::columns(&["content_hash", "codebook_version", "codes", "suffix", "sid", "ngrams", "pieces"]),
+        );
         let batches = self.collect(q, Store::lance).await?;
         let mut out = Vec::new();
         for b in &batches {

@@ -222,7 +222,7 @@ impl Store {
         let rows = self.count_media().await?;
         let existing: Vec<String> =
             self.media.list_indices().await.map_err(|e| self.lance(e))?.into_iter().flat_map(|i| i.columns).collect();
-        for column in ["label_text", "transcript", "description"] {
+        for column in FTS_COLUMNS {
             if !existing.iter().any(|c| c == column) {
                 self.media
                     .create_index(&[column], Index::FTS(Default::default()))
@@ -356,30 +356,38 @@ impl Store {
                 Self::query_err,
             )
             .await?;
-        let mut hits = Vec::new();
-        for b in &batches {
-            let (hash, path, kind) = (string_col(b, "content_hash"), string_col(b, "path"), string_col(b, "kind"));
-            let duration = b
-                .column_by_name("duration_s")
-                .and_then(|c| c.as_any().downcast_ref::<Float64Array>())
-                .expect("duration_s");
-            let distance = b
-                .column_by_name("_distance")
-                .and_then(|c| c.as_any().downcast_ref::<Float32Array>())
-                .expect("_distance");
-            let labels =
-                b.column_by_name("labels").and_then(|c| c.as_any().downcast_ref::<ListArray>()).expect("labels");
-            for i in 0..b.num_rows() {
-                hits.push(SearchHit {
-                    content_hash: hash.value(i).into(),
-                    path: path.value(i).into(),
-                    kind: kind.value(i).into(),
-                    duration_s: (!duration.is_null(i)).then(|| duration.value(i)),
-                    score: 1.0 - distance.value(i),
-                    labels: read_labels(&labels.value(i)),
-                });
-            }
+        let mut hits = read_hits(&batches, "_distance", |d| 1.0 - d);
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        Ok(hits)
+    }
+
+    /// Full-text (BM25) search of `text` over the label text, transcript and description,
+    /// best first; the score is BM25's. Needs the indexes `optimize` builds.
+    pub async fn full_text(&self, text: &str, k: usize, filter: Option<&str>) -> Result<Vec<SearchHit>, StoreError> {
+        use lancedb::index::scalar::FullTextSearchQuery;
+        let existing: Vec<String> =
+            self.media.list_indices().await.map_err(|e| self.lance(e))?.into_iter().flat_map(|i| i.columns).collect();
+        let columns: Vec<String> =
+            FTS_COLUMNS.iter().filter(|c| existing.iter().any(|e| e == *c)).map(|c| c.to_string()).collect();
+        if columns.is_empty() {
+            return Err(StoreError::Query {
+                uri: self.uri.clone(),
+                message: "full-text search needs the indexes `medley optimize` builds; run it first".into(),
+            });
         }
+        let fts =
+            FullTextSearchQuery::new(text.to_string()).with_columns(&columns).map_err(|e| self.query_err(e.into()))?;
+        let mut query = self
+            .media
+            .query()
+            .full_text_search(fts)
+            .select(Select::columns(&["content_hash", "path", "kind", "duration_s", "labels", "_score"]))
+            .limit(k);
+        if let Some(f) = filter {
+            query = query.only_if(f);
+        }
+        let batches = self.collect(query, Self::query_err).await?;
+        let mut hits = read_hits(&batches, "_score", |s| s);
         hits.sort_by(|a, b| b.score.total_cmp(&a.score));
         Ok(hits)
     }
@@ -410,6 +418,33 @@ impl Store {
 pub(crate) async fn open_or_create(conn: &Connection, name: &str, schema: SchemaRef) -> lancedb::Result<Table> {
     conn.create_empty_table(name, schema).mode(CreateTableMode::exist_ok(|r| r)).execute().await
 }
+
+/// Search results from batches holding the hit columns and a float score column.
+fn read_hits(batches: &[RecordBatch], score_column: &str, score: impl Fn(f32) -> f32) -> Vec<SearchHit> {
+    let mut hits = Vec::new();
+    for b in batches {
+        let (hash, path, kind) = (string_col(b, "content_hash"), string_col(b, "path"), string_col(b, "kind"));
+        let duration =
+            b.column_by_name("duration_s").and_then(|c| c.as_any().downcast_ref::<Float64Array>()).expect("duration_s");
+        let scores =
+            b.column_by_name(score_column).and_then(|c| c.as_any().downcast_ref::<Float32Array>()).expect("score");
+        let labels = b.column_by_name("labels").and_then(|c| c.as_any().downcast_ref::<ListArray>()).expect("labels");
+        for i in 0..b.num_rows() {
+            hits.push(SearchHit {
+                content_hash: hash.value(i).into(),
+                path: path.value(i).into(),
+                kind: kind.value(i).into(),
+                duration_s: (!duration.is_null(i)).then(|| duration.value(i)),
+                score: score(scores.value(i)),
+                labels: read_labels(&labels.value(i)),
+            });
+        }
+    }
+    hits
+}
+
+/// The `media` text columns with full-text indexes (built by `optimize`).
+pub const FTS_COLUMNS: [&str; 3] = ["label_text", "transcript", "description"];
 
 fn string_col<'a>(b: &'a RecordBatch, name: &str) -> &'a StringArray {
     b.column_by_name(name)

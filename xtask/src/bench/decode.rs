@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+use super::json_field;
 use crate::Ctx;
 
 struct Opts {
@@ -68,13 +69,6 @@ fn time(cmd: &mut Command) -> Result<Timing> {
         bail!("{cmd:?} failed with {}: {}", out.status, String::from_utf8_lossy(&out.stderr));
     }
     Ok(Timing { wall_s, cpu_s: children_cpu_s() - cpu0, stdout: String::from_utf8_lossy(&out.stdout).into_owned() })
-}
-
-fn json_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let start = line.find(&format!("\"{key}\":"))? + key.len() + 3;
-    let rest = &line[start..];
-    let end = rest.find([',', '}']).unwrap_or(rest.len());
-    Some(rest[..end].trim_matches('"'))
 }
 
 fn ffmpeg(film: &Path, threads: usize, size: u32, sampler: &str) -> Command {

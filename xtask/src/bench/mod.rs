@@ -51,3 +51,12 @@ pub(super) fn results(cmd: &mut Command) -> Result<BTreeMap<String, f64>> {
     }
     Ok(r)
 }
+
+/// A scalar field of a JSON object printed by a medley tool (`"key": value`, string quotes
+/// dropped): enough for the flat summaries the benchmarks read, without a JSON dependency.
+pub(super) fn json_field<'a>(json: &'a str, key: &str) -> Option<&'a str> {
+    let start = json.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let rest = json[start..].trim_start();
+    let end = rest.find([',', '}', '\n']).unwrap_or(rest.len());
+    Some(rest[..end].trim().trim_matches('"'))
+}

@@ -37,9 +37,13 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
     let (mut rust, mut python) = (BTreeMap::new(), BTreeMap::new());
     for model in &models {
         rust.extend(results(
-            Command::new(ctx.target_dir().join("debug/examples/model_bench"))
-                .env("MEDLEY_HOME", &ctx.home)
-                .args(["--seconds", &seconds, "--batches", &batches, model]),
+            Command::new(ctx.target_dir().join("debug/examples/model_bench")).env("MEDLEY_HOME", &ctx.home).args([
+                "--seconds",
+                &seconds,
+                "--batches",
+                &batches,
+                model,
+            ]),
         )?);
         python.extend(results(
             Command::new(venv.join("bin/python"))
@@ -49,7 +53,9 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
         )?);
     }
     println!();
-    println!("bench models: items per second on CPU, {threads} intra-op threads, synthetic inputs (see model_bench.rs)");
+    println!(
+        "bench models: items per second on CPU, {threads} intra-op threads, synthetic inputs (see model_bench.rs)"
+    );
     println!("{:<34} {:>6} {:>12} {:>12} {:>8}", "model/graph", "batch", "rust ort", "python ort", "ratio");
     let mut rows = vec![];
     for (key, &r) in &rust {

@@ -1,7 +1,83 @@
-use anyhow::{Result, bail};
+//! `cargo xtask bench pipeline`: the full default pipeline (`medley index`) over the sample
+//! media (photos, videos, music), in media seconds per wall second, next to the decode-only
+//! floor measured in the same run (the same files decoded as the pipeline decodes them:
+//! frames at 1 fps to 224x224 RGB and the soundtrack resampled, by the `decode_bench`
+//! example), and the pipeline's busy seconds per stage, so the bottleneck is visible.
 
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use super::json_field;
 use crate::Ctx;
 
-pub fn run(_ctx: &Ctx, _args: &[String]) -> Result<()> {
-    bail!("bench pipeline is not written yet")
+const STAGES: [&str; 9] = ["hash", "decode", "vision", "audio", "music", "speech", "text", "caption", "write"];
+
+pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
+    if let Some(a) = args.first() {
+        bail!("bench pipeline takes no options (got {a})");
+    }
+    ctx.setup()?;
+    let media = ctx.media()?;
+    ctx.build()?;
+    crate::run(ctx.cargo().args(["build", "-q", "--workspace", "--exclude", "xtask", "--all-targets"]))?;
+    let dirs: Vec<_> = ["photos", "videos", "music"].iter().map(|d| media.join(d)).collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+
+    // The floor: every video and audio file decoded as the pipeline decodes it.
+    let decode_bench = ctx.target_dir().join("debug/examples/decode_bench");
+    let mut floor_s = 0.0;
+    for dir in &dirs[1..] {
+        for entry in std::fs::read_dir(dir)? {
+            let file = entry?.path();
+            let t = Instant::now();
+            let out = Command::new(&decode_bench)
+                .arg(&file)
+                .args(["fps:1", &threads.to_string(), "224", "44100"])
+                .output()
+                .with_context(|| format!("running {}", decode_bench.display()))?;
+            if !out.status.success() {
+                bail!("decode_bench {} failed: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+            }
+            floor_s += t.elapsed().as_secs_f64();
+        }
+    }
+
+    let db = ctx.home.join("bench/pipeline.lance");
+    let _ = std::fs::remove_dir_all(&db);
+    let t = Instant::now();
+    let out = Command::new(ctx.medley_bin())
+        .env("MEDLEY_HOME", &ctx.home)
+        .arg("index")
+        .args(&dirs)
+        .arg("--db")
+        .arg(&db)
+        .arg("--json")
+        .output()?;
+    let wall = t.elapsed().as_secs_f64();
+    let summary = String::from_utf8_lossy(&out.stdout);
+    if !matches!(out.status.code(), Some(0 | 1)) {
+        bail!("medley index failed with {}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    let num = |k: &str| -> Result<f64> {
+        json_field(&summary, k).and_then(|v| v.parse().ok()).with_context(|| format!("no {k} in {summary}"))
+    };
+    let (media_s, files) = (num("media_seconds")?, num("indexed")?);
+
+    println!();
+    println!("bench pipeline: default pipeline over {} sample files ({media_s:.1} media seconds)", files);
+    println!("{:<34} {:>10} {:>14}", "", "wall (s)", "media s / s");
+    println!("{:<34} {:>10.1} {:>14.1}", "medley index (full pipeline)", wall, media_s / wall);
+    println!("{:<34} {:>10.1} {:>14.1}", "decode only (the floor)", floor_s, media_s / floor_s);
+    println!("pipeline / floor: {:.2}x the decode-only time", wall / floor_s);
+    println!("busy seconds per stage (summed over files):");
+    let busy: Vec<(&str, f64)> = STAGES.iter().map(|s| (*s, num(s).unwrap_or(0.0))).collect();
+    let total: f64 = busy.iter().map(|b| b.1).sum();
+    for (stage, s) in &busy {
+        println!("  {stage:<8} {s:>8.1} s {:>6.1}%", 100.0 * s / total.max(1e-9));
+    }
+    let (top, _) = busy.iter().copied().fold(("", 0.0), |a, b| if b.1 > a.1 { b } else { a });
+    println!("bottleneck: {top}");
+    Ok(())
 }
