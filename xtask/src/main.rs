@@ -30,6 +30,8 @@ const APT_PACKAGES: &[&str] = &[
     "libswresample-dev",
     "libavfilter-dev",
     "libavdevice-dev",
+    // GNU time: peak memory in `bench memory`.
+    "time",
 ];
 
 /// The packages every cargo invocation of xtask covers (xtask itself builds separately).
@@ -160,6 +162,21 @@ impl Ctx {
     /// `cargo` for the main workspace: shared target dir in the cache, clang + mold to link.
     pub fn cargo(&self) -> Command {
         let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        // `cargo xtask` runs us with xtask's own package variables set (CARGO_PKG_NAME,
+        // CARGO_MANIFEST_DIR, ...). Build scripts that watch them (ring's does) would see a
+        // change against a plain `cargo build` and rebuild ring, rustls and the whole lance
+        // stack (7 minutes here) each time the two alternate: drop them.
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy();
+            if k.starts_with("CARGO_PKG_")
+                || ["CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "CARGO_MANIFEST_LINKS", "CARGO_CRATE_NAME"]
+                    .contains(&k.as_ref())
+                || k.starts_with("CARGO_BIN_")
+                || k == "CARGO_PRIMARY_PACKAGE"
+            {
+                c.env_remove(&key);
+            }
+        }
         c.current_dir(&self.root)
             .env("CARGO_TARGET_DIR", self.target_dir())
             .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER", "clang")

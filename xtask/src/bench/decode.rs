@@ -108,7 +108,7 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
     if !film.exists() {
         bail!("{} missing: `cargo xtask media` fetches it", film.display());
     }
-    crate::run(ctx.cargo().args(["build", "-p", "medley-media", "--example", "decode_bench"]))?;
+    ctx.build()?;
     let bin = ctx.target_dir().join("debug/examples/decode_bench");
     let probe = time(Command::new(&bin).arg(&film).arg("keyframes").arg("1").arg("16"))?;
     let media_s: f64 = json_field(&probe.stdout, "media_s").and_then(|x| x.parse().ok()).unwrap_or(0.0);

@@ -10,6 +10,7 @@ use crate::Ctx;
 
 mod decode;
 mod index;
+mod memory;
 mod models;
 mod pipeline;
 mod sid;
@@ -20,11 +21,12 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
     match args.first().map(String::as_str).unwrap_or("index") {
         "index" => index::run(ctx),
         "decode" => decode::run(ctx, rest),
+        "memory" => memory::run(ctx, rest),
         "models" => models::run(ctx, rest),
         "sid" => sid::run(ctx, rest),
         "store" => store::run(ctx, rest),
         "pipeline" => pipeline::run(ctx, rest),
-        other => bail!("unknown benchmark {other}; known: index, decode, models, sid, store, pipeline"),
+        other => bail!("unknown benchmark {other}; known: index, decode, memory, models, sid, store, pipeline"),
     }
 }
 

@@ -30,7 +30,9 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
         models = std::fs::read_dir(&models_dir)?.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
         models.sort();
     }
-    crate::run(ctx.cargo().args(["build", "-q", "-p", "medley-models", "--example", "model_bench"]))?;
+    // The workspace build (examples included): building one package alone resolves other
+    // dependency features and recompiles the lance stack.
+    ctx.build()?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     // Model by model, Rust then Python, so both sides of a row see the same machine load.

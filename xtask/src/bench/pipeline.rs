@@ -21,7 +21,6 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
     ctx.setup()?;
     let media = ctx.media()?;
     ctx.build()?;
-    crate::run(ctx.cargo().args(["build", "-q", "--workspace", "--exclude", "xtask", "--all-targets"]))?;
     let dirs: Vec<_> = ["photos", "videos", "music"].iter().map(|d| media.join(d)).collect();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
 

@@ -25,7 +25,7 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
         bail!("unknown option {a}; bench sid takes --n N, --iters I, --seed S");
     }
     let venv = ctx.venv("venv-bench", &ctx.root.join("onnx_models/requirements-bench.txt"), None)?;
-    crate::run(ctx.cargo().args(["build", "-q", "-p", "medley-fuse", "--example", "sid_bench"]))?;
+    ctx.build()?;
     let bin = ctx.target_dir().join("debug/examples/sid_bench");
 
     let dir = ctx.home.join("bench/sid");
