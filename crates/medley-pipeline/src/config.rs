@@ -5,6 +5,7 @@ use std::path::Path;
 
 use medley_media::Sampler;
 use medley_models::ModelHome;
+use medley_store::VECTOR_COLUMNS;
 use serde::Deserialize;
 
 /// The built-in default, the same as `pipelines/video-default.toml`.
@@ -40,9 +41,6 @@ pub struct FusionConfig {
     pub form: String,
 }
 
-/// The `media` vector columns fusion can use.
-pub const FUSION_COLUMNS: [&str; 5] = ["visual", "audio", "music", "text", "bridge"];
-
 fn default_weights() -> std::collections::BTreeMap<String, f32> {
     [("visual", 1.0), ("audio", 0.5), ("bridge", 0.5)].into_iter().map(|(k, w)| (k.to_string(), w)).collect()
 }
@@ -65,8 +63,8 @@ impl FusionConfig {
             return Err("fusion.weights: name at least one column".into());
         }
         for (column, w) in &self.weights {
-            if !FUSION_COLUMNS.contains(&column.as_str()) {
-                return Err(format!("fusion.weights.{column}: unknown column (known: {})", FUSION_COLUMNS.join(", ")));
+            if !VECTOR_COLUMNS.contains(&column.as_str()) {
+                return Err(format!("fusion.weights.{column}: unknown column (known: {})", VECTOR_COLUMNS.join(", ")));
             }
             if !(w.is_finite() && *w > 0.0) {
                 return Err(format!("fusion.weights.{column}: must be a positive number, got {w}"));

@@ -297,7 +297,6 @@ fn now_us() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
-/// BLAKE3 of the file's bytes: the item's identity, whatever its name or location.
 /// A file's content hash (BLAKE3, hex): the item id in every table.
 pub fn hash_file(path: &Path) -> std::io::Result<String> {
     let mut hasher = blake3::Hasher::new();

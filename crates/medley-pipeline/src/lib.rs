@@ -10,7 +10,7 @@ mod index;
 mod query;
 mod sids;
 
-pub use config::{DEFAULT_PIPELINE, FUSION_COLUMNS, FusionConfig, PipelineConfig};
+pub use config::{DEFAULT_PIPELINE, FusionConfig, PipelineConfig};
 pub use discover::{Discovery, discover, shard};
 pub use encoders::{Encoders, MusicStage};
 pub use error::{FileError, Stage};

@@ -63,7 +63,8 @@ pub async fn train_sids(
     } else {
         Fusion::fit(spec, &blocks, fusion.dim.min(items.len().max(1)), form)?
     };
-    let (hashes, flat) = contents(&fused, &items);
+    let (hashes, flat) =
+        contents(&fused, items.iter().zip(&blocks).map(|(it, b)| (it.content_hash.as_str(), b.as_slice())));
     if hashes.len() < config.codes {
         return Err(SidError::TooFewItems { wanted: config.codes, items: hashes.len() });
     }
@@ -138,7 +139,7 @@ impl SidAssigner {
 
     /// Content vectors (row-major) of the items that have any fused column, with their hashes.
     pub fn content_vectors(&self, items: &[ItemVectors]) -> (Vec<String>, Vec<f32>) {
-        contents(&self.fusion, items)
+        item_contents(&self.fusion, items)
     }
 
     /// The `media` columns the content vector is fused from.
@@ -149,12 +150,23 @@ impl SidAssigner {
     /// IDs for the items that have none under this codebook, in the order given (which is
     /// the order the uniqueness suffix counts in). Items with none of the columns get none.
     pub fn assign(&mut self, items: &[ItemVectors]) -> Result<Vec<SidRow>, SidError> {
-        let fresh: Vec<ItemVectors> = items
-            .iter()
-            .filter(|it| !self.assigned.contains(&it.content_hash))
-            .map(|it| ItemVectors { content_hash: it.content_hash.clone(), vectors: it.vectors.clone() })
-            .collect();
-        let (hashes, flat) = contents(&self.fusion, &fresh);
+        let blocks =
+            items.iter().map(|it| (it.content_hash.as_str(), it.vectors.iter().map(|v| v.as_deref()).collect()));
+        self.assign_blocks(blocks.collect())
+    }
+
+    /// [`SidAssigner::assign`] for rows just indexed.
+    pub fn assign_rows(&mut self, rows: &[MediaRow]) -> Result<Vec<SidRow>, SidError> {
+        let columns = self.columns().iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        let blocks = rows.iter().map(|r| (r.content_hash.as_str(), columns.iter().map(|c| r.vector(c)).collect()));
+        self.assign_blocks(blocks.collect())
+    }
+
+    /// Shared by both: `(content hash, one block per fused column)` per item, borrowed.
+    fn assign_blocks(&mut self, items: Vec<(&str, Vec<Option<&[f32]>>)>) -> Result<Vec<SidRow>, SidError> {
+        let fresh: Vec<(&str, Vec<Option<&[f32]>>)> =
+            items.into_iter().filter(|(hash, _)| !self.assigned.contains(*hash)).collect();
+        let (hashes, flat) = contents(&self.fusion, fresh.iter().map(|(h, b)| (*h, b.as_slice())));
         let codes = self.codebook.assign(&flat)?;
         let dim = self.fusion.dim();
         let mut rows = Vec::with_capacity(hashes.len());
@@ -164,35 +176,31 @@ impl SidAssigner {
             rows.push(sid_row(hash, &self.codebook.version, codes.get(i), suffix, self.pieces.as_ref(), content)?);
         }
         // Items without any fused column are settled too: they get no ID, now or later.
-        self.assigned.extend(fresh.into_iter().map(|it| it.content_hash));
+        self.assigned.extend(fresh.into_iter().map(|(hash, _)| hash.to_string()));
         Ok(rows)
-    }
-
-    /// [`SidAssigner::assign`] for rows just indexed.
-    pub fn assign_rows(&mut self, rows: &[MediaRow]) -> Result<Vec<SidRow>, SidError> {
-        let items: Vec<ItemVectors> = rows
-            .iter()
-            .map(|r| ItemVectors {
-                content_hash: r.content_hash.clone(),
-                vectors: self.columns().iter().map(|c| r.vector(c).map(<[f32]>::to_vec)).collect(),
-            })
-            .collect();
-        self.assign(&items)
     }
 }
 
 /// Content vectors of the items that have at least one fused column: (hashes, row-major).
-fn contents(fusion: &Fusion, items: &[ItemVectors]) -> (Vec<String>, Vec<f32>) {
-    let mut hashes = Vec::with_capacity(items.len());
-    let mut flat = Vec::with_capacity(items.len() * fusion.dim());
-    for item in items {
-        let blocks: Vec<Option<&[f32]>> = item.vectors.iter().map(|v| v.as_deref()).collect();
-        if let Ok(v) = fusion.content(&blocks) {
-            hashes.push(item.content_hash.clone());
+fn contents<'a>(
+    fusion: &Fusion,
+    items: impl Iterator<Item = (&'a str, &'a [Option<&'a [f32]>])>,
+) -> (Vec<String>, Vec<f32>) {
+    let (mut hashes, mut flat) = (Vec::new(), Vec::new());
+    for (hash, blocks) in items {
+        if let Ok(v) = fusion.content(blocks) {
+            hashes.push(hash.to_string());
             flat.extend(v);
         }
     }
     (hashes, flat)
+}
+
+/// [`contents`] of stored items.
+fn item_contents(fusion: &Fusion, items: &[ItemVectors]) -> (Vec<String>, Vec<f32>) {
+    let blocks: Vec<Vec<Option<&[f32]>>> =
+        items.iter().map(|it| it.vectors.iter().map(|v| v.as_deref()).collect()).collect();
+    contents(fusion, items.iter().zip(&blocks).map(|(it, b)| (it.content_hash.as_str(), b.as_slice())))
 }
 
 fn sid_row(

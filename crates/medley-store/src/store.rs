@@ -220,8 +220,7 @@ impl Store {
         use lancedb::table::OptimizeAction;
         let mut report = Vec::new();
         let rows = self.count_media().await?;
-        let existing: Vec<String> =
-            self.media.list_indices().await.map_err(|e| self.lance(e))?.into_iter().flat_map(|i| i.columns).collect();
+        let existing = self.indexed_columns().await?;
         for column in FTS_COLUMNS {
             if !existing.iter().any(|c| c == column) {
                 self.media
@@ -361,12 +360,17 @@ impl Store {
         Ok(hits)
     }
 
+    /// The `media` columns that have an index (vector or full-text).
+    async fn indexed_columns(&self) -> Result<Vec<String>, StoreError> {
+        let indices = self.media.list_indices().await.map_err(|e| self.lance(e))?;
+        Ok(indices.into_iter().flat_map(|i| i.columns).collect())
+    }
+
     /// Full-text (BM25) search of `text` over the label text, transcript and description,
     /// best first; the score is BM25's. Needs the indexes `optimize` builds.
     pub async fn full_text(&self, text: &str, k: usize, filter: Option<&str>) -> Result<Vec<SearchHit>, StoreError> {
         use lancedb::index::scalar::FullTextSearchQuery;
-        let existing: Vec<String> =
-            self.media.list_indices().await.map_err(|e| self.lance(e))?.into_iter().flat_map(|i| i.columns).collect();
+        let existing = self.indexed_columns().await?;
         let columns: Vec<String> =
             FTS_COLUMNS.iter().filter(|c| existing.iter().any(|e| e == *c)).map(|c| c.to_string()).collect();
         if columns.is_empty() {

@@ -66,7 +66,10 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
     let long = cut(&film, &dir.join("bbb_60min.mp4"), &["-stream_loop", "6"])?;
     let pipeline = dir.join("vision-audio.toml");
     let default = std::fs::read_to_string(ctx.root.join("pipelines/video-default.toml"))?;
-    std::fs::write(&pipeline, default.replace("music = true", "music = false").replace("speech = true", "speech = false"))?;
+    std::fs::write(
+        &pipeline,
+        default.replace("music = true", "music = false").replace("speech = true", "speech = false"),
+    )?;
     let (short_kib, short_s) = peak_kib(ctx, &short, &pipeline, &dir.join("db5"))?;
     let (long_kib, long_s) = peak_kib(ctx, &long, &pipeline, &dir.join("db60"))?;
     let ratio = long_kib as f64 / short_kib as f64;
