@@ -1,12 +1,15 @@
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use medley_models::ModelHome;
-use medley_pipeline::{DEFAULT_PIPELINE, Encoders, Event, IndexOptions, Indexer, PipelineConfig, discover, shard};
+use medley_pipeline::{
+    DEFAULT_PIPELINE, Encoders, Event, IndexOptions, Indexer, PipelineConfig, Progress, discover, shard,
+};
 use medley_store::Store;
 
 use crate::config_err;
@@ -16,8 +19,10 @@ use crate::config_err;
 /// Files named here are always taken; inside folders, files with a video, audio or image
 /// extension are taken and others are counted as skipped. Items already in the table (same
 /// content hash, same models) are skipped. Files that fail are recorded in `failures`.
-/// Ctrl-C stops after the current file and commits what is done; re-running the same command
-/// resumes.
+/// Files go through three stages (hash, decode and encode, write) joined by bounded buffers;
+/// on a terminal each stage has a progress bar, otherwise a line is logged per file.
+/// Ctrl-C stops after the files in progress and commits what is done; re-running the same
+/// command resumes.
 #[derive(clap::Args)]
 pub struct IndexArgs {
     /// Files or folders to index.
@@ -43,6 +48,9 @@ pub struct IndexArgs {
     /// Frames per vision-model call [default: the pipeline's index.frame_batch].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     frame_batch: Option<u32>,
+    /// Files decoded and encoded at once.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    workers: u32,
 }
 
 /// The pipeline file given, or the built-in default, checked.
@@ -78,6 +86,7 @@ pub async fn run(home: &ModelHome, args: IndexArgs) -> Result<ExitCode> {
         commit_every: args.commit_every.map_or(commit_every, |n| n as usize),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         shard: args.shard.map(|(i, n)| format!("{i}/{n}")),
+        workers: args.workers as usize,
         ..Default::default()
     };
     let indexer = Indexer::new(encoders, store, opts);
@@ -85,30 +94,23 @@ pub async fn run(home: &ModelHome, args: IndexArgs) -> Result<ExitCode> {
     let stop = indexer.stop_flag();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\ninterrupted: finishing the current file and committing (Ctrl-C again to abort)");
+            eprintln!("\ninterrupted: finishing the files in progress and committing (Ctrl-C again to abort)");
             stop.store(true, Ordering::Relaxed);
             let _ = tokio::signal::ctrl_c().await;
             std::process::exit(130);
         }
     });
 
-    let bar = ProgressBar::with_draw_target(Some(discovery.files.len() as u64), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files ({per_sec}) {msg}")
-            .expect("valid template"),
-    );
+    let bars = StageBars::new(indexer.progress());
+    let terminal = std::io::stderr().is_terminal();
     let mut on_event = |event: Event<'_>| match event {
-        Event::Started(path) => {
-            bar.set_message(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
-        }
-        Event::Indexed { .. } | Event::AlreadyIndexed(_) => bar.inc(1),
-        Event::Failed(err) => {
-            bar.inc(1);
-            bar.suspend(|| eprintln!("failed: {err}"));
-        }
+        Event::Indexed { path, media_s } if !terminal => eprintln!("indexed {} ({media_s:.1} s)", path.display()),
+        Event::AlreadyIndexed(path) if !terminal => eprintln!("already indexed {}", path.display()),
+        Event::Failed(err) => bars.suspend(|| eprintln!("failed: {err}")),
+        _ => {}
     };
     let summary = indexer.run(&discovery, &mut on_event).await.context("indexing stopped")?;
-    bar.finish_and_clear();
+    bars.finish();
 
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -133,4 +135,50 @@ pub async fn run(home: &ModelHome, args: IndexArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A progress bar per stage (hash, decode + encode, write), redrawn from the indexer's counts.
+struct StageBars {
+    multi: MultiProgress,
+    ticker: tokio::task::JoinHandle<()>,
+}
+
+impl StageBars {
+    fn new(progress: Arc<Progress>) -> Self {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let style = |unit: &str| {
+            ProgressStyle::with_template(&format!(
+                "{{prefix:>14}} {{bar:30}} {{pos}}/{{len}} {unit} ({{per_sec}}) {{msg}}"
+            ))
+            .expect("valid template")
+        };
+        let bar = |prefix: &'static str, unit: &str| {
+            let b = multi.add(ProgressBar::new(0).with_style(style(unit)).with_prefix(prefix));
+            b.enable_steady_tick(std::time::Duration::from_millis(250));
+            b
+        };
+        let (hash, build, write) = (bar("hash", "files"), bar("decode+encode", "files"), bar("write", "committed"));
+        let ticker = tokio::spawn(async move {
+            loop {
+                let files = progress.files.load(Ordering::Relaxed) as u64;
+                for (b, n) in [(&hash, &progress.hashed), (&build, &progress.built), (&write, &progress.committed)] {
+                    b.set_length(files);
+                    b.set_position(n.load(Ordering::Relaxed) as u64);
+                }
+                build.set_message(format!("{} in flight", progress.building.load(Ordering::Relaxed)));
+                write.set_message(format!("{} commits", progress.commits.load(Ordering::Relaxed)));
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        });
+        Self { multi, ticker }
+    }
+
+    fn suspend(&self, f: impl FnOnce()) {
+        self.multi.suspend(f)
+    }
+
+    fn finish(self) {
+        self.ticker.abort();
+        let _ = self.multi.clear();
+    }
 }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use medley_models::{ModelHome, Runtime, TextEncoder};
 use medley_pipeline::{
-    Encoders, IndexOptions, Indexer, ItemVectorSet, QueryError, search_hybrid, search_text, similar_items,
-    stored_vectors,
+    Encoders, IndexOptions, Indexer, ItemVectorSet, QueryError, search_hybrid, search_segments, search_text,
+    similar_items, stored_vectors,
 };
 use medley_store::SearchHit;
 use serde::Serialize;
@@ -32,8 +32,16 @@ pub struct SearchArgs {
     json: bool,
     /// Fuse the vector ranking with full-text (BM25) ranking over labels, transcripts and
     /// descriptions (reciprocal rank fusion); needs `medley optimize` to have run.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "segments")]
     hybrid: bool,
+    /// Search segments (shots or windows) rather than whole items; each hit gives the time
+    /// range, and `--where` filters `segments` columns (start_s, end_s, duration_s, kind, ...).
+    #[arg(long)]
+    segments: bool,
+    /// Rank by full-text (BM25) only, over labels, transcripts and descriptions; needs
+    /// `medley optimize` to have run.
+    #[arg(long, conflicts_with_all = ["hybrid", "segments"])]
+    full_text: bool,
 }
 
 /// Find the items most like a given item (by content-hash prefix) or file (embedded on the
@@ -90,8 +98,9 @@ fn print_hits(hits: &[SearchHit], json: bool, empty: &str) -> Result<()> {
         for (rank, hit) in hits.iter().enumerate() {
             let labels: Vec<String> =
                 hit.labels.iter().take(3).map(|l| format!("{} {:.2}", l.label, l.score)).collect();
+            let span = hit.span.map(|s| format!(" {:.1}-{:.1} s", s.start_s, s.end_s)).unwrap_or_default();
             println!(
-                "{:>3}. {:.3}  {}  {}  [{}]",
+                "{:>3}. {:.3}  {}  {}{span}  [{}]",
                 rank + 1,
                 hit.score,
                 &hit.content_hash[..12],
@@ -114,6 +123,10 @@ pub async fn search(home: &ModelHome, a: SearchArgs) -> Result<ExitCode> {
     let (k, filter) = (a.k as usize, a.filter.as_deref());
     let hits = if a.hybrid {
         search_hybrid(&store, &encoder, &a.text, k, filter).await
+    } else if a.full_text {
+        store.full_text(&a.text, k, filter).await.map_err(QueryError::Store)
+    } else if a.segments {
+        search_segments(&store, &encoder, &a.text, k, filter).await
     } else {
         search_text(&store, &encoder, &a.text, k, filter).await
     }

@@ -5,7 +5,8 @@ Usage: python read_tables.py DB_DIR
 For every `media` row: its facts, labels, and for each vector column the width, whether it
 is null, whether it holds NaN, and its L2 norm (read as NumPy arrays). Also the `failures`
 rows, and for each row with a `bridge` vector, the top hit of a cosine vector search with that
-vector (which should be the row itself).
+vector (which should be the row itself). With full-text indexes: a BM25 search for "cat" over
+the indexed columns. The `segments` rows with their time ranges and vector norms.
 """
 
 import json
@@ -17,6 +18,7 @@ import numpy as np
 
 def main():
     db = lancedb.connect(sys.argv[1])
+    names = db.table_names()
     media = db.open_table("media")
     table = media.to_arrow()
     rows = table.to_pylist()
@@ -48,12 +50,25 @@ def main():
                       .limit(3).to_list())
             item["similar_top3"] = [h["content_hash"] for h in others]
         out["media"].append(item)
-    names = db.table_names()
     out["tables"] = sorted(names)
     out["runs"] = db.open_table("runs").to_arrow().to_pylist() if "runs" in names else []
-    if any(ix.index_type == "FTS" for ix in media.list_indices()):
-        hits = media.search("cat", query_type="fts").limit(10).to_list()
+    fts_columns = [ix.columns[0] for ix in media.list_indices() if ix.index_type == "FTS"]
+    if fts_columns:
+        hits = media.search("cat", query_type="fts", fts_columns=fts_columns).limit(20).to_list()
         out["fts_cat"] = [h["file_name"] for h in hits]
+        out["fts_cat_hits"] = [[h["content_hash"], h["_score"]] for h in hits]
+    if "segments" in names:
+        segments = db.open_table("segments").to_arrow()
+        out["segments_schema_version"] = (segments.schema.metadata or {}).get(b"medley.schema_version", b"").decode()
+        out["segments_columns"] = segments.schema.names
+        out["segments"] = []
+        for row in segments.to_pylist():
+            item = {k: row[k] for k in ("segment_id", "content_hash", "path", "kind", "segment", "start_s", "end_s",
+                                        "duration_s", "frames_sampled", "labels", "transcript")}
+            for column in ("visual", "audio", "music", "text", "bridge"):
+                v = row[column]
+                item[column] = None if v is None else float(np.linalg.norm(np.asarray(v, dtype=np.float32)))
+            out["segments"].append(item)
     if "failures" in names:
         for row in db.open_table("failures").to_arrow().to_pylist():
             out["failures"].append({k: row[k] for k in ("path", "content_hash", "stage", "error_kind", "message")})

@@ -22,6 +22,42 @@ pub struct PipelineConfig {
     pub index: IndexConfig,
     #[serde(default)]
     pub fusion: FusionConfig,
+    #[serde(default)]
+    pub segments: SegmentsConfig,
+}
+
+/// How items are cut into `segments` rows (time ranges a search can return).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentsConfig {
+    /// `shots` (one segment per shot; needs the `shots` sampler), `window` (fixed windows of
+    /// `window_s`), `none`, or `auto`: shots with the shots sampler, windows otherwise.
+    #[serde(default = "default_segment_by")]
+    pub by: String,
+    /// Window length in seconds for `window`.
+    #[serde(default = "default_window_s")]
+    pub window_s: f64,
+}
+
+fn default_segment_by() -> String {
+    "auto".into()
+}
+fn default_window_s() -> f64 {
+    10.0
+}
+
+impl Default for SegmentsConfig {
+    fn default() -> Self {
+        Self { by: default_segment_by(), window_s: default_window_s() }
+    }
+}
+
+/// The resolved form of `[segments]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SegmentBy {
+    None,
+    Shots,
+    Window(f64),
 }
 
 /// How an item's `content` vector (what Semantic IDs quantise) is fused from its `media`
@@ -154,9 +190,29 @@ impl PipelineConfig {
         self.sampler.video.parse().expect("checked in `check`")
     }
 
+    pub fn segment_by(&self) -> SegmentBy {
+        let shots = matches!(self.sampler(), Sampler::Shots(_));
+        match self.segments.by.as_str() {
+            "none" => SegmentBy::None,
+            "shots" => SegmentBy::Shots,
+            "auto" if shots => SegmentBy::Shots,
+            _ => SegmentBy::Window(self.segments.window_s),
+        }
+    }
+
     fn check(&self, home: &ModelHome) -> Result<(), String> {
         self.sampler.video.parse::<Sampler>().map_err(|e| format!("sampler.video: {e}"))?;
         self.fusion.check()?;
+        let sg = &self.segments;
+        if !["auto", "shots", "window", "none"].contains(&sg.by.as_str()) {
+            return Err(format!("segments.by: {:?} is not auto, shots, window or none", sg.by));
+        }
+        if sg.by == "shots" && !matches!(self.sampler(), Sampler::Shots(_)) {
+            return Err("segments.by: \"shots\" needs sampler.video = \"shots\" (the shot detector)".into());
+        }
+        if !(sg.window_s.is_finite() && sg.window_s >= 0.5) {
+            return Err(format!("segments.window_s: must be at least 0.5 seconds, got {}", sg.window_s));
+        }
         if self.index.commit_every == 0 {
             return Err("index.commit_every: must be at least 1".into());
         }

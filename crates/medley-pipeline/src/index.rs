@@ -1,17 +1,45 @@
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+
+use futures::{StreamExt, future, stream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use medley_media::{DecodeOptions, Frame, MediaKind, Probe};
 use medley_models::{LabelBridge, ModelError};
-use medley_store::{FailureRow, Label, MediaRow, RunRow, Store, StoreError};
+use medley_store::{FailureRow, ItemSegments, Label, MediaRow, RunRow, SegmentRow, Store, StoreError};
 use serde::Serialize;
 
 use crate::clock::Busy;
+use crate::config::SegmentBy;
+use crate::segments::Segmenter;
 use crate::sids::{SidAssigner, SidError};
 use crate::{Discovery, Encoders, FileError, Stage};
+
+/// Await a write, again (on the store's latest versions) when it lost a race with another
+/// process's commit (shards writing one dataset): medley's writes are keyed merges and appends that did not happen when they
+/// failed, so a retry neither loses nor duplicates rows. (A macro: an async closure borrowing
+/// the batch would make the future not `Send` for the server.)
+macro_rules! retry_races {
+    ($store:expr, $write:expr) => {{
+        let mut attempt = 0;
+        loop {
+            match $write.await {
+                Err(e) if e.is_commit_race() && attempt < COMMIT_RETRIES => {
+                    attempt += 1;
+                    eprintln!(
+                        "medley: a commit raced with another writer ({e}); retrying ({attempt}/{COMMIT_RETRIES})"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt))).await;
+                    $store.refresh().await?;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
 
 #[derive(Debug, Clone)]
 pub struct IndexOptions {
@@ -25,6 +53,8 @@ pub struct IndexOptions {
     pub decode_threads: usize,
     /// Labels kept per item.
     pub top_labels: usize,
+    /// Files decoded and encoded at once.
+    pub workers: usize,
     /// The command line, recorded in `runs`.
     pub command: String,
     /// `I/N` when this process indexes one shard of the input (recorded in `runs`).
@@ -40,6 +70,9 @@ impl Default for IndexOptions {
             commit_every: 32,
             decode_threads: cores,
             top_labels: 5,
+            // Two overlap one file's decoding with another's inference on small machines; the
+            // models' own threads use the cores.
+            workers: 2,
             command: String::new(),
             shard: None,
         }
@@ -49,7 +82,6 @@ impl Default for IndexOptions {
 /// What happened to one file, for progress display.
 #[derive(Debug)]
 pub enum Event<'a> {
-    Started(&'a Path),
     Indexed { path: &'a Path, media_s: f64 },
     AlreadyIndexed(&'a Path),
     Failed(&'a FileError),
@@ -64,6 +96,8 @@ pub struct Summary {
     pub skipped_not_media: usize,
     pub failed: usize,
     pub rows_written: u64,
+    /// `segments` rows inserted or updated.
+    pub segments_written: u64,
     pub media_seconds: f64,
     pub wall_seconds: f64,
     /// True when the run was stopped (Ctrl-C) before every file was seen.
@@ -92,14 +126,20 @@ pub struct Indexer {
     store: Store,
     opts: IndexOptions,
     stop: Arc<AtomicBool>,
+    progress: Arc<Progress>,
 }
 
 impl Indexer {
     pub fn new(encoders: Arc<Encoders>, store: Store, opts: IndexOptions) -> Self {
-        Self { encoders, store, opts, stop: Arc::new(AtomicBool::new(false)) }
+        Self { encoders, store, opts, stop: Arc::new(AtomicBool::new(false)), progress: Arc::default() }
     }
 
-    /// Set it to stop after the file in progress; what is done is committed and the run recorded.
+    /// Per-stage counts of the run in progress.
+    pub fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
+    }
+
+    /// Set it to stop after the files in progress; what is done is committed and the run recorded.
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         self.stop.clone()
     }
@@ -121,37 +161,69 @@ impl Indexer {
             Summary { files: discovery.files.len(), skipped_not_media: discovery.skipped.len(), ..Default::default() };
         let models = self.encoders.models();
         let clock_before = self.encoders.clock.snapshot();
-        let mut known = self.store.indexed().await?;
+        let known = self.store.indexed().await?;
         let mut sids = match self.sid_assigner(&known, &mut summary).await {
             Ok(a) => a,
             Err(e) => sid_failed(e, &mut summary)?,
         };
-        let mut rows: Vec<MediaRow> = Vec::new();
-        let mut failures: Vec<FailureRow> = Vec::new();
+        let mut batch = Batch::default();
+        let progress = &self.progress;
+        progress.reset(discovery.files.len());
 
-        for path in &discovery.files {
-            if self.stop.load(Ordering::Relaxed) {
-                summary.interrupted = true;
-                break;
-            }
-            on_event(Event::Started(path));
-            match self.index_file(path, &known).await {
-                Ok(Outcome::Indexed(row)) => {
+        // Three stages joined by bounded buffers, so each waits for the next when it is ahead:
+        // hashing runs up to HASH_AHEAD files ahead (one at a time: it reads whole files),
+        // `workers` files decode and encode at once (CPU work on the blocking pool; the
+        // models' sessions are shared), and this loop gathers results into commits.
+        let stop = self.stop.clone();
+        let mut claimed: HashSet<String> = HashSet::new();
+        // Items are indices into `discovery.files`: closures over borrowed paths are not
+        // general enough for a future the server spawns (rust-lang/rust#102211).
+        let files = &discovery.files;
+        let hashed = stream::iter(0..files.len())
+            .take_while(move |_| future::ready(!stop.load(Ordering::Relaxed)))
+            .map(|i| self.hash(i, &files[i]))
+            .buffered(HASH_AHEAD)
+            .map(|(i, hash)| {
+                progress.hashed.fetch_add(1, Ordering::Relaxed);
+                match hash {
+                    // Done by the same models before, or a copy of a file this run indexes.
+                    Ok(h) if known.get(&h).is_some_and(|m| *m == models) || !claimed.insert(h.clone()) => {
+                        (i, Step::AlreadyIndexed)
+                    }
+                    Ok(h) => (i, Step::Build(h)),
+                    Err(e) => (i, Step::Failed(e, None)),
+                }
+            });
+        let mut built =
+            hashed.map(|(i, step)| self.build(i, &files[i], step)).buffer_unordered(self.opts.workers.max(1));
+        let mut seen = 0;
+        while let Some((i, step)) = built.next().await {
+            seen += 1;
+            let path = files[i].as_path();
+            match step {
+                Step::Indexed(item) => {
+                    let Indexed { row, segments } = *item;
                     let media_s = row.duration_s.unwrap_or(0.0);
                     summary.indexed += 1;
                     summary.media_seconds += media_s;
-                    known.insert(row.content_hash.clone(), models.clone());
-                    rows.push(*row);
+                    batch.segments.push(ItemSegments {
+                        content_hash: row.content_hash.clone(),
+                        path: row.path.clone(),
+                        kind: row.kind.clone(),
+                        models: row.models.clone(),
+                        segments,
+                    });
+                    batch.rows.push(row);
                     on_event(Event::Indexed { path, media_s });
                 }
-                Ok(Outcome::AlreadyIndexed) => {
+                Step::AlreadyIndexed => {
                     summary.already_indexed += 1;
                     on_event(Event::AlreadyIndexed(path));
                 }
-                Err((err, content_hash)) => {
+                Step::Failed(err, content_hash) => {
                     summary.failed += 1;
                     on_event(Event::Failed(&err));
-                    failures.push(FailureRow {
+                    batch.failures.push(FailureRow {
                         path: err.path.display().to_string(),
                         content_hash,
                         stage: err.stage.as_str().into(),
@@ -166,33 +238,35 @@ impl Indexer {
                         message: err.message,
                     });
                 }
+                Step::Build(_) => unreachable!("the build stage resolves every file it is given"),
             }
-            if rows.len() + failures.len() >= self.opts.commit_every {
-                summary.rows_written += self.commit(&mut rows, &mut failures, &mut sids, &mut summary).await?;
+            if batch.rows.len() + batch.failures.len() >= self.opts.commit_every {
+                self.commit(&mut batch, &mut sids, &mut summary).await?;
             }
         }
-        summary.rows_written += self.commit(&mut rows, &mut failures, &mut sids, &mut summary).await?;
+        drop(built);
+        summary.interrupted = seen < discovery.files.len();
+        self.commit(&mut batch, &mut sids, &mut summary).await?;
         summary.wall_seconds = started.elapsed().as_secs_f64();
         summary.stage_seconds = self.encoders.clock.since(&clock_before);
-        self.store
-            .record_run(&RunRow {
-                run_id: format!("{started_at_us:x}-{:x}", std::process::id()),
-                command: self.opts.command.clone(),
-                medley_version: env!("CARGO_PKG_VERSION").into(),
-                models,
-                shard: self.opts.shard.clone(),
-                files: summary.files as u64,
-                indexed: summary.indexed as u64,
-                already_indexed: summary.already_indexed as u64,
-                skipped: summary.skipped_not_media as u64,
-                failed: summary.failed as u64,
-                interrupted: summary.interrupted,
-                media_seconds: summary.media_seconds,
-                wall_seconds: summary.wall_seconds,
-                started_at_us,
-                finished_at_us: now_us(),
-            })
-            .await?;
+        let run = RunRow {
+            run_id: format!("{started_at_us:x}-{:x}", std::process::id()),
+            command: self.opts.command.clone(),
+            medley_version: env!("CARGO_PKG_VERSION").into(),
+            models,
+            shard: self.opts.shard.clone(),
+            files: summary.files as u64,
+            indexed: summary.indexed as u64,
+            already_indexed: summary.already_indexed as u64,
+            skipped: summary.skipped_not_media as u64,
+            failed: summary.failed as u64,
+            interrupted: summary.interrupted,
+            media_seconds: summary.media_seconds,
+            wall_seconds: summary.wall_seconds,
+            started_at_us,
+            finished_at_us: now_us(),
+        };
+        retry_races!(self.store, self.store.record_run(&run))?;
         Ok(summary)
     }
 
@@ -201,26 +275,37 @@ impl Indexer {
         let (enc, opts, p) = (self.encoders.clone(), self.opts.clone(), path.to_path_buf());
         blocking(path, Stage::Decode, move || {
             let hash = hash_file(&p).map_err(|e| FileError::new(&p, Stage::Read, "io", e))?;
-            build_row(&enc, &opts, &p, hash)
+            build_row(&enc, &opts, &p, hash).map(|item| item.row)
         })
         .await
     }
 
-    /// Write a batch of rows and failures, then the new items' Semantic IDs (when the table
-    /// has a codebook).
+    /// Write a batch: segments, then rows and failures (an item's `media` row is what marks it
+    /// done, so it goes last), then the new items' Semantic IDs (when the table has a codebook).
     async fn commit(
         &self,
-        rows: &mut Vec<MediaRow>,
-        failures: &mut Vec<FailureRow>,
+        batch: &mut Batch,
         sids: &mut Option<SidAssigner>,
         summary: &mut Summary,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<(), StoreError> {
+        retry_races!(self.store, self.try_commit(batch, sids, summary))
+    }
+
+    async fn try_commit(
+        &self,
+        batch: &mut Batch,
+        sids: &mut Option<SidAssigner>,
+        summary: &mut Summary,
+    ) -> Result<(), StoreError> {
         let started = Instant::now();
-        let written = self.store.upsert_media(rows).await?;
-        self.store.record_failures(failures).await?;
+        summary.segments_written += self.store.upsert_segments(&batch.segments).await?;
+        summary.rows_written += self.store.upsert_media(&batch.rows).await?;
+        self.store.record_failures(&batch.failures).await?;
         self.encoders.clock.add(Busy::Write, started);
+        self.progress.committed.fetch_add(batch.rows.len() + batch.failures.len(), Ordering::Relaxed);
+        self.progress.commits.fetch_add(1, Ordering::Relaxed);
         if let Some(assigner) = sids.as_mut() {
-            match assigner.assign_rows(rows) {
+            match assigner.assign_rows(&batch.rows) {
                 Ok(ids) => {
                     self.store.save_sids(&ids).await?;
                     summary.sids_assigned += ids.len();
@@ -228,9 +313,8 @@ impl Indexer {
                 Err(e) => *sids = sid_failed(e, summary)?,
             }
         }
-        rows.clear();
-        failures.clear();
-        Ok(written)
+        *batch = Batch::default();
+        Ok(())
     }
 
     /// The latest codebook's assigner, after giving IDs to indexed items that have none (an
@@ -251,34 +335,84 @@ impl Indexer {
         Ok(Some(assigner))
     }
 
-    async fn index_file(
-        &self,
-        path: &Path,
-        known: &HashMap<String, String>,
-    ) -> Result<Outcome, (FileError, Option<String>)> {
+    /// The hash stage: a file's content hash, on the blocking pool.
+    async fn hash(&self, i: usize, path: &Path) -> (usize, Result<String, FileError>) {
         let p = path.to_path_buf();
-        let clock = &self.encoders.clock;
         let started = Instant::now();
         let hash =
             blocking(path, Stage::Read, move || hash_file(&p).map_err(|e| FileError::new(&p, Stage::Read, "io", e)))
                 .await;
-        clock.add(Busy::Hash, started);
-        let hash = hash.map_err(|e| (e, None))?;
-        if known.get(&hash).is_some_and(|m| *m == self.encoders.models()) {
-            return Ok(Outcome::AlreadyIndexed);
-        }
+        self.encoders.clock.add(Busy::Hash, started);
+        (i, hash)
+    }
+
+    /// The decode-and-encode stage: a hashed file's rows, on the blocking pool; other steps
+    /// pass through.
+    async fn build(&self, i: usize, path: &Path, step: Step) -> (usize, Step) {
+        let progress = &self.progress;
+        let Step::Build(hash) = step else {
+            progress.built.fetch_add(1, Ordering::Relaxed);
+            return (i, step);
+        };
+        progress.building.fetch_add(1, Ordering::Relaxed);
         let (enc, opts, p, h) = (self.encoders.clone(), self.opts.clone(), path.to_path_buf(), hash.clone());
         let started = Instant::now();
-        let row = blocking(path, Stage::Decode, move || build_row(&enc, &opts, &p, h)).await;
-        clock.add(Busy::Build, started);
-        let row = row.map_err(|e| (e, Some(hash)))?;
-        Ok(Outcome::Indexed(Box::new(row)))
+        let item = blocking(path, Stage::Decode, move || build_row(&enc, &opts, &p, h)).await;
+        self.encoders.clock.add(Busy::Build, started);
+        progress.building.fetch_sub(1, Ordering::Relaxed);
+        progress.built.fetch_add(1, Ordering::Relaxed);
+        match item {
+            Ok(item) => (i, Step::Indexed(Box::new(item))),
+            Err(e) => (i, Step::Failed(e, Some(hash))),
+        }
     }
 }
 
-enum Outcome {
-    Indexed(Box<MediaRow>),
+/// What is gathered between two commits.
+#[derive(Default)]
+struct Batch {
+    rows: Vec<MediaRow>,
+    segments: Vec<ItemSegments>,
+    failures: Vec<FailureRow>,
+}
+
+/// Attempts after a commit lost a race with another writer.
+const COMMIT_RETRIES: u32 = 5;
+
+/// Files hashed ahead of the decode-and-encode stage.
+const HASH_AHEAD: usize = 4;
+
+/// Where a file is in the stages.
+enum Step {
+    /// Hashed, not indexed yet: to decode and encode.
+    Build(String),
+    Indexed(Box<Indexed>),
     AlreadyIndexed,
+    /// With the content hash when the file could be read.
+    Failed(FileError, Option<String>),
+}
+
+/// Per-stage counts of the run in progress, for progress bars (read while it runs).
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub files: AtomicUsize,
+    pub hashed: AtomicUsize,
+    /// Files being decoded and encoded now.
+    pub building: AtomicUsize,
+    /// Files through the decode-and-encode stage (skipped ones pass straight through).
+    pub built: AtomicUsize,
+    /// `media` rows and failures committed.
+    pub committed: AtomicUsize,
+    pub commits: AtomicUsize,
+}
+
+impl Progress {
+    fn reset(&self, files: usize) {
+        for c in [&self.hashed, &self.building, &self.built, &self.committed, &self.commits] {
+            c.store(0, Ordering::Relaxed);
+        }
+        self.files.store(files, Ordering::Relaxed);
+    }
 }
 
 /// Run CPU work off the async runtime; a panic becomes this file's failure, not the run's.
@@ -305,7 +439,7 @@ pub fn hash_file(path: &Path) -> std::io::Result<String> {
 }
 
 /// Running mean of equal-length vectors.
-struct MeanPool {
+pub(crate) struct MeanPool {
     sum: Vec<f64>,
     count: usize,
 }
@@ -314,14 +448,14 @@ impl MeanPool {
     fn new() -> Self {
         Self { sum: Vec::new(), count: 0 }
     }
-    fn add(&mut self, v: &[f32]) {
+    pub(crate) fn add(&mut self, v: &[f32]) {
         if self.sum.is_empty() {
             self.sum = vec![0.0; v.len()];
         }
         self.sum.iter_mut().zip(v).for_each(|(s, x)| *s += f64::from(*x));
         self.count += 1;
     }
-    fn mean(&self) -> Option<Vec<f32>> {
+    pub(crate) fn mean(&self) -> Option<Vec<f32>> {
         (self.count > 0).then(|| self.sum.iter().map(|s| (s / self.count as f64) as f32).collect())
     }
 }
@@ -336,6 +470,7 @@ struct VisualAccumulator<'a> {
     middle: Option<Frame>,
     embedding: MeanPool,
     probabilities: MeanPool,
+    segmenter: &'a RefCell<Segmenter>,
     error: Option<ModelError>,
 }
 
@@ -354,9 +489,10 @@ impl VisualAccumulator<'_> {
         if self.error.is_none() && !self.pending.is_empty() {
             let images: Vec<&[u8]> = self.pending.iter().map(|f| f.rgb.as_slice()).collect();
             match self.enc.clock.time(Busy::Vision, || self.enc.image.encode(&images)) {
-                Ok(outs) => outs.iter().for_each(|o| {
+                Ok(outs) => outs.iter().zip(&self.pending).for_each(|(o, frame)| {
                     self.embedding.add(&o.embedding);
                     self.probabilities.add(&o.probabilities);
+                    self.segmenter.borrow_mut().frame(frame, &o.embedding, &o.probabilities);
                 }),
                 Err(e) => self.error = Some(e),
             }
@@ -372,6 +508,7 @@ struct AudioAccumulator<'a> {
     buffer: Vec<f32>,
     windows: Vec<Vec<f32>>,
     embedding: MeanPool,
+    segmenter: &'a RefCell<Segmenter>,
     error: Option<ModelError>,
 }
 
@@ -412,8 +549,13 @@ impl AudioAccumulator<'_> {
     fn flush(&mut self) {
         if self.error.is_none() && !self.windows.is_empty() {
             let refs: Vec<&[f32]> = self.windows.iter().map(Vec::as_slice).collect();
+            let window_s = self.enc.audio.window() as f64 / f64::from(self.enc.audio.sample_rate());
             match self.enc.clock.time(Busy::Audio, || self.enc.audio.encode(&refs)) {
-                Ok(outs) => outs.iter().for_each(|o| self.embedding.add(o)),
+                Ok(outs) => outs.iter().for_each(|o| {
+                    let middle_s = (self.embedding.count as f64 + 0.5) * window_s;
+                    self.segmenter.borrow_mut().audio(middle_s, o);
+                    self.embedding.add(o);
+                }),
                 Err(e) => self.error = Some(e),
             }
         }
@@ -421,9 +563,18 @@ impl AudioAccumulator<'_> {
     }
 }
 
-/// Probe, decode and encode one file into its `media` row.
-fn build_row(enc: &Encoders, opts: &IndexOptions, path: &Path, content_hash: String) -> Result<MediaRow, FileError> {
+/// One file's `media` row and its `segments` rows.
+pub(crate) struct Indexed {
+    pub row: MediaRow,
+    pub segments: Vec<SegmentRow>,
+}
+
+/// Probe, decode and encode one file into its `media` and `segments` rows.
+fn build_row(enc: &Encoders, opts: &IndexOptions, path: &Path, content_hash: String) -> Result<Indexed, FileError> {
     let probe = medley_media::probe(path).map_err(|e| FileError::media(Stage::Probe, e))?;
+    // Pictures have no time to cut.
+    let segment_by = if probe.kind == MediaKind::Image { SegmentBy::None } else { enc.config.segment_by() };
+    let segmenter = RefCell::new(Segmenter::new(segment_by, enc.config.segments.window_s));
     let stages = enc.config.stages;
     let has_sound = probe.audio.is_some() && probe.kind != MediaKind::Image;
     let decode_opts = DecodeOptions {
@@ -441,6 +592,7 @@ fn build_row(enc: &Encoders, opts: &IndexOptions, path: &Path, content_hash: Str
         middle: None,
         embedding: MeanPool::new(),
         probabilities: MeanPool::new(),
+        segmenter: &segmenter,
         error: None,
     };
     let mut audio = AudioAccumulator {
@@ -449,6 +601,7 @@ fn build_row(enc: &Encoders, opts: &IndexOptions, path: &Path, content_hash: Str
         buffer: Vec::new(),
         windows: Vec::new(),
         embedding: MeanPool::new(),
+        segmenter: &segmenter,
         error: None,
     };
     let stats = medley_media::decode(&probe, &decode_opts, &mut |f| visual.push(f), &mut |s| audio.push(s))
@@ -459,7 +612,7 @@ fn build_row(enc: &Encoders, opts: &IndexOptions, path: &Path, content_hash: Str
         return Err(FileError::new(path, Stage::Encode, "model", e));
     }
     let heard = if has_sound && (enc.music.is_some() || enc.speech.is_some()) {
-        listen(enc, &probe, opts)?
+        listen(enc, &probe, opts, &segmenter)?
     } else {
         Heard::default()
     };
@@ -517,10 +670,14 @@ fn build_row(enc: &Encoders, opts: &IndexOptions, path: &Path, content_hash: Str
     row.transcript = heard.transcript;
     row.language = heard.language;
     row.description = description;
-    Ok(row)
+    let segments = segmenter
+        .into_inner()
+        .finish(enc, duration_s, &stats.shots, &heard.speech, opts.top_labels)
+        .map_err(|e| FileError::new(path, Stage::Encode, "model", e))?;
+    Ok(Indexed { row, segments })
 }
 
-fn top_labels(probabilities: &[f32], names: &[String], k: usize) -> Vec<Label> {
+pub(crate) fn top_labels(probabilities: &[f32], names: &[String], k: usize) -> Vec<Label> {
     LabelBridge::top(probabilities, k).into_iter().map(|(i, score)| Label { label: names[i].clone(), score }).collect()
 }
 
@@ -531,6 +688,8 @@ struct Heard {
     embedding: MeanPool,
     transcript: Option<String>,
     language: Option<String>,
+    /// The transcript's timed pieces, for the segments.
+    speech: Vec<medley_models::Segment>,
 }
 
 impl Default for MeanPool {
@@ -542,7 +701,12 @@ impl Default for MeanPool {
 /// A second, audio-only pass at 16 kHz for the music tagger and speech recognition.
 /// Audio-only decoding runs at well over 1000x realtime, so this costs little next to the
 /// models, and keeps the first pass at the audio encoder's own rate.
-fn listen(enc: &Encoders, probe: &Probe, opts: &IndexOptions) -> Result<Heard, FileError> {
+fn listen(
+    enc: &Encoders,
+    probe: &Probe,
+    opts: &IndexOptions,
+    segmenter: &RefCell<Segmenter>,
+) -> Result<Heard, FileError> {
     const RATE: u32 = 16_000;
     let path = probe.path.as_path();
     let model_err = |e: ModelError| FileError::new(path, Stage::Encode, "model", e);
@@ -555,8 +719,11 @@ fn listen(enc: &Encoders, probe: &Probe, opts: &IndexOptions) -> Result<Heard, F
     let tag = |windows: &mut Vec<Vec<f32>>, heard: &mut Heard, error: &mut Option<ModelError>| {
         if let (Some(m), None, false) = (&enc.music, &error, windows.is_empty()) {
             let refs: Vec<&[f32]> = windows.iter().map(Vec::as_slice).collect();
+            let window_s = m.tagger.window() as f64 / f64::from(RATE);
             match enc.clock.time(Busy::Music, || m.tagger.tag(&refs)) {
                 Ok(outs) => outs.iter().for_each(|o| {
+                    let middle_s = (heard.tags.count as f64 + 0.5) * window_s;
+                    segmenter.borrow_mut().music(middle_s, o.embeddings.get(m.tagger.embedding().0), &o.probabilities);
                     heard.tags.add(&o.probabilities);
                     if let Some(e) = o.embeddings.get(m.tagger.embedding().0) {
                         heard.embedding.add(e);
@@ -603,6 +770,7 @@ fn listen(enc: &Encoders, probe: &Probe, opts: &IndexOptions) -> Result<Heard, F
         if !text.trim().is_empty() {
             heard.transcript = Some(text);
             heard.language = Some(transcript.language.clone());
+            heard.speech = transcript.segments;
         }
     }
     Ok(heard)

@@ -43,6 +43,19 @@ pub async fn search_text(
     Ok(store.search("bridge", &query, k, filter).await?)
 }
 
+/// Segments (shots or windows) whose content best matches `text`, by their `bridge` vectors;
+/// each hit carries its time range.
+pub async fn search_segments(
+    store: &Store,
+    encoder: &TextEncoder,
+    text: &str,
+    k: usize,
+    filter: Option<&str>,
+) -> Result<Vec<SearchHit>, QueryError> {
+    let query = encoder.encode(&[text])?.remove(0);
+    Ok(store.search_segments("bridge", &query, k, filter).await?)
+}
+
 /// Hybrid search: the vector ranking of [`search_text`] fused with full-text (BM25) ranking
 /// over labels, transcripts and descriptions by reciprocal rank fusion (score = the sum over
 /// both lists of 1 / (60 + rank)), so exact words and meaning both count.

@@ -11,7 +11,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use medley_media::MediaErrorKind;
-use medley_pipeline::{QueryError, SIMILAR_COLUMNS, hash_file, search_text, similar_items, stored_vectors};
+use medley_pipeline::{
+    QueryError, SIMILAR_COLUMNS, hash_file, search_segments, search_text, similar_items, stored_vectors,
+};
 use medley_store::StoreError;
 use serde::Deserialize;
 use serde_json::json;
@@ -348,6 +350,9 @@ fn check_k(k: Option<u32>) -> ApiResult<usize> {
 struct SearchParams {
     q: Option<String>,
     k: Option<u32>,
+    /// Search shots/windows and return their time ranges, as `medley search --segments`.
+    #[serde(default)]
+    segments: bool,
 }
 
 async fn search(
@@ -357,7 +362,12 @@ async fn search(
     let Query(p) = params.map_err(bad_query)?;
     let q = p.q.filter(|q| !q.trim().is_empty()).ok_or_else(|| ApiError::bad_request("missing query parameter q"))?;
     let k = check_k(p.k)?;
-    let hits = search_text(app.indexer.store(), &app.encoders.text, &q, k, None).await?;
+    let (store, text) = (app.indexer.store(), &app.encoders.text);
+    let hits = if p.segments {
+        search_segments(store, text, &q, k, None).await?
+    } else {
+        search_text(store, text, &q, k, None).await?
+    };
     Ok(Json(hits).into_response())
 }
 

@@ -51,7 +51,6 @@ async fn index_batch(app: &AppState, batch: Vec<crate::Job>) {
         Event::Failed(err) => {
             outcomes.insert(err.path.clone(), Err(err.to_string()));
         }
-        Event::Started(_) => {}
     };
     let result = app.indexer.run(&discovery, &mut on_event).await;
     match &result {

@@ -238,36 +238,14 @@ fn opt(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
 }
 
-#[tokio::main]
-async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let num = |i: usize| -> u64 {
-        args.get(i).and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            panic!(
-                "usage: store_bench DIR N DIM SEED [--index ivf_pq|ivf_hnsw_sq] [--partitions P] [--sub-vectors M] \
-                 [--queries Q] [--exact-queries E]"
-            )
-        })
-    };
-    let dir = args.first().expect("DIR").clone();
-    let (n, dim, seed) = (num(1) as usize, num(2) as usize, num(3));
-    let kind = opt(&args, "--index").unwrap_or_else(|| "ivf_pq".into());
-    let partitions: u32 =
-        opt(&args, "--partitions").map_or(((n as f64).sqrt().round() as u32).max(1), |v| v.parse().expect("P"));
-    let sub_vectors: u32 = opt(&args, "--sub-vectors").map_or((dim / 8) as u32, |v| v.parse().expect("M"));
-    let nq: usize = opt(&args, "--queries").map_or(200, |v| v.parse().expect("Q"));
-    let n_exact: usize = opt(&args, "--exact-queries").map_or(20, |v| v.parse().expect("E")).min(nq);
-
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("bench dir");
-    let synth = Synth::new(dim, seed);
-    eprintln!("store_bench: {n} x {dim}, seed {seed}, {} threads, table in {dir}", rayon::current_num_threads());
-
+/// A fresh table under `dir` with the data, and its vector index; prints the ingest and build
+/// results.
+async fn build(dir: &str, data: &[f32], n: usize, dim: usize, kind: &str, index: (u32, u32, bool)) -> Table {
+    let (partitions, sub_vectors, overridden) = index;
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).expect("bench dir");
     // Ingest: generation is timed apart; the rate counts only the LanceDB writes.
-    let t = Instant::now();
-    let data = synth.points(0, n);
-    eprintln!("store_bench: generated the data in {:.1} s", t.elapsed().as_secs_f64());
-    let conn = lancedb::connect(&dir).execute().await.expect("connect");
+    let conn = lancedb::connect(dir).execute().await.expect("connect");
     let schema = schema(dim);
     let table = conn.create_empty_table("bench", schema.clone()).execute().await.expect("create table");
     let mut write_s = 0.0;
@@ -283,14 +261,25 @@ async fn main() {
     println!("result ingest_s {write_s:.3}");
     println!("result ingest_rows_per_s {:.0}", n as f64 / write_s);
 
+    // Compaction into fragments of up to ~1M rows, as `medley optimize` does before it builds
+    // indexes: every fragment is a file a refining search opens and reads from.
+    let t = Instant::now();
+    let compact = lancedb::table::OptimizeAction::Compact { options: Default::default(), remap_options: None };
+    table.optimize(compact).await.expect("compact");
+    let compact_s = t.elapsed().as_secs_f64();
+    eprintln!("store_bench: compacted in {compact_s:.1} s");
+    println!("result compact_s {compact_s:.3}");
+
     // Index.
-    let index = match kind.as_str() {
-        "ivf_pq" => Index::IvfPq(
+    let index = match kind {
+        // What `medley optimize` builds, unless the partitions or sub-vectors are overridden.
+        "ivf_pq" if overridden => Index::IvfPq(
             IvfPqIndexBuilder::default()
                 .distance_type(DistanceType::Cosine)
                 .num_partitions(partitions)
                 .num_sub_vectors(sub_vectors),
         ),
+        "ivf_pq" => medley_store::vector_index(n, dim),
         "ivf_hnsw_sq" => Index::IvfHnswSq(
             IvfHnswSqIndexBuilder::default().distance_type(DistanceType::Cosine).num_partitions(partitions),
         ),
@@ -303,6 +292,47 @@ async fn main() {
     println!("result index_s {index_s:.3}");
     println!("result partitions {partitions}");
     println!("result sub_vectors {sub_vectors}");
+    table
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let num = |i: usize| -> u64 {
+        args.get(i).and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            panic!(
+                "usage: store_bench DIR N DIM SEED [--index ivf_pq|ivf_hnsw_sq] [--partitions P] [--sub-vectors M] \
+                 [--queries Q] [--exact-queries E]"
+            )
+        })
+    };
+    let dir = args.first().expect("DIR").clone();
+    let (n, dim, seed) = (num(1) as usize, num(2) as usize, num(3));
+    let kind = opt(&args, "--index").unwrap_or_else(|| "ivf_pq".into());
+    // The defaults are `medley_store::vector_index`'s.
+    let partitions: u32 =
+        opt(&args, "--partitions").map_or(((n as f64).sqrt().round() as u32).max(1), |v| v.parse().expect("P"));
+    let sub_vectors: u32 = opt(&args, "--sub-vectors").map_or((dim / 8) as u32, |v| v.parse().expect("M"));
+    let nq: usize = opt(&args, "--queries").map_or(200, |v| v.parse().expect("Q"));
+    let n_exact: usize = opt(&args, "--exact-queries").map_or(20, |v| v.parse().expect("E")).min(nq);
+
+    // `--reuse`: query the table a previous run left (same N, DIM, SEED), for profiling queries
+    // without paying for ingest and index build again.
+    let reuse = args.iter().any(|a| a == "--reuse");
+    let synth = Synth::new(dim, seed);
+    eprintln!("store_bench: {n} x {dim}, seed {seed}, {} threads, table in {dir}", rayon::current_num_threads());
+    let t = Instant::now();
+    let data = synth.points(0, n);
+    eprintln!("store_bench: generated the data in {:.1} s", t.elapsed().as_secs_f64());
+    let table = if reuse {
+        let conn = lancedb::connect(&dir).execute().await.expect("connect");
+        let table = conn.open_table("bench").execute().await.expect("--reuse: no table from an earlier run");
+        assert_eq!(table.count_rows(None).await.expect("count"), n, "--reuse: rows in the table");
+        table
+    } else {
+        let overridden = opt(&args, "--partitions").is_some() || opt(&args, "--sub-vectors").is_some();
+        build(&dir, &data, n, dim, &kind, (partitions, sub_vectors, overridden)).await
+    };
 
     // Queries and ground truth.
     let queries = {
@@ -336,7 +366,17 @@ async fn main() {
 
     // The sweep; the chosen setting is the fastest (by p50) with recall@10 >= 0.95, or the
     // most accurate when none reaches it.
-    let sweep: Vec<Setting> = if kind == "ivf_pq" {
+    let custom = opt(&args, "--sweep").map(|list| {
+        list.split(',')
+            .map(|pr| {
+                let (p, r) = pr.split_once(':').expect("--sweep NPROBES:REFINE,...");
+                Setting::Ivf { nprobes: p.parse().expect("nprobes"), refine: r.parse().expect("refine") }
+            })
+            .collect::<Vec<_>>()
+    });
+    let sweep: Vec<Setting> = if let Some(custom) = custom {
+        custom
+    } else if kind == "ivf_pq" {
         [2usize, 5, 10, 20]
             .into_iter()
             .flat_map(|p| [2u32, 5, 10].into_iter().map(move |r| Setting::Ivf { nprobes: p, refine: r }))

@@ -93,17 +93,20 @@ pub struct SearchHit {
     /// Cosine similarity to the query (1 is identical).
     pub score: f32,
     pub labels: Vec<Label>,
+    /// For a segment search: which shot or window of the item, and its time range.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub span: Option<crate::Span>,
 }
 
-fn strings<'a>(v: impl Iterator<Item = &'a str>) -> ArrayRef {
+pub(crate) fn strings<'a>(v: impl Iterator<Item = &'a str>) -> ArrayRef {
     Arc::new(StringArray::from_iter_values(v))
 }
 
-fn opt_strings<'a>(v: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
+pub(crate) fn opt_strings<'a>(v: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
     Arc::new(StringArray::from_iter(v))
 }
 
-fn vectors<'a>(v: impl Iterator<Item = Option<&'a Vec<f32>>>, dim: usize) -> Result<ArrayRef, ArrowError> {
+pub(crate) fn vectors<'a>(v: impl Iterator<Item = Option<&'a Vec<f32>>>, dim: usize) -> Result<ArrayRef, ArrowError> {
     let mut b = FixedSizeListBuilder::new(Float32Builder::new(), dim as i32);
     for item in v {
         match item {
@@ -126,7 +129,7 @@ fn vectors<'a>(v: impl Iterator<Item = Option<&'a Vec<f32>>>, dim: usize) -> Res
     Ok(Arc::new(b.finish()))
 }
 
-fn label_lists<'a>(rows: impl Iterator<Item = &'a [Label]>) -> Result<ArrayRef, ArrowError> {
+pub(crate) fn label_lists<'a>(rows: impl Iterator<Item = &'a [Label]>) -> Result<ArrayRef, ArrowError> {
     let mut offsets = vec![0i32];
     let (mut names, mut scores) = (Vec::new(), Vec::new());
     for labels in rows {

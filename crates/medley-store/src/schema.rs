@@ -30,7 +30,7 @@ pub(crate) fn label_struct() -> Fields {
     Fields::from(vec![Field::new("label", DataType::Utf8, false), Field::new("score", DataType::Float32, false)])
 }
 
-fn label_list(name: &str) -> Field {
+pub(crate) fn label_list(name: &str) -> Field {
     Field::new(name, DataType::List(Arc::new(Field::new("item", DataType::Struct(label_struct()), true))), false)
 }
 

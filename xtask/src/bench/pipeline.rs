@@ -2,7 +2,8 @@
 //! media (photos, videos, music), in media seconds per wall second, next to the decode-only
 //! floor measured in the same run (the same files decoded as the pipeline decodes them:
 //! frames at 1 fps to 224x224 RGB and the soundtrack resampled, by the `decode_bench`
-//! example), and the pipeline's busy seconds per stage, so the bottleneck is visible.
+//! example), and the pipeline's busy seconds per stage, so the bottleneck is visible. The
+//! pipeline runs twice: one file at a time (`--workers 1`) and with the default two workers.
 
 use std::process::Command;
 use std::time::Instant;
@@ -43,33 +44,43 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
         }
     }
 
-    let db = ctx.home.join("bench/pipeline.lance");
-    let _ = std::fs::remove_dir_all(&db);
-    let t = Instant::now();
-    let out = Command::new(ctx.medley_bin())
-        .env("MEDLEY_HOME", &ctx.home)
-        .arg("index")
-        .args(&dirs)
-        .arg("--db")
-        .arg(&db)
-        .arg("--json")
-        .output()?;
-    let wall = t.elapsed().as_secs_f64();
-    let summary = String::from_utf8_lossy(&out.stdout);
-    if !matches!(out.status.code(), Some(0 | 1)) {
-        bail!("medley index failed with {}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    // The pipeline with one file at a time and with the default two in flight (decoding one
+    // while the models run on another); the busy seconds come from the default run.
+    let mut runs = Vec::new();
+    for workers in [1, 2] {
+        let db = ctx.home.join("bench/pipeline.lance");
+        let _ = std::fs::remove_dir_all(&db);
+        let t = Instant::now();
+        let out = Command::new(ctx.medley_bin())
+            .env("MEDLEY_HOME", &ctx.home)
+            .arg("index")
+            .args(&dirs)
+            .arg("--db")
+            .arg(&db)
+            .args(["--json", "--workers", &workers.to_string()])
+            .output()?;
+        let wall = t.elapsed().as_secs_f64();
+        if !matches!(out.status.code(), Some(0 | 1)) {
+            bail!("medley index failed with {}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+        }
+        runs.push((workers, wall, String::from_utf8_lossy(&out.stdout).into_owned()));
     }
+    let (_, wall, summary) = runs.last().expect("two runs");
     let num = |k: &str| -> Result<f64> {
-        json_field(&summary, k).and_then(|v| v.parse().ok()).with_context(|| format!("no {k} in {summary}"))
+        json_field(summary, k).and_then(|v| v.parse().ok()).with_context(|| format!("no {k} in {summary}"))
     };
     let (media_s, files) = (num("media_seconds")?, num("indexed")?);
 
     println!();
     println!("bench pipeline: default pipeline over {} sample files ({media_s:.1} media seconds)", files);
     println!("{:<34} {:>10} {:>14}", "", "wall (s)", "media s / s");
-    println!("{:<34} {:>10.1} {:>14.1}", "medley index (full pipeline)", wall, media_s / wall);
+    for (workers, wall, _) in &runs {
+        let name = format!("medley index --workers {workers}");
+        println!("{name:<34} {wall:>10.1} {:>14.1}", media_s / wall);
+    }
     println!("{:<34} {:>10.1} {:>14.1}", "decode only (the floor)", floor_s, media_s / floor_s);
-    println!("pipeline / floor: {:.2}x the decode-only time", wall / floor_s);
+    println!("pipeline (default) / floor: {:.2}x the decode-only time", wall / floor_s);
+    println!("--workers 2 over --workers 1: {:.2}x the speed", runs[0].1 / wall);
     println!("busy seconds per stage (summed over files):");
     let busy: Vec<(&str, f64)> = STAGES.iter().map(|s| (*s, num(s).unwrap_or(0.0))).collect();
     let total: f64 = busy.iter().map(|b| b.1).sum();

@@ -1,0 +1,158 @@
+//! Cutting an item into segments (shots, or fixed windows) and pooling each segment's vectors
+//! while frames and audio windows stream past, for the `segments` table.
+
+use std::collections::BTreeMap;
+
+use medley_media::{Frame, Shot};
+use medley_models::{ModelError, Segment};
+use medley_store::{Label, SegmentRow};
+
+use crate::clock::Busy;
+use crate::config::SegmentBy;
+use crate::encoders::Encoders;
+use crate::index::{MeanPool, top_labels};
+
+/// Pooled outputs of one segment, keyed by the shot index or the window number.
+#[derive(Default)]
+struct Pools {
+    frames: u32,
+    visual: MeanPool,
+    probabilities: MeanPool,
+    audio: MeanPool,
+    music: MeanPool,
+    tags: MeanPool,
+}
+
+pub(crate) struct Segmenter {
+    by: SegmentBy,
+    /// Window length for `Window`, and for items without shots (audio only) under `Shots`.
+    window_s: f64,
+    frames: BTreeMap<u32, Pools>,
+    /// Audio-encoder and music-tagger windows as (middle time, embedding[, tag probabilities]):
+    /// their segment is only known once every shot is (shots end after their frames arrive).
+    audio: Vec<(f64, Vec<f32>)>,
+    music: Vec<(f64, Vec<f32>, Vec<f32>)>,
+}
+
+impl Segmenter {
+    pub fn new(by: SegmentBy, window_s: f64) -> Self {
+        Self { by, window_s, frames: BTreeMap::new(), audio: Vec::new(), music: Vec::new() }
+    }
+
+    fn enabled(&self) -> bool {
+        self.by != SegmentBy::None
+    }
+
+    pub fn frame(&mut self, frame: &Frame, embedding: &[f32], probabilities: &[f32]) {
+        let key = match self.by {
+            SegmentBy::None => return,
+            SegmentBy::Shots => frame.shot.unwrap_or(0),
+            SegmentBy::Window(w) => window_of(frame.pts_s, w),
+        };
+        let pools = self.frames.entry(key).or_default();
+        pools.frames += 1;
+        pools.visual.add(embedding);
+        pools.probabilities.add(probabilities);
+    }
+
+    pub fn audio(&mut self, middle_s: f64, embedding: &[f32]) {
+        if self.enabled() {
+            self.audio.push((middle_s, embedding.to_vec()));
+        }
+    }
+
+    pub fn music(&mut self, middle_s: f64, embedding: Option<&Vec<f32>>, probabilities: &[f32]) {
+        if self.enabled() {
+            self.music.push((middle_s, embedding.cloned().unwrap_or_default(), probabilities.to_vec()));
+        }
+    }
+
+    /// The item's segments in time order, numbered from 0: every shot or window that has a
+    /// frame or a sound window, with pooled vectors, labels (from the frames, else the music
+    /// tags), the bridge vector, and what was said in it (embedded in one text-encoder call).
+    pub fn finish(
+        mut self,
+        enc: &Encoders,
+        duration_s: Option<f64>,
+        shots: &[Shot],
+        speech: &[Segment],
+        top_k: usize,
+    ) -> Result<Vec<SegmentRow>, ModelError> {
+        if !self.enabled() {
+            return Ok(Vec::new());
+        }
+        let by_shot = self.by == SegmentBy::Shots && !shots.is_empty();
+        let window = match self.by {
+            SegmentBy::Window(w) => w,
+            _ => self.window_s,
+        };
+        let key_at = |t: f64| {
+            if by_shot {
+                // The last shot starting at or before t.
+                let i = shots.partition_point(|s| s.start_s <= t).saturating_sub(1);
+                shots[i].index
+            } else {
+                window_of(t, window)
+            }
+        };
+        for (t, v) in std::mem::take(&mut self.audio) {
+            self.frames.entry(key_at(t)).or_default().audio.add(&v);
+        }
+        for (t, v, p) in std::mem::take(&mut self.music) {
+            let pools = self.frames.entry(key_at(t)).or_default();
+            if !v.is_empty() {
+                pools.music.add(&v);
+            }
+            pools.tags.add(&p);
+        }
+        let end = duration_s.unwrap_or(f64::INFINITY);
+        let mut rows = Vec::with_capacity(self.frames.len());
+        for (key, pools) in &self.frames {
+            let (start_s, end_s) = match shots.iter().find(|s| by_shot && s.index == *key) {
+                Some(s) => (s.start_s, s.end_s),
+                None => (f64::from(*key) * window, (f64::from(*key + 1) * window).min(end)),
+            };
+            let probabilities = pools.probabilities.mean();
+            let tags = pools.tags.mean();
+            let (labels, bridge): (Vec<Label>, _) = match (&probabilities, &enc.music, &tags) {
+                (Some(p), _, _) => (top_labels(p, enc.image.labels(), top_k), Some(enc.bridge.project(p))),
+                (None, Some(m), Some(p)) => (top_labels(p, m.tagger.labels(), top_k), Some(m.bridge.project(p))),
+                _ => (Vec::new(), None),
+            };
+            let said: Vec<&str> = speech
+                .iter()
+                .filter(|s| (start_s..end_s.max(start_s + 1e-3)).contains(&f64::from((s.start + s.end) / 2.0)))
+                .map(|s| s.text.trim())
+                .filter(|t| !t.is_empty())
+                .collect();
+            rows.push(SegmentRow {
+                segment: rows.len() as u32,
+                start_s,
+                end_s: end_s.max(start_s),
+                frames_sampled: pools.frames,
+                visual: pools.visual.mean(),
+                audio: pools.audio.mean(),
+                music: pools.music.mean(),
+                text: None,
+                bridge,
+                labels,
+                transcript: (!said.is_empty()).then(|| said.join(" ")),
+            });
+        }
+        let spoken: Vec<(usize, &str)> =
+            rows.iter().enumerate().filter_map(|(i, r)| r.transcript.as_deref().map(|t| (i, t))).collect();
+        if !spoken.is_empty() {
+            let texts: Vec<&str> = spoken.iter().map(|(_, t)| *t).collect();
+            let vectors = enc.clock.time(Busy::Text, || enc.text.encode(&texts))?;
+            let indices: Vec<usize> = spoken.iter().map(|(i, _)| *i).collect();
+            for (i, v) in indices.into_iter().zip(vectors) {
+                rows[i].text = Some(v);
+            }
+        }
+        Ok(rows)
+    }
+}
+
+fn window_of(t: f64, window_s: f64) -> u32 {
+    (t.max(0.0) / window_s).floor() as u32
+}

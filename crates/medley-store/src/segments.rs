@@ -1,0 +1,142 @@
+//! The `segments` table: one row per shot or time window of an item, with the same kinds of
+//! vectors and text as `media`, so a search can return the moment in a video, not just the file.
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Float64Array, RecordBatch, RecordBatchIterator, StringArray, UInt32Array};
+use arrow_schema::{ArrowError, DataType, Field, SchemaRef};
+use serde::Serialize;
+
+use crate::rows::{Label, label_lists, opt_strings, strings, vectors};
+use crate::schema::{VectorDims, label_list, vector, with_version};
+use crate::store::{Store, StoreError};
+
+pub const SEGMENTS_TABLE: &str = "segments";
+
+/// One shot or window of an item: a row of the `segments` table.
+#[derive(Debug, Clone, Default)]
+pub struct SegmentRow {
+    /// Position of the segment in its item, from 0, in time order.
+    pub segment: u32,
+    pub start_s: f64,
+    pub end_s: f64,
+    pub frames_sampled: u32,
+    pub visual: Option<Vec<f32>>,
+    pub audio: Option<Vec<f32>>,
+    pub music: Option<Vec<f32>>,
+    pub text: Option<Vec<f32>>,
+    pub bridge: Option<Vec<f32>>,
+    pub labels: Vec<Label>,
+    /// What was said in the segment (the speech-recognition segments whose middle falls in it).
+    pub transcript: Option<String>,
+}
+
+/// Every segment of one item, written together: a re-index replaces the item's segments.
+#[derive(Debug, Clone, Default)]
+pub struct ItemSegments {
+    pub content_hash: String,
+    pub path: String,
+    pub kind: String,
+    pub models: String,
+    pub segments: Vec<SegmentRow>,
+}
+
+/// Where in an item a search hit is.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Span {
+    pub segment: u32,
+    pub start_s: f64,
+    pub end_s: f64,
+}
+
+pub(crate) fn segments_schema(d: VectorDims) -> SchemaRef {
+    with_version(vec![
+        Field::new("segment_id", DataType::Utf8, false),
+        Field::new("content_hash", DataType::Utf8, false),
+        Field::new("path", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("segment", DataType::UInt32, false),
+        Field::new("start_s", DataType::Float64, false),
+        Field::new("end_s", DataType::Float64, false),
+        Field::new("duration_s", DataType::Float64, true),
+        Field::new("frames_sampled", DataType::UInt32, false),
+        vector("visual", d.visual),
+        vector("audio", d.audio),
+        vector("music", d.music),
+        vector("text", d.text),
+        vector("bridge", d.bridge),
+        label_list("labels"),
+        Field::new("label_text", DataType::Utf8, false),
+        Field::new("transcript", DataType::Utf8, true),
+        Field::new("models", DataType::Utf8, false),
+    ])
+}
+
+fn segments_batch(schema: SchemaRef, items: &[ItemSegments], dims: VectorDims) -> Result<RecordBatch, ArrowError> {
+    let rows: Vec<(&ItemSegments, &SegmentRow)> =
+        items.iter().flat_map(|i| i.segments.iter().map(move |s| (i, s))).collect();
+    let ids: Vec<String> = rows.iter().map(|(i, s)| segment_id(&i.content_hash, s.segment)).collect();
+    let columns: Vec<ArrayRef> = vec![
+        strings(ids.iter().map(String::as_str)),
+        strings(rows.iter().map(|(i, _)| i.content_hash.as_str())),
+        strings(rows.iter().map(|(i, _)| i.path.as_str())),
+        strings(rows.iter().map(|(i, _)| i.kind.as_str())),
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|(_, s)| s.segment))),
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|(_, s)| s.start_s))),
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|(_, s)| s.end_s))),
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|(_, s)| s.end_s - s.start_s))),
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|(_, s)| s.frames_sampled))),
+        vectors(rows.iter().map(|(_, s)| s.visual.as_ref()), dims.visual)?,
+        vectors(rows.iter().map(|(_, s)| s.audio.as_ref()), dims.audio)?,
+        vectors(rows.iter().map(|(_, s)| s.music.as_ref()), dims.music)?,
+        vectors(rows.iter().map(|(_, s)| s.text.as_ref()), dims.text)?,
+        vectors(rows.iter().map(|(_, s)| s.bridge.as_ref()), dims.bridge)?,
+        label_lists(rows.iter().map(|(_, s)| s.labels.as_slice()))?,
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|(_, s)| s.labels.iter().map(|l| l.label.as_str()).collect::<Vec<_>>().join(", ")),
+        )),
+        opt_strings(rows.iter().map(|(_, s)| s.transcript.as_deref())),
+        strings(rows.iter().map(|(i, _)| i.models.as_str())),
+    ];
+    RecordBatch::try_new(schema, columns)
+}
+
+/// The key of a segment row: unique, and the same on every re-index of the item.
+fn segment_id(content_hash: &str, segment: u32) -> String {
+    format!("{content_hash}:{segment}")
+}
+
+impl Store {
+    /// Write the segments of a batch of items in one commit: rows are merged by segment id
+    /// (an item re-indexed updates its rows in place, never duplicates them), then segments an
+    /// item no longer has (a re-index that cut it into fewer) are deleted. Written before the
+    /// items' `media` rows, so a run stopped in between re-indexes the item and converges.
+    pub async fn upsert_segments(&self, items: &[ItemSegments]) -> Result<u64, StoreError> {
+        let dims = self.dims();
+        let table = self.segments();
+        let mut written = 0;
+        if items.iter().any(|i| !i.segments.is_empty()) {
+            let schema = segments_schema(dims);
+            let batch = segments_batch(schema.clone(), items, dims)?;
+            let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
+            let mut merge = table.merge_insert(&["segment_id"]);
+            merge.when_matched_update_all(None).when_not_matched_insert_all();
+            let result = merge.execute(Box::new(reader)).await.map_err(|e| self.lance(e))?;
+            written = result.num_inserted_rows + result.num_updated_rows;
+        }
+        let stale: Vec<String> = items
+            .iter()
+            .map(|i| {
+                format!("(content_hash = '{}' AND segment >= {})", i.content_hash.replace('\'', "''"), i.segments.len())
+            })
+            .collect();
+        if !stale.is_empty() {
+            table.delete(&stale.join(" OR ")).await.map_err(|e| self.lance(e))?;
+        }
+        Ok(written)
+    }
+
+    pub async fn count_segments(&self) -> Result<usize, StoreError> {
+        self.segments().count_rows(None).await.map_err(|e| self.lance(e))
+    }
+}
