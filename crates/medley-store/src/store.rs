@@ -558,7 +558,7 @@ pub fn vector_index(rows: usize, width: usize) -> lancedb::index::Index {
     let mut builder = IvfPqIndexBuilder::default()
         .distance_type(DistanceType::Cosine)
         .num_partitions(((rows as f64).sqrt().round() as u32).max(1));
-    if width >= 8 && width % 8 == 0 {
+    if width >= 8 && width.is_multiple_of(8) {
         builder = builder.num_sub_vectors((width / 8) as u32);
     }
     lancedb::index::Index::IvfPq(builder)
