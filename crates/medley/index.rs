@@ -48,9 +48,9 @@ pub struct IndexArgs {
     /// Frames per vision-model call [default: the pipeline's index.frame_batch].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     frame_batch: Option<u32>,
-    /// Files decoded and encoded at once.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
-    workers: u32,
+    /// Files decoded and encoded at once [default: half the cores, 1 to 4].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    workers: Option<u32>,
 }
 
 /// The pipeline file given, or the built-in default, checked.
@@ -86,9 +86,9 @@ pub async fn run(home: &ModelHome, args: IndexArgs) -> Result<ExitCode> {
         commit_every: args.commit_every.map_or(commit_every, |n| n as usize),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         shard: args.shard.map(|(i, n)| format!("{i}/{n}")),
-        workers: args.workers as usize,
         ..Default::default()
     };
+    let opts = IndexOptions { workers: args.workers.map_or(opts.workers, |n| n as usize), ..opts };
     let indexer = Indexer::new(encoders, store, opts);
 
     let stop = indexer.stop_flag();
