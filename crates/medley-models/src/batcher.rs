@@ -69,13 +69,21 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
 
     /// Submit one request and wait for its output.
     pub fn submit(&self, input: I) -> Result<O, ModelError> {
-        let (rtx, rrx) = mpsc::sync_channel(1);
-        self.tx
-            .as_ref()
-            .ok_or_else(|| ModelError::Batcher("closed".into()))?
-            .send((input, rtx))
-            .map_err(|_| ModelError::Batcher("worker stopped".into()))?;
-        rrx.recv().map_err(|_| ModelError::Batcher("worker stopped".into()))?.map_err(ModelError::Batcher)
+        self.submit_many(vec![input]).map(|mut outs| outs.remove(0))
+    }
+
+    /// Submit several requests at once and wait for their outputs, in order. They join the
+    /// queue together, so a batch gathers them with whatever other callers have queued.
+    pub fn submit_many(&self, inputs: Vec<I>) -> Result<Vec<O>, ModelError> {
+        let stopped = || ModelError::Batcher("worker stopped".into());
+        let tx = self.tx.as_ref().ok_or_else(|| ModelError::Batcher("closed".into()))?;
+        let mut replies = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let (rtx, rrx) = mpsc::sync_channel(1);
+            tx.send((input, rtx)).map_err(|_| stopped())?;
+            replies.push(rrx);
+        }
+        replies.into_iter().map(|r| r.recv().map_err(|_| stopped())?.map_err(ModelError::Batcher)).collect()
     }
 }
 

@@ -51,6 +51,34 @@ fn batcher_gathers_requests_from_many_threads() {
 }
 
 #[test]
+fn batcher_merges_concurrent_submissions_of_many() {
+    // Without a wait: a batch takes what is queued, so callers that arrive while one batch
+    // runs are merged into the next.
+    let sizes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = sizes.clone();
+    let batcher = Batcher::new(64, Duration::ZERO, move |xs: Vec<u32>| {
+        seen.lock().unwrap().push(xs.len());
+        std::thread::sleep(Duration::from_millis(20));
+        Ok(xs.into_iter().map(|x| x + 1).collect())
+    });
+    std::thread::scope(|s| {
+        for t in 0..4u32 {
+            let b = batcher.clone();
+            s.spawn(move || {
+                for round in 0..5u32 {
+                    let xs: Vec<u32> = (0..6).map(|i| t * 1000 + round * 10 + i).collect();
+                    let want: Vec<u32> = xs.iter().map(|x| x + 1).collect();
+                    assert_eq!(b.submit_many(xs).unwrap(), want, "outputs in order");
+                }
+            });
+        }
+    });
+    let sizes = sizes.lock().unwrap();
+    assert_eq!(sizes.iter().sum::<usize>(), 4 * 5 * 6);
+    assert!(sizes.iter().any(|&n| n > 6), "submissions of different callers were merged: {sizes:?}");
+}
+
+#[test]
 fn batcher_shares_one_model_session() {
     let (rt, home) = common::runtime();
     let enc = std::sync::Arc::new(ImageEncoder::efficientnet_lite0(rt, &home).unwrap());

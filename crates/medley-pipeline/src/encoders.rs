@@ -1,6 +1,9 @@
+use std::sync::Arc;
+use std::time::Duration;
+
 use medley_models::{
-    AudioEncoder, ImageCaptioner, ImageEncoder, LabelBridge, ModelError, ModelHome, MusicTagger, Runtime, SpeechToText,
-    TextEncoder,
+    AudioEncoder, Batcher, ImageCaptioner, ImageEncoder, ImageOutput, LabelBridge, ModelError, ModelHome, MusicTagger,
+    Runtime, SpeechToText, TextEncoder,
 };
 use medley_store::VectorDims;
 
@@ -10,7 +13,10 @@ use crate::config::PipelineConfig;
 /// The models one index run uses, loaded once and shared.
 pub struct Encoders {
     pub config: PipelineConfig,
-    pub image: ImageEncoder,
+    pub image: Arc<ImageEncoder>,
+    /// The image encoder behind a queue shared by every file in flight: frames of several
+    /// files are encoded in one call when they arrive while a call runs.
+    pub image_batches: Batcher<Vec<u8>, ImageOutput>,
     pub audio: AudioEncoder,
     pub text: TextEncoder,
     /// ConSE from ImageNet labels into the text space.
@@ -28,6 +34,9 @@ pub struct MusicStage {
     pub bridge: LabelBridge,
 }
 
+/// A cross-file image-encoder call holds at most this many files' frame batches.
+const CROSS_FILE_BATCHES: usize = 4;
+
 /// How many class names a ConSE bridge vector mixes.
 const BRIDGE_TOP_K: usize = 5;
 const LABEL_TEMPLATE: &str = "a photo of a {}";
@@ -37,7 +46,14 @@ impl Encoders {
     pub fn load(home: &ModelHome, config: PipelineConfig) -> Result<Self, ModelError> {
         let rt = Runtime::load(home)?;
         let m = &config.models;
-        let image = ImageEncoder::load(&rt, home, &m.image)?;
+        let image = Arc::new(ImageEncoder::load(&rt, home, &m.image)?);
+        let shared = image.clone();
+        // No wait for more: a call takes what is queued, so one file alone pays no latency.
+        let image_batches =
+            Batcher::new(config.index.frame_batch * CROSS_FILE_BATCHES, Duration::ZERO, move |frames: Vec<Vec<u8>>| {
+                let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+                shared.encode(&refs)
+            });
         let audio = AudioEncoder::load(&rt, home, &m.audio)?;
         let text = TextEncoder::load(&rt, home, &m.text)?;
         let bridge =
@@ -56,7 +72,18 @@ impl Encoders {
             _ => None,
         };
         let captioner = m.captioner.as_deref().map(|id| ImageCaptioner::load(&rt, home, id)).transpose()?;
-        Ok(Self { config, image, audio, text, bridge, music, speech, captioner, clock: StageClock::default() })
+        Ok(Self {
+            config,
+            image,
+            image_batches,
+            audio,
+            text,
+            bridge,
+            music,
+            speech,
+            captioner,
+            clock: StageClock::default(),
+        })
     }
 
     pub fn dims(&self) -> VectorDims {

@@ -490,12 +490,12 @@ impl VisualAccumulator<'_> {
     }
     fn flush(&mut self) {
         if self.error.is_none() && !self.pending.is_empty() {
-            let images: Vec<&[u8]> = self.pending.iter().map(|f| f.rgb.as_slice()).collect();
-            match self.enc.clock.time(Busy::Vision, || self.enc.image.encode(&images)) {
-                Ok(outs) => outs.iter().zip(&self.pending).for_each(|(o, frame)| {
+            let (times, images): (Vec<_>, Vec<_>) = self.pending.drain(..).map(|f| ((f.pts_s, f.shot), f.rgb)).unzip();
+            match self.enc.clock.time(Busy::Vision, || self.enc.image_batches.submit_many(images)) {
+                Ok(outs) => outs.iter().zip(times).for_each(|(o, (pts_s, shot))| {
                     self.embedding.add(&o.embedding);
                     self.probabilities.add(&o.probabilities);
-                    self.segmenter.borrow_mut().frame(frame, &o.embedding, &o.probabilities);
+                    self.segmenter.borrow_mut().frame(pts_s, shot, &o.embedding, &o.probabilities);
                 }),
                 Err(e) => self.error = Some(e),
             }

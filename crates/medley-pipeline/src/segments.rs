@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use medley_media::{Frame, Shot};
+use medley_media::Shot;
 use medley_models::{ModelError, Segment};
 use medley_store::{Label, SegmentRow};
 
@@ -43,11 +43,12 @@ impl Segmenter {
         self.by != SegmentBy::None
     }
 
-    pub fn frame(&mut self, frame: &Frame, embedding: &[f32], probabilities: &[f32]) {
+    /// A frame's outputs; `shot` is the frame's shot under the `shots` sampler.
+    pub fn frame(&mut self, pts_s: f64, shot: Option<u32>, embedding: &[f32], probabilities: &[f32]) {
         let key = match self.by {
             SegmentBy::None => return,
-            SegmentBy::Shots => frame.shot.unwrap_or(0),
-            SegmentBy::Window(w) => window_of(frame.pts_s, w),
+            SegmentBy::Shots => shot.unwrap_or(0),
+            SegmentBy::Window(w) => window_of(pts_s, w),
         };
         let pools = self.frames.entry(key).or_default();
         pools.frames += 1;
