@@ -49,7 +49,7 @@ async fn a_write_that_lost_a_creation_race_is_retried_without_loss_or_duplicates
         models: "test:m".into(),
         segments: vec![SegmentRow { segment: 0, end_s: 4.0, visual: Some(vec![0.5; 4]), ..Default::default() }],
     };
-    store.upsert_segments(&[segments.clone()]).await.unwrap();
+    store.upsert_segments(std::slice::from_ref(&segments)).await.unwrap();
     store.upsert_segments(&[segments]).await.unwrap();
     assert_eq!(store.count_segments().await.unwrap(), 1);
 }
