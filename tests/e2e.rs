@@ -375,6 +375,8 @@ fn optimize_and_export_leave_tables_python_can_use() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let tables = read_tables(&c.db);
     assert_eq!(tables["tables"], serde_json::json!(["failures", "media", "runs", "segments"]));
+    // Every table has exactly the columns docs/schema.md lists.
+    assert_eq!(tables["schema_differences"], serde_json::json!({}));
     assert!(!tables["runs"].as_array().unwrap().is_empty(), "runs are recorded");
     // Full-text search from the CLI and from Python's lancedb over the same indexes: the same
     // items, the same best score.
@@ -506,6 +508,8 @@ fn semantic_ids_are_unique_reproducible_and_reported() {
     };
     let (v1, v2) = (train(), train());
     assert_eq!(v1, v2, "same data and seed give the same codebook version");
+    // The SID tables have the documented columns.
+    assert_eq!(read_tables(&db)["schema_differences"], serde_json::json!({}));
     // Per row: the ID, its pieces, and the content vector it quantises (PCA-projected to at
     // most the number of items, unit norm).
     let script = "import sys, lancedb, numpy as np; t = lancedb.connect(sys.argv[1]).open_table('sids').to_pandas(); \

@@ -5,15 +5,45 @@ Usage: python read_tables.py DB_DIR
 For every `media` row: its facts, labels, and for each vector column the width, whether it
 is null, whether it holds NaN, and its L2 norm (read as NumPy arrays). Also the `failures`
 rows, and for each row with a `bridge` vector, the top hit of a cosine vector search with that
-vector (which should be the row itself). With full-text indexes: a BM25 search for "cat" over
+vector (which should be the row itself). Every table's columns against docs/schema.md. With
+full-text indexes: a BM25 search for "cat" over
 the indexed columns. The `segments` rows with their time ranges and vector norms.
 """
 
 import json
+import pathlib
+import re
 import sys
 
 import lancedb
 import numpy as np
+
+
+def documented_columns():
+    """Column names per table, from the tables in docs/schema.md (first cell of each row)."""
+    doc = pathlib.Path(__file__).resolve().parents[2] / "docs" / "schema.md"
+    columns, table = {}, None
+    for line in doc.read_text().splitlines():
+        heading = re.match(r"## `(\w+)`", line)
+        if heading:
+            table = heading.group(1)
+            columns[table] = []
+        elif table and line.startswith("| `"):
+            columns[table] += re.findall(r"`(\w+)`", line.split("|")[1])
+    return columns
+
+
+def schema_differences(db):
+    """For every table in the database: documented columns it lacks, and columns not documented."""
+    documented, out = documented_columns(), {}
+    for name in db.table_names():
+        actual = db.open_table(name).schema.names
+        expected = documented.get(name)
+        if expected is None:
+            out[name] = "table not documented"
+        elif set(actual) != set(expected):
+            out[name] = {"missing": sorted(set(expected) - set(actual)), "undocumented": sorted(set(actual) - set(expected))}
+    return out
 
 
 def main():
@@ -51,6 +81,7 @@ def main():
             item["similar_top3"] = [h["content_hash"] for h in others]
         out["media"].append(item)
     out["tables"] = sorted(names)
+    out["schema_differences"] = schema_differences(db)
     out["runs"] = db.open_table("runs").to_arrow().to_pylist() if "runs" in names else []
     fts_columns = [ix.columns[0] for ix in media.list_indices() if ix.index_type == "FTS"]
     if fts_columns:
