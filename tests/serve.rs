@@ -366,6 +366,14 @@ fn concurrent_uploads_index_each_content_once_and_bad_requests_leave_nothing() {
             .collect()
     };
     assert_eq!(shape(&api_hits), shape(&cli_hits), "HTTP and CLI agree on hits and fields");
+    // Segment search: the uploaded cat video's windows, each with its time range.
+    let r = server.get("/v1/search?q=a%20cat&k=3&segments=true");
+    assert_eq!(r.status, 200, "{r:?}");
+    let cat = blake3_hex(&media_file("fixtures/cat_upright.mp4"));
+    let segments = r.json();
+    let top = &segments[0];
+    assert_eq!(top["content_hash"], cat.as_str(), "{segments:#}");
+    assert!(top["span"]["end_s"].as_f64().unwrap() > top["span"]["start_s"].as_f64().unwrap(), "{segments:#}");
 
     // Similar: the other items, not the item itself; unknown ids are 404.
     let r = server.get(&format!("/v1/similar/{}?k=10", &coffee[..12]));
