@@ -19,8 +19,14 @@ pub struct VectorDims {
     pub text: usize,
 }
 
-/// The vector columns of `media`, in schema order.
+/// The vector columns of `media` (and `segments`), in schema order.
 pub const VECTOR_COLUMNS: [&str; 5] = ["visual", "audio", "music", "text", "bridge"];
+
+/// The vector columns' fields, in schema order.
+pub(crate) fn vector_fields(d: VectorDims) -> [Field; 5] {
+    let widths = [d.visual, d.audio, d.music, d.text, d.bridge];
+    std::array::from_fn(|i| vector(VECTOR_COLUMNS[i], widths[i]))
+}
 
 pub(crate) fn vector(name: &str, dim: usize) -> Field {
     Field::new(name, DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), dim as i32), true)
@@ -44,7 +50,7 @@ pub(crate) fn with_version(fields: Vec<Field>) -> SchemaRef {
 }
 
 pub(crate) fn media_schema(d: VectorDims) -> SchemaRef {
-    with_version(vec![
+    let mut fields = vec![
         Field::new("content_hash", DataType::Utf8, false),
         Field::new("path", DataType::Utf8, false),
         Field::new("file_name", DataType::Utf8, false),
@@ -64,11 +70,9 @@ pub(crate) fn media_schema(d: VectorDims) -> SchemaRef {
         Field::new("channels", DataType::UInt32, true),
         Field::new("frames_sampled", DataType::UInt32, false),
         Field::new("audio_windows", DataType::UInt32, false),
-        vector("visual", d.visual),
-        vector("audio", d.audio),
-        vector("music", d.music),
-        vector("text", d.text),
-        vector("bridge", d.bridge),
+    ];
+    fields.extend(vector_fields(d));
+    fields.extend([
         label_list("labels"),
         Field::new("label_text", DataType::Utf8, false),
         label_list("music_tags"),
@@ -77,7 +81,8 @@ pub(crate) fn media_schema(d: VectorDims) -> SchemaRef {
         Field::new("description", DataType::Utf8, false),
         Field::new("models", DataType::Utf8, false),
         utc_micros("indexed_at"),
-    ])
+    ]);
+    with_version(fields)
 }
 
 pub(crate) fn failures_schema() -> SchemaRef {

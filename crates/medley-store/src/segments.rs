@@ -8,7 +8,7 @@ use arrow_schema::{ArrowError, DataType, Field, SchemaRef};
 use serde::Serialize;
 
 use crate::rows::{Label, label_lists, opt_strings, strings, vectors};
-use crate::schema::{VectorDims, label_list, vector, with_version};
+use crate::schema::{VectorDims, label_list, vector_fields, with_version};
 use crate::store::{Store, StoreError};
 
 pub const SEGMENTS_TABLE: &str = "segments";
@@ -50,7 +50,7 @@ pub struct Span {
 }
 
 pub(crate) fn segments_schema(d: VectorDims) -> SchemaRef {
-    with_version(vec![
+    let mut fields = vec![
         Field::new("segment_id", DataType::Utf8, false),
         Field::new("content_hash", DataType::Utf8, false),
         Field::new("path", DataType::Utf8, false),
@@ -60,16 +60,15 @@ pub(crate) fn segments_schema(d: VectorDims) -> SchemaRef {
         Field::new("end_s", DataType::Float64, false),
         Field::new("duration_s", DataType::Float64, true),
         Field::new("frames_sampled", DataType::UInt32, false),
-        vector("visual", d.visual),
-        vector("audio", d.audio),
-        vector("music", d.music),
-        vector("text", d.text),
-        vector("bridge", d.bridge),
+    ];
+    fields.extend(vector_fields(d));
+    fields.extend([
         label_list("labels"),
         Field::new("label_text", DataType::Utf8, false),
         Field::new("transcript", DataType::Utf8, true),
         Field::new("models", DataType::Utf8, false),
-    ])
+    ]);
+    with_version(fields)
 }
 
 fn segments_batch(schema: SchemaRef, items: &[ItemSegments], dims: VectorDims) -> Result<RecordBatch, ArrowError> {
