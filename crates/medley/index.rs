@@ -140,6 +140,7 @@ pub async fn run(home: &ModelHome, args: IndexArgs) -> Result<ExitCode> {
 /// A progress bar per stage (hash, decode + encode, write), redrawn from the indexer's counts.
 struct StageBars {
     multi: MultiProgress,
+    bars: [ProgressBar; 3],
     ticker: tokio::task::JoinHandle<()>,
 }
 
@@ -157,7 +158,8 @@ impl StageBars {
             b.enable_steady_tick(std::time::Duration::from_millis(250));
             b
         };
-        let (hash, build, write) = (bar("hash", "files"), bar("decode+encode", "files"), bar("write", "committed"));
+        let bars = [bar("hash", "files"), bar("decode+encode", "files"), bar("write", "committed")];
+        let [hash, build, write] = bars.clone();
         let ticker = tokio::spawn(async move {
             loop {
                 let files = progress.files.load(Ordering::Relaxed) as u64;
@@ -170,7 +172,7 @@ impl StageBars {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
         });
-        Self { multi, ticker }
+        Self { multi, bars, ticker }
     }
 
     fn suspend(&self, f: impl FnOnce()) {
@@ -179,6 +181,7 @@ impl StageBars {
 
     fn finish(self) {
         self.ticker.abort();
-        let _ = self.multi.clear();
+        // Each bar, not the group: a bar with a steady tick would draw itself again.
+        self.bars.iter().for_each(ProgressBar::finish_and_clear);
     }
 }
