@@ -109,6 +109,9 @@ pub struct Summary {
     pub stage_seconds: std::collections::BTreeMap<&'static str, f64>,
     /// Semantic IDs given with the table's latest codebook (none without one).
     pub sids_assigned: usize,
+    /// Index upkeep after the writes: vector indexes built, new rows added to indexes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub index_upkeep: Vec<String>,
     /// Why IDs were not assigned, when the stored codebook could not be used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sid_error: Option<String>,
@@ -248,6 +251,16 @@ impl Indexer {
         drop(built);
         summary.interrupted = seen < discovery.files.len();
         self.commit(&mut batch, &mut sids, &mut summary).await?;
+        if summary.rows_written + summary.segments_written > 0 {
+            // Not fatal: the rows are in, searches scan unindexed rows, and `medley optimize`
+            // builds what is missing.
+            let started = Instant::now();
+            match self.store.maintain_indexes().await {
+                Ok(done) => summary.index_upkeep = done,
+                Err(e) => eprintln!("medley: index upkeep failed ({e}); `medley optimize` will build the indexes"),
+            }
+            self.encoders.clock.add(Busy::Write, started);
+        }
         summary.wall_seconds = started.elapsed().as_secs_f64();
         summary.stage_seconds = self.encoders.clock.since(&clock_before);
         let run = RunRow {

@@ -12,4 +12,4 @@ pub use rows::{FailureRow, Label, MediaRow, RunRow, SearchHit};
 pub use schema::{FAILURES_TABLE, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION, VECTOR_COLUMNS, VectorDims};
 pub use segments::{ItemSegments, SEGMENTS_TABLE, SegmentRow, Span};
 pub use sid::{CodebookRow, ItemVectors, SID_CODEBOOKS_TABLE, SIDS_TABLE, SidRow, StoredCodebook};
-pub use store::{SEARCH_NPROBES, SEARCH_REFINE_FACTOR, Store, StoreError, vector_index};
+pub use store::{SEARCH_NPROBES, SEARCH_REFINE_FACTOR, Store, StoreError, VECTOR_INDEX_MIN_ROWS, vector_index};

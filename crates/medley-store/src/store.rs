@@ -257,7 +257,6 @@ impl Store {
     /// vector columns of `media` and `segments` once a table has `VECTOR_INDEX_MIN_ROWS` rows,
     /// full-text indexes on their text columns always. Returns a line per action for the user.
     pub async fn optimize(&self) -> Result<Vec<String>, StoreError> {
-        use lancedb::index::Index;
         use lancedb::table::OptimizeAction;
         let mut report = Vec::new();
         // Compaction first: indexes are then built over whole fragments rather than remapped,
@@ -268,12 +267,25 @@ impl Store {
             let compacted = stats.compaction.map_or(0, |c| c.fragments_removed);
             report.push(format!("{name}: {compacted} fragments compacted"));
         }
+        report.extend(self.create_indexes(true).await?);
+        for (name, table) in self.tables() {
+            let stats = table.optimize(OptimizeAction::All).await.map_err(|e| self.lance(e))?;
+            let pruned = stats.prune.map_or(0, |p| p.old_versions);
+            report.push(format!("{name}: {pruned} old versions removed"));
+        }
+        Ok(report)
+    }
+
+    /// Indexes missing on `media` and `segments`: a vector index on each vector column with
+    /// `VECTOR_INDEX_MIN_ROWS` filled rows, and with `full_text` the full-text indexes.
+    async fn create_indexes(&self, full_text: bool) -> Result<Vec<String>, StoreError> {
+        use lancedb::index::Index;
+        let mut report = Vec::new();
         for (name, table) in [(MEDIA_TABLE, &self.media), (SEGMENTS_TABLE, &self.segments)] {
-            let rows = table.count_rows(None).await.map_err(|e| self.lance(e))?;
             let schema = table.schema().await.map_err(|e| self.lance(e))?;
             let existing = self.indexed_columns_of(table).await?;
             let missing = |c: &str| !existing.iter().any(|e| e == c) && schema.field_with_name(c).is_ok();
-            for column in FTS_COLUMNS.iter().filter(|c| missing(c)) {
+            for column in FTS_COLUMNS.iter().filter(|c| full_text && missing(c)) {
                 table
                     .create_index(&[column], Index::FTS(Default::default()))
                     .execute()
@@ -281,22 +293,36 @@ impl Store {
                     .map_err(|e| self.lance(e))?;
                 report.push(format!("{name}: full-text index on {column}"));
             }
-            if rows >= VECTOR_INDEX_MIN_ROWS {
-                for column in VECTOR_COLUMNS.iter().filter(|c| missing(c)) {
+            for column in VECTOR_COLUMNS.iter().filter(|c| missing(c)) {
+                // Counted per column: most items have no `text` (nothing said) or no `music`.
+                let filled = format!("{column} IS NOT NULL");
+                let rows = table.count_rows(Some(filled)).await.map_err(|e| self.lance(e))?;
+                if rows >= VECTOR_INDEX_MIN_ROWS {
                     let width = vector_width(&schema, column).unwrap_or(0);
                     table
                         .create_index(&[column], vector_index(rows, width))
                         .execute()
                         .await
                         .map_err(|e| self.lance(e))?;
-                    report.push(format!("{name}: vector index on {column}"));
+                    report.push(format!("{name}: vector index on {column} ({rows} rows)"));
                 }
             }
         }
-        for (name, table) in self.tables() {
-            let stats = table.optimize(OptimizeAction::All).await.map_err(|e| self.lance(e))?;
-            let pruned = stats.prune.map_or(0, |p| p.old_versions);
-            report.push(format!("{name}: {pruned} old versions removed"));
+        Ok(report)
+    }
+
+    /// Index upkeep after rows were written (every `medley index` run does it): vector indexes
+    /// for tables that passed `VECTOR_INDEX_MIN_ROWS`, and the new rows added to the indexes
+    /// that exist (searches also scan unindexed rows, but exhaustively). Full-text indexes
+    /// and compaction stay with `optimize`.
+    pub async fn maintain_indexes(&self) -> Result<Vec<String>, StoreError> {
+        use lancedb::table::OptimizeAction;
+        let mut report = self.create_indexes(false).await?;
+        for (name, table) in [(MEDIA_TABLE, &self.media), (SEGMENTS_TABLE, &self.segments)] {
+            if !self.indexed_columns_of(table).await?.is_empty() {
+                table.optimize(OptimizeAction::Index(Default::default())).await.map_err(|e| self.lance(e))?;
+                report.push(format!("{name}: new rows added to its indexes"));
+            }
         }
         Ok(report)
     }

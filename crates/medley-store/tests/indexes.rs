@@ -1,0 +1,60 @@
+//! Index upkeep after writes: a vector column past the row threshold gets an IVF_PQ index
+//! (columns that are mostly null do not), later rows are added to it, and searches through the
+//! index find rows written before and after it was built.
+
+use medley_store::{MediaRow, Store, VECTOR_INDEX_MIN_ROWS, VectorDims};
+
+/// A deterministic pseudo-random unit vector per item (splitmix64 per component).
+fn unit(i: usize) -> Vec<f32> {
+    let mut v: Vec<f32> = (0..32u64)
+        .map(|d| {
+            let mut z = (i as u64 * 32 + d).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect();
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+    v.iter_mut().for_each(|x| *x /= n);
+    v
+}
+
+fn row(i: usize) -> MediaRow {
+    MediaRow {
+        content_hash: format!("{i:08x}"),
+        path: format!("/media/{i}.mp4"),
+        file_name: format!("{i}.mp4"),
+        kind: "video".into(),
+        container: "mp4".into(),
+        visual: Some(unit(i)),
+        description: "test".into(),
+        models: "test:m".into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn vector_indexes_are_built_past_the_threshold_and_kept_up_to_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().join("db").to_string_lossy().into_owned();
+    let dims = VectorDims { visual: 32, audio: 8, bridge: 8, music: 8, text: 8 };
+    let store = Store::open(&uri, dims).await.unwrap();
+    let first: Vec<MediaRow> = (0..VECTOR_INDEX_MIN_ROWS - 1).map(row).collect();
+    store.upsert_media(&first).await.unwrap();
+    assert!(store.maintain_indexes().await.unwrap().is_empty(), "below the threshold: nothing to do");
+
+    store.upsert_media(&[row(VECTOR_INDEX_MIN_ROWS - 1)]).await.unwrap();
+    let report = store.maintain_indexes().await.unwrap();
+    assert!(report.iter().any(|l| l.starts_with("media: vector index on visual")), "{report:?}");
+    assert!(!report.iter().any(|l| l.contains("on audio")), "an all-null column gets no index: {report:?}");
+
+    let later: Vec<MediaRow> = (VECTOR_INDEX_MIN_ROWS..VECTOR_INDEX_MIN_ROWS + 50).map(row).collect();
+    store.upsert_media(&later).await.unwrap();
+    let report = store.maintain_indexes().await.unwrap();
+    assert!(report.contains(&"media: new rows added to its indexes".to_string()), "{report:?}");
+    for i in [7, VECTOR_INDEX_MIN_ROWS + 20] {
+        let hits = store.search("visual", &unit(i), 1, None).await.unwrap();
+        assert_eq!(hits[0].content_hash, format!("{i:08x}"), "item {i}");
+        assert!(hits[0].score > 0.999);
+    }
+}
