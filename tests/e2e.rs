@@ -281,16 +281,24 @@ fn bad_configuration_is_refused_before_work() {
     let out = medley().args(["search", "x", "--db"]).arg(dir.path().join("missing")).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 
-    // Every shipped pipeline file passes `pipeline check`; a bad [fusion] key is named.
+    // Every shipped pipeline file passes `pipeline check`; a bad [fusion] or [segments] key is
+    // named.
     let pipelines = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
     for entry in std::fs::read_dir(&pipelines).unwrap() {
         let out = medley().args(["pipeline", "check"]).arg(entry.unwrap().path()).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     let default = std::fs::read_to_string(pipelines.join("video-default.toml")).unwrap();
-    for (bad, named) in [("subtitles = 1.0", "fusion.weights.subtitles"), ("visual = -1.0", "fusion.weights.visual")] {
+    let edits = [
+        ("visual = 1.0", "subtitles = 1.0", "fusion.weights.subtitles"),
+        ("visual = 1.0", "visual = -1.0", "fusion.weights.visual"),
+        ("by = \"window\"", "by = \"scenes\"", "segments.by"),
+        ("by = \"window\"", "by = \"shots\"", "segments.by"),
+        ("window_s = 10.0", "window_s = 0.0", "segments.window_s"),
+    ];
+    for (from, bad, named) in edits {
         let file = dir.path().join("bad.toml");
-        std::fs::write(&file, default.replace("visual = 1.0", bad)).unwrap();
+        std::fs::write(&file, default.replace(from, bad)).unwrap();
         let out = medley().args(["pipeline", "check"]).arg(&file).output().unwrap();
         assert_eq!(out.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&out.stderr).contains(named), "{}", String::from_utf8_lossy(&out.stderr));

@@ -254,7 +254,7 @@ impl Store {
     }
 
     /// Compact fragments, build indexes, drop old versions: approximate vector indexes on the
-    /// vector columns of `media` and `segments` once a table has `VECTOR_INDEX_MIN_ROWS` rows,
+    /// vector columns of `media` and `segments` with `VECTOR_INDEX_MIN_ROWS` filled rows,
     /// full-text indexes on their text columns always. Returns a line per action for the user.
     pub async fn optimize(&self) -> Result<Vec<String>, StoreError> {
         use lancedb::table::OptimizeAction;
