@@ -28,7 +28,7 @@ pub struct IndexArgs {
     /// Files or folders to index.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// LanceDB database directory (created if missing).
+    /// LanceDB database: a directory or an object-store URI such as s3://bucket/path (created if missing).
     #[arg(long)]
     db: String,
     /// Print the summary as JSON on stdout.

@@ -18,7 +18,7 @@ use crate::{config_err, open_db, query_error};
 pub struct SearchArgs {
     /// What to look for, in words.
     text: String,
-    /// LanceDB database directory written by `medley index`.
+    /// LanceDB database written by `medley index`: a directory or an object-store URI (s3://...).
     #[arg(long)]
     db: String,
     /// Number of results.

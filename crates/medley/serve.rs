@@ -18,7 +18,7 @@ use crate::config_err;
 /// finishes the batch being indexed and exits 0; queued jobs run on the next start.
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// LanceDB database directory (created if missing).
+    /// LanceDB database: a directory or an object-store URI such as s3://bucket/path (created if missing).
     #[arg(long)]
     db: String,
     /// Address to listen on (port 0 picks a free port; the address is printed on stderr).

@@ -24,7 +24,7 @@ pub struct WatchArgs {
     /// Folders to watch (recursively).
     #[arg(required = true)]
     dirs: Vec<PathBuf>,
-    /// LanceDB database directory (created if missing).
+    /// LanceDB database: a directory or an object-store URI such as s3://bucket/path (created if missing).
     #[arg(long)]
     db: String,
     /// Pipeline file (see pipelines/) [default: the built-in video-default].
