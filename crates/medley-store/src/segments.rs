@@ -130,7 +130,7 @@ impl Store {
             })
             .collect();
         if !stale.is_empty() {
-            table.delete(&stale.join(" OR ")).await.map_err(|e| self.lance(e))?;
+            self.delete_matching(table, &stale.join(" OR ")).await?;
         }
         Ok(written)
     }

@@ -239,11 +239,17 @@ impl Store {
         let result = merge.execute(Box::new(reader)).await.map_err(|e| self.lance(e))?;
         // A file that failed before and now indexed is no longer a failure.
         let hashes: Vec<String> = rows.iter().map(|r| format!("'{}'", r.content_hash)).collect();
-        self.failures
-            .delete(format!("content_hash IN ({})", hashes.join(",")).as_str())
-            .await
-            .map_err(|e| self.lance(e))?;
+        self.delete_matching(&self.failures, &format!("content_hash IN ({})", hashes.join(","))).await?;
         Ok(result.num_inserted_rows + result.num_updated_rows)
+    }
+
+    /// Delete the rows of `table` matching `predicate`. Counted first: a delete that matches
+    /// nothing still commits a new table version, which every batch would otherwise add.
+    pub(crate) async fn delete_matching(&self, table: &Table, predicate: &str) -> Result<(), StoreError> {
+        if table.count_rows(Some(predicate.to_string())).await.map_err(|e| self.lance(e))? > 0 {
+            table.delete(predicate).await.map_err(|e| self.lance(e))?;
+        }
+        Ok(())
     }
 
     /// Append what a run did to `runs`.
@@ -415,7 +421,7 @@ impl Store {
         k: usize,
         filter: Option<&str>,
     ) -> Result<Vec<SearchHit>, StoreError> {
-        self.nearest(&self.media, column, query, k, filter).await
+        self.nearest(&self.media, &[], column, query, k, filter).await
     }
 
     /// Nearest segments (shots or windows) to `query`, each hit with its time range; the
@@ -427,12 +433,15 @@ impl Store {
         k: usize,
         filter: Option<&str>,
     ) -> Result<Vec<SearchHit>, StoreError> {
-        self.nearest(&self.segments, column, query, k, filter).await
+        self.nearest(&self.segments, &["segment", "start_s", "end_s"], column, query, k, filter).await
     }
 
+    /// Nearest rows of `table` on `column`, with the hit columns and `span_columns` (the
+    /// segment's place, when the table has one).
     async fn nearest(
         &self,
         table: &Table,
+        span_columns: &[&str],
         column: &str,
         query: &[f32],
         k: usize,
@@ -443,9 +452,7 @@ impl Store {
             predicate = format!("({predicate}) AND ({f})");
         }
         let mut select = vec!["content_hash", "path", "kind", "duration_s", "labels", "_distance"];
-        if std::ptr::eq(table, &self.segments) {
-            select.extend(["segment", "start_s", "end_s"]);
-        }
+        select.extend(span_columns);
         let batches = self
             .collect(
                 table
