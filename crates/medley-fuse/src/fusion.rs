@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::linalg::top_eigen;
-use crate::{Error, Result, hash_hex};
+use crate::{Error, Result, VERSION_DIGITS};
 
 /// Format tag of a serialised [`Fusion`].
 pub const FUSION_FORMAT: &str = "medley-fusion/1";
@@ -243,11 +243,11 @@ impl Fusion {
 
     fn finish(spec: FusionSpec, form: ContentForm, pca: Option<Pca>) -> Self {
         let mut f = Fusion { format: FUSION_FORMAT.into(), version: String::new(), spec, form, pca };
-        let mut h = blake3::Hasher::new();
-        h.update(
-            serde_json::to_string(&(&f.format, &f.spec, &f.form, &f.pca)).expect("plain data serialises").as_bytes(),
-        );
-        f.version = hash_hex(h);
+        let mut h = medley_core::ContentHasher::default();
+        // Serialising plain structs of numbers and strings to a String has no way to fail.
+        let described = serde_json::to_string(&(&f.format, &f.spec, &f.form, &f.pca)).expect("plain data serialises");
+        h.update(described.as_bytes());
+        f.version = h.finish_short(VERSION_DIGITS);
         f
     }
 

@@ -139,26 +139,36 @@ fn portable(panels: &[f32], d: usize, x: &[f32], kpad: usize, out: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
+/// # Safety
+/// The CPU must support the enabled features; `nrows` must be a multiple of the row block,
+/// `x` hold `nrows * d` floats, `out` `nrows * kpad`, and `panels` `kpad * d` (as `simd`
+/// asserts and `dots` pads).
 unsafe fn avx512(panels: &[f32], d: usize, x: &[f32], nrows: usize, kpad: usize, out: &mut [f32]) {
     use std::arch::x86_64::*;
     const R: usize = 8;
     let np = kpad / W;
     for p in 0..np {
+        // SAFETY: panel p of kpad / W starts inside `panels` (kpad * d floats).
         let panel = unsafe { panels.as_ptr().add(p * d * W) };
         let mut r = 0;
         while r < nrows {
+            // SAFETY: row r < nrows starts inside `x` (nrows * d floats).
             let xp = unsafe { x.as_ptr().add(r * d) };
             let mut acc = [_mm512_setzero_ps(); 2 * R];
             for j in 0..d {
+                // SAFETY: column j < d of this panel is W floats inside `panels`.
                 let (b0, b1) = unsafe { (_mm512_loadu_ps(panel.add(j * W)), _mm512_loadu_ps(panel.add(j * W + 16))) };
                 for i in 0..R {
+                    // SAFETY: r + i < nrows (rows come in whole blocks) and j < d: inside `x`.
                     let a = _mm512_set1_ps(unsafe { *xp.add(i * d + j) });
                     acc[2 * i] = _mm512_fmadd_ps(a, b0, acc[2 * i]);
                     acc[2 * i + 1] = _mm512_fmadd_ps(a, b1, acc[2 * i + 1]);
                 }
             }
             for i in 0..R {
+                // SAFETY: row r + i < nrows, W floats of panel p: inside `out` (nrows * kpad floats).
                 let o = unsafe { out.as_mut_ptr().add((r + i) * kpad + p * W) };
+                // SAFETY: `o` points at W floats inside `out` (see above).
                 unsafe {
                     _mm512_storeu_ps(o, acc[2 * i]);
                     _mm512_storeu_ps(o.add(16), acc[2 * i + 1]);
@@ -171,28 +181,38 @@ unsafe fn avx512(panels: &[f32], d: usize, x: &[f32], nrows: usize, kpad: usize,
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+/// # Safety
+/// The CPU must support the enabled features; `nrows` must be a multiple of the row block,
+/// `x` hold `nrows * d` floats, `out` `nrows * kpad`, and `panels` `kpad * d` (as `simd`
+/// asserts and `dots` pads).
 unsafe fn avx2(panels: &[f32], d: usize, x: &[f32], nrows: usize, kpad: usize, out: &mut [f32]) {
     use std::arch::x86_64::*;
     const R: usize = 4;
     let np = kpad / W;
     for p in 0..np {
         for h in 0..2 {
+            // SAFETY: panel p of kpad / W starts inside `panels` (kpad * d floats).
             let panel = unsafe { panels.as_ptr().add(p * d * W + h * 16) };
             let mut r = 0;
             while r < nrows {
+                // SAFETY: row r < nrows starts inside `x` (nrows * d floats).
                 let xp = unsafe { x.as_ptr().add(r * d) };
                 let mut acc = [_mm256_setzero_ps(); 2 * R];
                 for j in 0..d {
                     let (b0, b1) =
+                        // SAFETY: column j < d of this panel is W floats inside `panels`.
                         unsafe { (_mm256_loadu_ps(panel.add(j * W)), _mm256_loadu_ps(panel.add(j * W + 8))) };
                     for i in 0..R {
+                        // SAFETY: r + i < nrows (rows come in whole blocks) and j < d: inside `x`.
                         let a = _mm256_set1_ps(unsafe { *xp.add(i * d + j) });
                         acc[2 * i] = _mm256_fmadd_ps(a, b0, acc[2 * i]);
                         acc[2 * i + 1] = _mm256_fmadd_ps(a, b1, acc[2 * i + 1]);
                     }
                 }
                 for i in 0..R {
+                    // SAFETY: row r + i < nrows, W floats of panel p: inside `out` (nrows * kpad floats).
                     let o = unsafe { out.as_mut_ptr().add((r + i) * kpad + p * W + h * 16) };
+                    // SAFETY: `o` points at W floats inside `out` (see above).
                     unsafe {
                         _mm256_storeu_ps(o, acc[2 * i]);
                         _mm256_storeu_ps(o.add(8), acc[2 * i + 1]);

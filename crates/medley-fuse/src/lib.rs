@@ -46,7 +46,5 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The first 16 hex digits of a BLAKE3 hash: versions of fitted models.
-pub(crate) fn hash_hex(h: blake3::Hasher) -> String {
-    h.finalize().to_hex()[..16].to_string()
-}
+/// Hex digits of a content hash naming a version of a fitted model.
+pub(crate) const VERSION_DIGITS: usize = 16;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::kernel::Packed;
 use crate::kmeans::{self, Params};
-use crate::{Error, Result, hash_hex};
+use crate::{Error, Result, VERSION_DIGITS};
 
 /// Format tag of a serialised [`Codebook`]; bumped when the layout or the meaning changes.
 pub const CODEBOOK_FORMAT: &str = "medley-sid-rqkmeans/1";
@@ -206,7 +206,7 @@ impl Codebook {
     }
 
     fn content_hash(&self) -> String {
-        let mut h = blake3::Hasher::new();
+        let mut h = medley_core::ContentHasher::default();
         h.update(self.format.as_bytes());
         h.update(&(self.dim as u64).to_le_bytes());
         h.update(&(self.config.codes as u64).to_le_bytes());
@@ -216,7 +216,7 @@ impl Codebook {
                 h.update(&v.to_le_bytes());
             }
         }
-        hash_hex(h)
+        h.finish_short(VERSION_DIGITS)
     }
 
     pub fn to_json(&self) -> Result<String> {

@@ -7,7 +7,7 @@ mod error;
 mod probe;
 mod sampler;
 
-pub use decode::{DecodeOptions, DecodeStats, Frame, HwAccel, decode};
+pub use decode::{DecodeOptions, DecodeStats, Frame, HwAccel, Truncation, decode};
 pub use error::{MediaError, MediaErrorKind};
 pub use probe::{AudioStream, MediaKind, Probe, VideoStream, probe};
 pub use sampler::{Sampler, Shot, ShotParams};
@@ -15,11 +15,14 @@ pub use sampler::{Sampler, Shot, ShotParams};
 /// File extensions taken when walking folders (files named explicitly are always taken).
 pub const VIDEO_EXTENSIONS: &[&str] = &[
     "mp4", "m4v", "mov", "mkv", "webm", "avi", "wmv", "flv", "mpg", "mpeg", "ts", "m2ts", "mts", "3gp", "3g2", "ogv",
-    "mxf", "vob",
+    "mxf", "vob", "asf", "rm", "rmvb", "divx", "f4v", "dv", "mjpeg", "y4m", "nut", "h264", "hevc", "264", "265",
 ];
-pub const AUDIO_EXTENSIONS: &[&str] =
-    &["wav", "mp3", "m4a", "aac", "flac", "ogg", "oga", "opus", "wma", "aiff", "aif", "mka", "ac3"];
-pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"];
+pub const AUDIO_EXTENSIONS: &[&str] = &[
+    "wav", "mp3", "m4a", "m4b", "m4r", "aac", "flac", "ogg", "oga", "opus", "weba", "wma", "aiff", "aif", "aifc",
+    "mka", "ac3", "eac3", "dts", "caf", "amr", "mp2", "mpa", "wv", "ape", "tta", "au", "snd", "spx", "w64",
+];
+pub const IMAGE_EXTENSIONS: &[&str] =
+    &["jpg", "jpeg", "jfif", "png", "webp", "bmp", "gif", "tif", "tiff", "avif", "heic", "heif", "jxl", "tga", "ppm"];
 
 /// True when the file name has one of the media extensions above (case-insensitive).
 pub fn has_media_extension(path: &std::path::Path) -> bool {

@@ -78,6 +78,8 @@ fn classify_open_failure(path: &Path, e: ff::Error) -> MediaErrorKind {
     head.resize(n + ff::ffi::AVPROBE_PADDING_SIZE as usize, 0);
     // Only a confident content match counts: above AVPROBE_SCORE_RETRY (a C macro, MAX / 4).
     let mut score = ff::ffi::AVPROBE_SCORE_MAX / 4;
+    // SAFETY: `pd` is zeroed then pointed at `head`, which outlives the call and carries the
+    // AVPROBE_PADDING_SIZE zero bytes FFmpeg requires; the returned format is a static.
     let recognised = unsafe {
         let mut pd: ff::ffi::AVProbeData = std::mem::zeroed();
         pd.filename = c"".as_ptr();
@@ -108,6 +110,7 @@ pub fn probe(path: &Path) -> Result<Probe, MediaError> {
         let codec_name = codec_name(params.id());
         match params.medium() {
             media::Type::Video if !disposition.contains(format::stream::Disposition::ATTACHED_PIC) => {
+                // SAFETY: `params` wraps the stream's live AVCodecParameters; a plain copy.
                 let (width, height, sar) = unsafe {
                     let p = *params.as_ptr();
                     (p.width.max(0) as u32, p.height.max(0) as u32, p.sample_aspect_ratio)
@@ -131,6 +134,7 @@ pub fn probe(path: &Path) -> Result<Probe, MediaError> {
                 }
             }
             media::Type::Audio => {
+                // SAFETY: `params` wraps the stream's live AVCodecParameters; a plain copy.
                 let (sample_rate, channels) = unsafe {
                     let p = *params.as_ptr();
                     (p.sample_rate.max(0) as u32, p.ch_layout.nb_channels.max(0) as u16)
@@ -153,6 +157,7 @@ pub fn probe(path: &Path) -> Result<Probe, MediaError> {
     };
     let time_base = f64::from(ff::ffi::AV_TIME_BASE);
     let duration_s = (ictx.duration() > 0 && kind != MediaKind::Image).then(|| ictx.duration() as f64 / time_base);
+    // SAFETY: a field read of the open AVFormatContext owned by `ictx`.
     let start = unsafe { (*ictx.as_ptr()).start_time };
     let start_s = if start == ff::ffi::AV_NOPTS_VALUE { 0.0 } else { start as f64 / time_base };
     Ok(Probe { path: path.to_path_buf(), container, kind, size_bytes, duration_s, start_s, video, audio })
@@ -180,6 +185,7 @@ fn rotation_degrees(stream: &format::stream::Stream) -> u32 {
     let mut theta = None;
     for side in stream.side_data() {
         if side.kind() == codec::packet::side_data::Type::DisplayMatrix && side.data().len() >= 36 {
+            // SAFETY: the side data holds a 3x3 i32 display matrix (length checked: 36 bytes).
             let angle = unsafe { ff::ffi::av_display_rotation_get(side.data().as_ptr() as *const i32) };
             if angle.is_finite() {
                 theta = Some(-angle);

@@ -46,6 +46,10 @@ struct Entry {
     max_shift: Option<f64>,
     /// A transparent region: the left `alpha_cols` of 320 columns, shown white.
     alpha_white: Option<bool>,
+    /// Decoding ends well before the header's duration (`DecodeStats::truncated`); every
+    /// fixture that decodes and does not say so must not be reported truncated.
+    #[serde(default)]
+    truncated: bool,
     #[allow(dead_code)]
     note: Option<String>,
 }
@@ -159,6 +163,13 @@ fn check(dir: &Path, e: &Entry, refs: &mut HashMap<String, Vec<Frame>>) -> (Vec<
         d.stats.decode_errors,
         elapsed,
     );
+    let summary = match d.stats.truncated {
+        Some(t) => format!("{summary} truncated: {:.2} of {:.2} s", t.decoded_s, t.declared_s),
+        None => summary,
+    };
+    if d.stats.truncated.is_some() != e.truncated {
+        bad.push(format!("truncated {:?}, expected {}", d.stats.truncated, e.truncated));
+    }
 
     if let Some(k) = &e.kind
         && p.kind.as_str() != k

@@ -50,7 +50,7 @@ impl AudioEncoder {
         let input = concat_windows(&self.id, windows, self.spec.window)?;
         let tensor = TensorRef::from_array_view(([windows.len(), self.spec.window], input.as_slice()))
             .map_err(|e| ModelError::input(&self.id, e))?;
-        let mut session = self.session.lock().expect("session lock");
+        let mut session = crate::runtime::lock(&self.session);
         let outputs = session
             .run(ort::inputs![self.spec.input.as_str() => tensor])
             .map_err(|e| ModelError::session(&self.id, e))?;

@@ -63,6 +63,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                     }
                 }
             })
+            // Fails only when the OS cannot start one more thread; nothing could run then.
             .expect("spawn batcher thread");
         Self { tx: Some(tx), worker: Some(std::sync::Arc::new(worker)) }
     }

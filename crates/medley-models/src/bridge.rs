@@ -43,9 +43,9 @@ impl LabelBridge {
         }
         let bridge = Self::new(text, labels, template, top_k)?;
         let bytes: Vec<u8> = bridge.label_embeddings.iter().flatten().flat_map(|x| x.to_le_bytes()).collect();
-        let tmp = path.with_extension("partial");
-        if std::fs::write(&tmp, bytes).is_ok() {
-            let _ = std::fs::rename(&tmp, &path);
+        // A cache: when it cannot be written, the next run computes the embeddings again.
+        if let Err(e) = medley_core::write_atomic(&path, &bytes) {
+            tracing::warn!("label embeddings not cached at {}: {e}", path.display());
         }
         Ok(bridge)
     }

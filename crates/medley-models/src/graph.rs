@@ -39,7 +39,7 @@ impl Graph {
             Device::Cpu | Device::Auto => AllocationDevice::CPU,
         };
         let memory = MemoryInfo::new(device.clone(), 0, AllocatorType::Device, MemoryType::Default).map_err(err)?;
-        let session = self.session.lock().expect("session lock");
+        let session = crate::runtime::lock(&self.session);
         let mut binding = session.create_binding().map_err(err)?;
         for (name, array) in inputs {
             let value = on_device(array, &device).map_err(|e| ModelError::input(&self.model, e))?;
@@ -64,7 +64,7 @@ impl Bound<'_> {
     /// they are written.
     pub fn run(&mut self) -> Result<(), ModelError> {
         let err = |e: ort::Error| ModelError::session(&self.graph.model, e);
-        let mut session = self.graph.session.lock().expect("session lock");
+        let mut session = crate::runtime::lock(&self.graph.session);
         session.run_binding(&self.binding).map_err(err)?;
         self.binding.synchronize_outputs().map_err(err)
     }

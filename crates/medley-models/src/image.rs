@@ -78,7 +78,7 @@ impl ImageEncoder {
         let n = self.spec.size as usize;
         let tensor =
             TensorRef::from_array_view(([batch, 3, n, n], nchw)).map_err(|e| ModelError::input(&self.id, e))?;
-        let mut session = self.session.lock().expect("session lock");
+        let mut session = crate::runtime::lock(&self.session);
         let outputs = session
             .run(ort::inputs![self.spec.input.as_str() => tensor])
             .map_err(|e| ModelError::session(&self.id, e))?;

@@ -24,14 +24,12 @@ pub use batcher::Batcher;
 pub use bridge::LabelBridge;
 pub use captioner::ImageCaptioner;
 pub use error::ModelError;
-pub use graph::{Bound, Graph};
+pub use graph::Graph;
 pub use home::ModelHome;
 pub use image::{ImageEncoder, ImageOutput};
 pub use runtime::{Array, Device, Runtime};
-pub use seq2seq::{EncoderState, GenerateOptions, Generated, LogitsProcessor, Past, Seq2Seq};
-pub use spec::{
-    AudioSpec, GraphSpec, ImageSpec, ModelSpec, Seq2SeqSpec, TaggerSpec, TensorSpec, TextSpec, WhisperSpec,
-};
+pub use seq2seq::{GenerateOptions, LogitsProcessor};
+pub use spec::{ModelSpec, TensorSpec};
 pub use tagger::{MusicTagger, TagOutput};
 pub use text::TextEncoder;
 pub use whisper::{Segment, SpeechToText, TranscribeOptions, Transcript};

@@ -98,7 +98,7 @@ impl Runtime {
 
     fn fall_back(&self, why: String) {
         if self.fallback.set(why.clone()).is_ok() {
-            eprintln!("medley: device auto: using CPU because {why}");
+            tracing::info!("device auto: using CPU because {why}");
         }
     }
 
@@ -145,11 +145,17 @@ impl Runtime {
     }
 }
 
+/// Lock a mutex even when a thread panicked while holding it: what it guards here (sessions,
+/// the environment) has no invariant a panic can leave half-updated.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// ONNX Runtime allows one environment per process: it is built on first use and shared by
 /// every `Runtime` (whatever its device) after that.
 fn environment(lib: &Path) -> Result<ort::environment::Environment, ModelError> {
     static ENV: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
-    let mut env = ENV.lock().expect("environment lock");
+    let mut env = lock(&ENV);
     if let Some(e) = env.as_ref() {
         return Ok(e.clone());
     }
@@ -199,7 +205,7 @@ pub(crate) fn run_named(
     for (name, a) in inputs {
         values.push((name.to_string(), a.to_input().map_err(|e| ModelError::input(model, e))?));
     }
-    let mut session = session.lock().expect("session lock");
+    let mut session = lock(session);
     let outputs = session.run(values).map_err(|e| ModelError::session(model, e))?;
     let mut out = HashMap::new();
     for (name, value) in outputs.iter() {

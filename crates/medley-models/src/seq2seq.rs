@@ -139,7 +139,7 @@ impl Seq2Seq {
         let name = self.spec.frontend_input.as_deref().unwrap_or("waveform");
         let mut out = crate::runtime::run_named(session, &self.id, &[(name, input)], &[])?;
         let key = out.keys().next().cloned().ok_or_else(|| ModelError::output(&self.id, "front end has no output"))?;
-        Ok(out.remove(&key).expect("key"))
+        out.remove(&key).ok_or_else(|| ModelError::output(&self.id, "front end has no output"))
     }
 
     /// Run the encoder on a batch (first dimension = batch).
@@ -147,7 +147,16 @@ impl Seq2Seq {
         let wanted: Vec<&str> = self.spec.encoder_outputs.iter().map(String::as_str).collect();
         let mut out =
             crate::runtime::run_named(&self.encoder, &self.id, &[(self.spec.encoder_input.as_str(), input)], &wanted)?;
-        let values = self.spec.encoder_outputs.iter().map(|n| (n.clone(), out.remove(n).expect("checked"))).collect();
+        let values = self
+            .spec
+            .encoder_outputs
+            .iter()
+            .map(|n| {
+                let value =
+                    out.remove(n).ok_or_else(|| ModelError::output(&self.id, format!("encoder has no output {n}")))?;
+                Ok((n.clone(), value))
+            })
+            .collect::<Result<_, ModelError>>()?;
         Ok(EncoderState { batch: input.shape()[0], values })
     }
 
@@ -203,7 +212,7 @@ impl Seq2Seq {
                 inputs.push((name.clone(), v.into()));
             }
         }
-        let mut session = self.decoder.lock().expect("session lock");
+        let mut session = crate::runtime::lock(&self.decoder);
         let mut out = session.run(inputs).map_err(err)?;
         let logits = out.get(&self.spec.logits).ok_or_else(|| ModelError::output(&self.id, "no logits"))?;
         let (shape, data) = logits.try_extract_tensor::<f32>().map_err(err)?;
@@ -363,7 +372,8 @@ impl Seq2Seq {
                 origin.push(origin[0]);
             }
             past.reorder(&origin).map_err(|e| ModelError::session(&self.id, e))?;
-            feed = next.iter().map(|(s, _)| vec![*s.last().expect("non-empty")]).collect();
+            // Every beam holds at least the start token it grew from.
+            feed = next.iter().map(|(s, _)| vec![s.last().copied().unwrap_or_default()]).collect();
             beams = next;
         }
         let best = finished

@@ -1,7 +1,7 @@
 use std::sync::Mutex;
 
 use ort::{session::Session, value::TensorRef};
-use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use crate::spec::{ModelSpec, TextSpec};
 use crate::{ModelError, ModelHome, Runtime, l2_normalize, runtime::rows};
@@ -32,8 +32,12 @@ impl TextEncoder {
         let mut tokenizer = Tokenizer::from_file(spec.file(&section.tokenizer)?).map_err(|e| tok_err(&e))?;
         if section.layout.as_deref() == Some("ragged") {
             tokenizer.with_padding(None);
-        } else if tokenizer.get_padding().is_none() {
-            tokenizer.with_padding(Some(PaddingParams::default()));
+        } else {
+            // Pad each batch to its longest text, keeping the tokenizer's pad token. A fixed
+            // length from tokenizer.json (MiniLM's says 128) would be shorter than the
+            // truncation length below, and a batch holding a longer text would be ragged.
+            let params = tokenizer.get_padding().cloned().unwrap_or_default();
+            tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..params }));
         }
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: section.max_length, ..Default::default() }))
@@ -70,7 +74,13 @@ impl TextEncoder {
             }
             return self.run_ragged(&ids, &splits);
         }
-        let seq = enc[0].get_ids().len();
+        let seq = enc.iter().map(|e| e.get_ids().len()).max().unwrap_or(0);
+        if let Some(short) = enc.iter().position(|e| e.get_ids().len() != seq) {
+            return Err(ModelError::Tokenizer {
+                model: self.id.clone(),
+                message: format!("text {short} was not padded to the batch's {seq} tokens"),
+            });
+        }
         let flat = |f: &dyn Fn(&tokenizers::Encoding) -> &[u32]| -> Vec<i64> {
             enc.iter().flat_map(|e| f(e).iter().map(|&x| i64::from(x))).collect()
         };
@@ -121,7 +131,8 @@ impl TextEncoder {
         &self,
         inputs: Vec<(std::borrow::Cow<'_, str>, ort::session::SessionInputValue<'_>)>,
     ) -> Result<Vec<Vec<f32>>, ModelError> {
-        let mut session = self.session.lock().expect("session lock");
+        // A panic elsewhere while holding the lock leaves the session itself intact.
+        let mut session = self.session.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let outputs = session.run(inputs).map_err(|e| ModelError::session(&self.id, e))?;
         let mut out = rows(&outputs, &self.spec.embedding, &self.id, self.spec.dim)?;
         if self.spec.normalize {

@@ -84,3 +84,36 @@ fn minilm_matches_python_and_tokenizes_like_it() {
     // The Rust tokenizer gives the same result from the raw sentences.
     case.check("sentence_embedding", &enc.encode(&["a photo of a dog", "music that is slow and calm"]).unwrap());
 }
+
+/// Texts of every length up to the model's limit embed in one batch, each as it does alone;
+/// longer ones are truncated to the limit, never refused. (MiniLM's tokenizer.json pads to a
+/// fixed 128 tokens while the encoder truncates at 256: a batch holding a 129-256 token text
+/// used to be ragged and failed whole.)
+#[test]
+fn minilm_embeds_texts_of_every_length_in_one_batch() {
+    let (rt, home) = runtime();
+    let text = TextEncoder::minilm(rt, &home).unwrap();
+    let words = |n: usize| {
+        (0..n).map(|i| ["river", "guitar", "sunset", "market", "engine"][i % 5]).collect::<Vec<_>>().join(" ")
+    };
+    let texts: Vec<String> =
+        [1, 20, 126, 127, 128, 129, 200, 254, 255, 256, 300, 2000].iter().map(|&n| words(n)).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let batch = text.encode(&refs).expect("a mixed-length batch embeds");
+    assert_eq!(batch.len(), texts.len());
+    for (i, t) in refs.iter().enumerate() {
+        let alone = text.encode(&[t]).unwrap().remove(0);
+        let norm = batch[i].iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-3, "text {i}: norm {norm}");
+        let diff = batch[i].iter().zip(&alone).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(
+            diff < 1e-3,
+            "text {i} ({} words) embeds differently in a batch: max diff {diff}",
+            t.split(' ').count()
+        );
+    }
+    // Past the limit, more words change nothing: the text was cut at 256 tokens.
+    let (long, longer) = (batch[10].clone(), batch[11].clone());
+    let same = long.iter().zip(&longer).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(same < 1e-4, "texts past the limit are truncated to it: max diff {same}");
+}

@@ -1,248 +1,17 @@
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use ffmpeg_next::{self as ff, ChannelLayout, codec, format::Pixel, frame, packet::Mut as _, software};
+use ffmpeg_next::{self as ff, format::Pixel, frame, software};
 
+use super::{DecodeOptions, DecodeStats, Frame, HwAccel, decoder_context, ffmpeg_err};
 use crate::error::{MediaError, MediaErrorKind};
-use crate::probe::{MediaKind, Probe, open};
-use crate::sampler::{Sampler, Shot, ShotDetector, ShotEvent, THUMB_H, THUMB_W};
-
-/// What to pull out of a file.
-#[derive(Debug, Clone)]
-pub struct DecodeOptions {
-    /// Video frames sampled per second of presentation time (the first frame at or after each
-    /// multiple of `1/fps` is taken). Used when `sampler` is `None`.
-    pub frames_per_second: f64,
-    /// How video frames are picked; `None` means `Sampler::Fps(frames_per_second)`.
-    pub sampler: Option<Sampler>,
-    /// Side of the square RGB frames handed out; `None` skips video.
-    pub frame_size: Option<u32>,
-    /// Mono sample rate handed out; `None` skips audio.
-    pub audio_rate: Option<u32>,
-    /// FFmpeg decoder threads.
-    pub threads: usize,
-    /// Packets that may fail to demux or decode before the file is given up as corrupt.
-    pub max_decode_errors: usize,
-    /// Wall-clock budget for one file; past it the file is given up (`timeout`).
-    pub time_budget: Option<Duration>,
-    /// Hardware decoding; falls back to software with a notice when unavailable.
-    pub hwaccel: HwAccel,
-}
-
-impl Default for DecodeOptions {
-    fn default() -> Self {
-        Self {
-            frames_per_second: 1.0,
-            sampler: None,
-            frame_size: Some(224),
-            audio_rate: None,
-            threads: 2,
-            max_decode_errors: 64,
-            time_budget: Some(Duration::from_secs(30 * 60)),
-            hwaccel: HwAccel::None,
-        }
-    }
-}
-
-impl DecodeOptions {
-    /// The sampler in effect.
-    pub fn effective_sampler(&self) -> Sampler {
-        self.sampler.clone().unwrap_or(Sampler::Fps(self.frames_per_second))
-    }
-}
-
-/// Hardware decoding through FFmpeg's hardware device contexts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum HwAccel {
-    #[default]
-    None,
-    /// NVDEC through a CUDA device context.
-    Cuda,
-}
-
-impl std::str::FromStr for HwAccel {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "none" | "" => Ok(Self::None),
-            "cuda" | "nvdec" => Ok(Self::Cuda),
-            _ => Err(format!("bad hwaccel {s:?}: expected none or cuda")),
-        }
-    }
-}
-
-/// A sampled video frame: square, RGB24, rows packed, already upright.
-#[derive(Debug, Clone)]
-pub struct Frame {
-    /// Presentation time in seconds from the file's start.
-    pub pts_s: f64,
-    pub size: u32,
-    pub rgb: Vec<u8>,
-    /// The decoded picture was a key frame.
-    pub keyframe: bool,
-    /// With the `shots` sampler: the shot this frame belongs to (index into `DecodeStats::shots`).
-    pub shot: Option<u32>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct DecodeStats {
-    pub frames_decoded: u64,
-    pub frames_sampled: u64,
-    pub audio_samples: u64,
-    pub decode_errors: usize,
-    /// Presentation time of the last video frame decoded, in seconds from the file's start.
-    pub last_video_pts_s: Option<f64>,
-    /// Presentation time of the first audio sample handed out, in seconds from the file's start.
-    pub first_audio_pts_s: Option<f64>,
-    /// With the `shots` sampler: every shot, in order.
-    pub shots: Vec<Shot>,
-    /// Seeks made (the `uniform` sampler).
-    pub seeks: u32,
-    /// Why hardware decoding was not used, when it was asked for.
-    pub hwaccel_fallback: Option<String>,
-    /// Hardware decoding was used.
-    pub hwaccel_used: bool,
-}
-
-/// Decode a probed file in one demuxing pass, streaming sampled frames to `on_frame` and
-/// mono audio (at `audio_rate`) to `on_audio` as they are decoded, so memory does not grow
-/// with the file's duration.
-pub fn decode(
-    probe: &Probe,
-    opts: &DecodeOptions,
-    on_frame: &mut dyn FnMut(Frame),
-    on_audio: &mut dyn FnMut(&[f32]),
-) -> Result<DecodeStats, MediaError> {
-    let started = Instant::now();
-    let path = probe.path.as_path();
-    let mut ictx = open(path)?;
-    let mut stats = DecodeStats::default();
-    let mut video = match (&probe.video, opts.frame_size) {
-        (Some(v), Some(size)) => Some(VideoSampler::new(path, &ictx, v, size, opts, probe, &mut stats)?),
-        _ => None,
-    };
-    let mut audio = match (&probe.audio, opts.audio_rate) {
-        (Some(a), Some(rate)) => Some(AudioResampler::new(path, &ictx, a.index, rate, opts.threads, probe.start_s)?),
-        _ => None,
-    };
-    // Seeking skips audio, so only a video-only pass may seek.
-    let may_seek = audio.is_none();
-    // Streams nobody reads are not even demuxed into packets worth parsing.
-    let wanted: Vec<usize> = video.iter().map(|v| v.index).chain(audio.iter().map(|a| a.index)).collect();
-    unsafe {
-        let ctx = ictx.as_mut_ptr();
-        for i in 0..(*ctx).nb_streams as usize {
-            if !wanted.contains(&i) {
-                (**(*ctx).streams.add(i)).discard = ff::ffi::AVDiscard::AVDISCARD_ALL;
-            }
-        }
-    }
-    let corrupt = |stats: &DecodeStats, what: String| {
-        MediaError::new(path, MediaErrorKind::Corrupt(format!("{what} ({} errors)", stats.decode_errors)))
-    };
-
-    let mut packet = ff::Packet::empty();
-    loop {
-        if let Some(budget) = opts.time_budget
-            && started.elapsed() > budget
-        {
-            return Err(MediaError::new(path, MediaErrorKind::Timeout(budget.as_secs_f64())));
-        }
-        if may_seek && let Some(v) = video.as_mut() {
-            if v.done() {
-                break;
-            }
-            v.maybe_seek(&mut ictx, &mut stats);
-        }
-        // `Packet::read` does not release the previous packet (av_read_frame overwrites it):
-        // without this unref every packet's data leaks and memory grows with the file.
-        unsafe { ff::ffi::av_packet_unref(packet.as_mut_ptr()) };
-        match packet.read(&mut ictx) {
-            Ok(()) => {}
-            Err(ff::Error::Eof) => break,
-            Err(e) => {
-                stats.decode_errors += 1;
-                if stats.decode_errors > opts.max_decode_errors || !matches!(e, ff::Error::InvalidData) {
-                    // A read error after good data (a truncated file) ends the file; with
-                    // nothing decoded yet, or too many errors, it is corrupt.
-                    if stats.frames_decoded == 0 && stats.audio_samples == 0
-                        || stats.decode_errors > opts.max_decode_errors
-                    {
-                        return Err(corrupt(&stats, format!("demuxing failed: {e}")));
-                    }
-                    break;
-                }
-                continue;
-            }
-        }
-        let index = packet.stream();
-        let result = if let Some(v) = video.as_mut().filter(|v| v.index == index) {
-            v.send(&packet, &mut stats, on_frame)
-        } else if let Some(a) = audio.as_mut().filter(|a| a.index == index) {
-            a.send(Some(&packet), &mut stats, on_audio)
-        } else {
-            Ok(())
-        };
-        if let Err(e) = result {
-            stats.decode_errors += 1;
-            if stats.decode_errors > opts.max_decode_errors {
-                return Err(corrupt(&stats, format!("decoding failed: {e}")));
-            }
-        }
-        if probe.kind == MediaKind::Image && stats.frames_sampled > 0 {
-            break;
-        }
-    }
-    if let Some(v) = video.as_mut() {
-        let _ = v.finish(&mut stats, on_frame);
-    }
-    if let Some(a) = audio.as_mut() {
-        let _ = a.send(None, &mut stats, on_audio);
-    }
-    let wanted_video = video.is_some();
-    let wanted_audio = audio.is_some();
-    if (wanted_video && stats.frames_sampled == 0) && (!wanted_audio || stats.audio_samples == 0) {
-        let what = if stats.decode_errors > 0 { "every packet failed to decode" } else { "the streams are empty" };
-        return Err(MediaError::new(path, MediaErrorKind::Empty(what.into())));
-    }
-    if !wanted_video && wanted_audio && stats.audio_samples == 0 {
-        return Err(MediaError::new(path, MediaErrorKind::Empty("no audio samples decoded".into())));
-    }
-    Ok(stats)
-}
-
-fn decoder_context(
-    path: &Path,
-    ictx: &ff::format::context::Input,
-    index: usize,
-    threads: usize,
-) -> Result<codec::Context, MediaError> {
-    let stream = ictx.stream(index).expect("probed stream index exists");
-    let params = stream.parameters();
-    if ff::decoder::find(params.id()).is_none() {
-        return Err(MediaError::new(
-            path,
-            MediaErrorKind::UnsupportedCodec(format!("{:?}", params.id()).to_lowercase()),
-        ));
-    }
-    let mut ctx = codec::Context::from_parameters(params).map_err(|e| ffmpeg_err(path, e))?;
-    // Threading must be set before the decoder opens; frame threads beat auto on few cores.
-    ctx.set_threading(codec::threading::Config {
-        kind: codec::threading::Type::Frame,
-        count: threads.max(1),
-        ..Default::default()
-    });
-    unsafe { (*ctx.as_mut_ptr()).pkt_timebase = (*stream.as_ptr()).time_base };
-    Ok(ctx)
-}
-
-fn ffmpeg_err(path: &Path, e: ff::Error) -> MediaError {
-    MediaError::new(path, MediaErrorKind::Ffmpeg(e.to_string()))
-}
+use crate::probe::Probe;
+use crate::sampler::{Sampler, ShotDetector, ShotEvent, THUMB_H, THUMB_W};
 
 /// Ask for a CUDA device context; `Err` says why there is none.
 fn cuda_device() -> Result<*mut ff::ffi::AVBufferRef, String> {
     let mut device: *mut ff::ffi::AVBufferRef = std::ptr::null_mut();
+    // SAFETY: av_hwdevice_ctx_create writes a new reference into `device` or fails; nothing
+    // else is read or written.
     let r = unsafe {
         ff::ffi::av_hwdevice_ctx_create(
             &mut device,
@@ -262,10 +31,10 @@ enum Mode {
     Shots(Box<ShotDetector>),
 }
 
-struct VideoSampler {
-    index: usize,
+pub(super) struct VideoSampler {
+    pub(super) index: usize,
     decoder: ff::decoder::Video,
-    time_base: f64,
+    pub(super) time_base: f64,
     start_s: f64,
     mode: Mode,
     size: u32,
@@ -283,7 +52,7 @@ struct VideoSampler {
 }
 
 impl VideoSampler {
-    fn new(
+    pub(super) fn new(
         path: &Path,
         ictx: &ff::format::context::Input,
         v: &crate::probe::VideoStream,
@@ -295,24 +64,32 @@ impl VideoSampler {
         let mut ctx = decoder_context(path, ictx, v.index, opts.threads)?;
         let sampler = opts.effective_sampler();
         if sampler == Sampler::Keyframes {
+            // SAFETY: a field write on the codec context owned here, before it opens.
             unsafe { (*ctx.as_mut_ptr()).skip_frame = ff::ffi::AVDiscard::AVDISCARD_NONKEY };
         }
         let mut hw = false;
         if opts.hwaccel == HwAccel::Cuda {
             match cuda_device() {
+                // SAFETY: the codec context (not yet opened) takes ownership of the new device
+                // reference and unrefs it when freed.
                 Ok(device) => unsafe {
                     (*ctx.as_mut_ptr()).hw_device_ctx = device;
                     hw = true;
                     stats.hwaccel_used = true;
                 },
                 Err(why) => {
-                    eprintln!("medley-media: --hwaccel cuda unavailable, decoding in software: {why}");
+                    tracing::warn!("hwaccel cuda unavailable, decoding in software: {why}");
                     stats.hwaccel_fallback = Some(why);
                 }
             }
         }
         let decoder = ctx.decoder().video().map_err(|e| ffmpeg_err(path, e))?;
-        let tb = ictx.stream(v.index).expect("stream").time_base();
+        let tb = ictx.stream(v.index).map(|s| s.time_base()).ok_or_else(|| {
+            MediaError::new(
+                path,
+                MediaErrorKind::Corrupt(format!("stream {} is gone since the file was probed", v.index)),
+            )
+        })?;
         let mode = match sampler {
             Sampler::Fps(r) => Mode::Fps { interval: 1.0 / r.max(1e-6), next_s: 0.0 },
             Sampler::Uniform(n) => match probe.duration_s {
@@ -348,13 +125,13 @@ impl VideoSampler {
     }
 
     /// Nothing more to hand out (uniform sampling past its last target).
-    fn done(&self) -> bool {
+    pub(super) fn done(&self) -> bool {
         matches!(&self.mode, Mode::Uniform { targets, next, .. } if *next >= targets.len())
     }
 
     /// Uniform sampling: jump to the next target when it is far ahead and a key frame lies
     /// between here and there (otherwise decoding through is as cheap).
-    fn maybe_seek(&mut self, ictx: &mut ff::format::context::Input, stats: &mut DecodeStats) {
+    pub(super) fn maybe_seek(&mut self, ictx: &mut ff::format::context::Input, stats: &mut DecodeStats) {
         const SEEK_GAP_S: f64 = 3.0;
         let Mode::Uniform { targets, next, seeked_for } = &mut self.mode else { return };
         let Some(&target) = targets.get(*next) else { return };
@@ -366,6 +143,7 @@ impl VideoSampler {
         *seeked_for = Some(*next);
         let to_ts = |s: f64| ((s + self.start_s) / self.time_base).round() as i64;
         let target_ts = to_ts(target);
+        // SAFETY: `ictx` owns an open AVFormatContext; `self.index` is a stream of it, and index entries are null-checked before use.
         unsafe {
             let ctx = ictx.as_mut_ptr();
             let st = *(*ctx).streams.add(self.index);
@@ -389,7 +167,7 @@ impl VideoSampler {
         }
     }
 
-    fn send(
+    pub(super) fn send(
         &mut self,
         packet: &ff::Packet,
         stats: &mut DecodeStats,
@@ -421,6 +199,7 @@ impl VideoSampler {
             }
             let discard =
                 if skippable { ff::ffi::AVDiscard::AVDISCARD_NONREF } else { ff::ffi::AVDiscard::AVDISCARD_DEFAULT };
+            // SAFETY: a field write on the open decoder owned here; FFmpeg reads it per packet.
             unsafe { (*self.decoder.as_mut_ptr()).skip_frame = discard };
         }
         let sent = self.decoder.send_packet(packet);
@@ -429,7 +208,7 @@ impl VideoSampler {
         sent
     }
 
-    fn finish(&mut self, stats: &mut DecodeStats, on_frame: &mut dyn FnMut(Frame)) -> Result<(), ff::Error> {
+    pub(super) fn finish(&mut self, stats: &mut DecodeStats, on_frame: &mut dyn FnMut(Frame)) -> Result<(), ff::Error> {
         self.decoder.send_eof()?;
         let r = self.drain(stats, on_frame);
         if let Mode::Shots(d) = &mut self.mode
@@ -506,9 +285,12 @@ impl VideoSampler {
 
     /// Copy a hardware frame down to system memory; true when `transferred` holds the picture.
     fn download(&mut self) -> Result<bool, ff::Error> {
+        // SAFETY: a field read of the frame owned here.
         if !self.hw || unsafe { (*self.decoded.as_ptr()).hw_frames_ctx.is_null() } {
             return Ok(false);
         }
+        // SAFETY: both frames are owned here; the transfer allocates `transferred` and copies
+        // the GPU picture into it.
         unsafe {
             ff::ffi::av_frame_unref(self.transferred.as_mut_ptr());
             let r = ff::ffi::av_hwframe_transfer_data(self.transferred.as_mut_ptr(), self.decoded.as_ptr(), 0);
@@ -525,7 +307,7 @@ impl VideoSampler {
         let pic = if self.download()? { &self.transferred } else { &self.decoded };
         let key = (pic.format(), pic.width(), pic.height());
         let slot = &mut self.thumb_scaler;
-        if slot.as_ref().map(|s| (s.0, s.1, s.2)) != Some(key) {
+        if slot.as_ref().is_none_or(|s| (s.0, s.1, s.2) != key) {
             let ctx = software::scaling::Context::get(
                 key.0,
                 key.1,
@@ -537,7 +319,10 @@ impl VideoSampler {
             )?;
             *slot = Some((key.0, key.1, key.2, ctx));
         }
-        slot.as_mut().expect("set above").3.run(pic, &mut self.thumb)
+        match slot {
+            Some(s) => s.3.run(pic, &mut self.thumb),
+            None => Err(ff::Error::Bug),
+        }
     }
 
     /// Centre-crop to a square (in display geometry), scale to `size` with bicubic filtering
@@ -549,6 +334,8 @@ impl VideoSampler {
         let rotation = self.rotation;
         let transferred = self.download()?;
         let pic = if transferred { &mut self.transferred } else { &mut self.decoded };
+        // SAFETY: the descriptor comes from FFmpeg's static table (null-checked) and `pic`
+        // is a decoded frame owned here; only fields are read.
         let (has_alpha, color_matrix, full_range) = unsafe {
             let desc = ff::ffi::av_pix_fmt_desc_get(pic.format().into());
             let flags = if desc.is_null() { 0 } else { (*desc).flags };
@@ -579,6 +366,7 @@ impl VideoSampler {
         let side = display_w.min(h);
         let crop_w = (side / pixel_aspect).round().clamp(1.0, w) as usize;
         let crop_h = side.round().clamp(1.0, h) as usize;
+        // SAFETY: `pic` is a decoded frame owned here; the crop stays inside its width and height, and halving rows keeps plane pointers in bounds.
         unsafe {
             let f = pic.as_mut_ptr();
             let left = (w as usize - crop_w) / 2;
@@ -614,6 +402,7 @@ impl VideoSampler {
                     | software::scaling::Flags::ACCURATE_RND
                     | software::scaling::Flags::FULL_CHR_H_INT,
             )?;
+            // SAFETY: `sws` is the scaler context just created and owned by `ctx`; the coefficient tables are FFmpeg statics.
             unsafe {
                 let sws = ctx.as_mut_ptr();
                 let inv = ff::ffi::sws_getCoefficients(color_matrix);
@@ -622,8 +411,10 @@ impl VideoSampler {
             }
             self.scaler = Some((key.0, key.1, key.2, ctx));
         }
-        let scaler = &mut self.scaler.as_mut().expect("scaler set above").3;
-        scaler.run(pic, &mut self.scaled)?;
+        match &mut self.scaler {
+            Some(s) => s.3.run(pic, &mut self.scaled)?,
+            None => return Err(ff::Error::Bug),
+        }
         let n = size as usize;
         let stride = self.scaled.stride(0);
         let data = self.scaled.data(0);
@@ -667,120 +458,6 @@ pub(crate) fn rotate_square(rgb: Vec<u8>, n: usize, clockwise: u32) -> Vec<u8> {
         }
     }
     out
-}
-
-struct AudioResampler {
-    index: usize,
-    time_base: f64,
-    start_s: f64,
-    decoder: ff::decoder::Audio,
-    rate: u32,
-    resampler: Option<software::resampling::Context>,
-    decoded: frame::Audio,
-    out: Vec<f32>,
-}
-
-impl AudioResampler {
-    fn new(
-        path: &Path,
-        ictx: &ff::format::context::Input,
-        index: usize,
-        rate: u32,
-        threads: usize,
-        start_s: f64,
-    ) -> Result<Self, MediaError> {
-        let decoder =
-            decoder_context(path, ictx, index, threads)?.decoder().audio().map_err(|e| ffmpeg_err(path, e))?;
-        let time_base = f64::from(ictx.stream(index).expect("stream").time_base());
-        Ok(Self {
-            index,
-            time_base,
-            start_s,
-            decoder,
-            rate,
-            resampler: None,
-            decoded: frame::Audio::empty(),
-            out: Vec::new(),
-        })
-    }
-
-    /// Feed a packet (or end of stream with `None`) and emit mono samples at the target rate.
-    fn send(
-        &mut self,
-        packet: Option<&ff::Packet>,
-        stats: &mut DecodeStats,
-        on_audio: &mut dyn FnMut(&[f32]),
-    ) -> Result<(), ff::Error> {
-        let sent = match packet {
-            Some(p) => self.decoder.send_packet(p),
-            None => self.decoder.send_eof(),
-        };
-        loop {
-            match self.decoder.receive_frame(&mut self.decoded) {
-                Ok(()) => {}
-                Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => break,
-                Err(ff::Error::Eof) => break,
-                Err(e) => return Err(e),
-            }
-            let n = self.decoded.samples();
-            if n == 0 {
-                continue;
-            }
-            if stats.first_audio_pts_s.is_none()
-                && let Some(ts) = self.decoded.timestamp().or(self.decoded.pts())
-            {
-                stats.first_audio_pts_s = Some(ts as f64 * self.time_base - self.start_s);
-            }
-            let ptrs = unsafe { (*self.decoded.as_ptr()).extended_data as *const *const u8 };
-            self.convert(ptrs, n as i32, stats, on_audio)?;
-        }
-        if packet.is_none() && self.resampler.is_some() {
-            // Flush what swresample still holds (its filter delay).
-            self.convert(std::ptr::null(), 0, stats, on_audio)?;
-        }
-        sent
-    }
-
-    fn convert(
-        &mut self,
-        input: *const *const u8,
-        n: i32,
-        stats: &mut DecodeStats,
-        on_audio: &mut dyn FnMut(&[f32]),
-    ) -> Result<(), ff::Error> {
-        if self.resampler.is_none() {
-            let f = &self.decoded;
-            let layout = if f.channel_layout().is_empty() {
-                ChannelLayout::default(i32::from(f.channels()))
-            } else {
-                f.channel_layout()
-            };
-            // swresample's default matrix downmixes (5.1 to mono keeps centre and surrounds at -3 dB).
-            self.resampler = Some(software::resampling::Context::get(
-                f.format(),
-                layout,
-                f.rate(),
-                ff::format::Sample::F32(ff::format::sample::Type::Packed),
-                ChannelLayout::MONO,
-                self.rate,
-            )?);
-        }
-        unsafe {
-            let swr = self.resampler.as_mut().expect("resampler set above").as_mut_ptr();
-            let capacity = ff::ffi::swr_get_out_samples(swr, n).max(0) as usize + 32;
-            self.out.resize(capacity, 0.0);
-            let mut out_ptr = self.out.as_mut_ptr() as *mut u8;
-            let got = ff::ffi::swr_convert(swr, &mut out_ptr, capacity as i32, input as *mut *const u8, n);
-            if got < 0 {
-                return Err(ff::Error::from(got));
-            }
-            if got > 0 {
-                stats.audio_samples += got as u64;
-                on_audio(&self.out[..got as usize]);
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

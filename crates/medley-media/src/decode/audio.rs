@@ -1,0 +1,128 @@
+use std::path::Path;
+
+use ffmpeg_next::{self as ff, ChannelLayout, frame, software};
+
+use super::{DecodeStats, decoder_context, ffmpeg_err};
+use crate::error::{MediaError, MediaErrorKind};
+
+pub(super) struct AudioResampler {
+    pub(super) index: usize,
+    pub(super) time_base: f64,
+    start_s: f64,
+    decoder: ff::decoder::Audio,
+    rate: u32,
+    resampler: Option<software::resampling::Context>,
+    decoded: frame::Audio,
+    out: Vec<f32>,
+}
+
+impl AudioResampler {
+    pub(super) fn new(
+        path: &Path,
+        ictx: &ff::format::context::Input,
+        index: usize,
+        rate: u32,
+        threads: usize,
+        start_s: f64,
+    ) -> Result<Self, MediaError> {
+        let decoder =
+            decoder_context(path, ictx, index, threads)?.decoder().audio().map_err(|e| ffmpeg_err(path, e))?;
+        let time_base = ictx.stream(index).map(|s| f64::from(s.time_base())).ok_or_else(|| {
+            MediaError::new(path, MediaErrorKind::Corrupt(format!("stream {index} is gone since the file was probed")))
+        })?;
+        Ok(Self {
+            index,
+            time_base,
+            start_s,
+            decoder,
+            rate,
+            resampler: None,
+            decoded: frame::Audio::empty(),
+            out: Vec::new(),
+        })
+    }
+
+    /// Feed a packet (or end of stream with `None`) and emit mono samples at the target rate.
+    pub(super) fn send(
+        &mut self,
+        packet: Option<&ff::Packet>,
+        stats: &mut DecodeStats,
+        on_audio: &mut dyn FnMut(&[f32]),
+    ) -> Result<(), ff::Error> {
+        let sent = match packet {
+            Some(p) => self.decoder.send_packet(p),
+            None => self.decoder.send_eof(),
+        };
+        loop {
+            match self.decoder.receive_frame(&mut self.decoded) {
+                Ok(()) => {}
+                Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => break,
+                Err(ff::Error::Eof) => break,
+                Err(e) => return Err(e),
+            }
+            let n = self.decoded.samples();
+            if n == 0 {
+                continue;
+            }
+            if stats.first_audio_pts_s.is_none()
+                && let Some(ts) = self.decoded.timestamp().or(self.decoded.pts())
+            {
+                stats.first_audio_pts_s = Some(ts as f64 * self.time_base - self.start_s);
+            }
+            // SAFETY: `decoded` holds a frame just received from the decoder; its
+            // `extended_data` points at one plane pointer per channel (or one for packed).
+            let ptrs = unsafe { (*self.decoded.as_ptr()).extended_data as *const *const u8 };
+            self.convert(ptrs, n as i32, stats, on_audio)?;
+        }
+        if packet.is_none() && self.resampler.is_some() {
+            // Flush what swresample still holds (its filter delay).
+            self.convert(std::ptr::null(), 0, stats, on_audio)?;
+        }
+        sent
+    }
+
+    fn convert(
+        &mut self,
+        input: *const *const u8,
+        n: i32,
+        stats: &mut DecodeStats,
+        on_audio: &mut dyn FnMut(&[f32]),
+    ) -> Result<(), ff::Error> {
+        if self.resampler.is_none() {
+            let f = &self.decoded;
+            let layout = if f.channel_layout().is_empty() {
+                ChannelLayout::default(i32::from(f.channels()))
+            } else {
+                f.channel_layout()
+            };
+            // swresample's default matrix downmixes (5.1 to mono keeps centre and surrounds at -3 dB).
+            self.resampler = Some(software::resampling::Context::get(
+                f.format(),
+                layout,
+                f.rate(),
+                ff::format::Sample::F32(ff::format::sample::Type::Packed),
+                ChannelLayout::MONO,
+                self.rate,
+            )?);
+        }
+        let Some(resampler) = self.resampler.as_mut() else { return Err(ff::Error::Bug) };
+        // SAFETY: `swr` is the live SwrContext owned by `resampler`; `out` has room for
+        // `capacity` f32 samples (mono, packed); `input` holds `n` samples per channel in the
+        // decoded frame's layout (or is null with n = 0 to flush).
+        unsafe {
+            let swr = resampler.as_mut_ptr();
+            let capacity = ff::ffi::swr_get_out_samples(swr, n).max(0) as usize + 32;
+            self.out.resize(capacity, 0.0);
+            let mut out_ptr = self.out.as_mut_ptr() as *mut u8;
+            let got = ff::ffi::swr_convert(swr, &mut out_ptr, capacity as i32, input as *mut *const u8, n);
+            if got < 0 {
+                return Err(ff::Error::from(got));
+            }
+            if got > 0 {
+                stats.audio_samples += got as u64;
+                on_audio(&self.out[..got as usize]);
+            }
+        }
+        Ok(())
+    }
+}
