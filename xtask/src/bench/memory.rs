@@ -56,9 +56,9 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
     if let Some(a) = args.first() {
         bail!("bench memory takes no options (got {a})");
     }
-    ctx.setup()?;
+    let build = ctx.setup_and_build()?;
     let media = ctx.media()?;
-    ctx.build()?;
+    build.join()?;
     let film = media.join("film/bbb.mp4");
     let dir = ctx.home.join("bench/memory");
     std::fs::create_dir_all(&dir)?;

@@ -23,7 +23,7 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
             other => bail!("unknown option {other}; bench models takes --seconds S, --batches LIST, MODEL..."),
         }
     }
-    ctx.setup()?;
+    let build = ctx.setup_and_build()?;
     let venv = ctx.runtime_venv()?;
     let models_dir = ctx.home.join("models");
     if models.is_empty() {
@@ -32,7 +32,7 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
     }
     // The workspace build (examples included): building one package alone resolves other
     // dependency features and recompiles the lance stack.
-    ctx.build()?;
+    build.join()?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     // Model by model, Rust then Python, so both sides of a row see the same machine load.

@@ -19,9 +19,9 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
     if let Some(a) = args.first() {
         bail!("bench pipeline takes no options (got {a})");
     }
-    ctx.setup()?;
+    let build = ctx.setup_and_build()?;
     let media = ctx.media()?;
-    ctx.build()?;
+    build.join()?;
     let dirs: Vec<_> = ["photos", "videos", "music"].iter().map(|d| media.join(d)).collect();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
 
