@@ -68,6 +68,9 @@ def main():
         item = {k: row[k] for k in ("content_hash", "path", "file_name", "kind", "container", "duration_s", "has_video",
                                     "has_audio", "width", "height", "fps", "rotation", "frames_sampled", "audio_windows", "labels",
                                     "music_tags", "transcript", "language", "description")}
+        # Columns added within schema version 1: absent from tables written before them.
+        item.update({k: row.get(k) for k in ("partial", "declared_duration_s")})
+        item.update({k: row.get(k) for k in ("partial", "declared_duration_s")})
         item.update({c: row[f"_{c}"] for c in ("visual", "audio", "music", "text", "bridge")})
         if row["bridge"] is not None:
             query = np.asarray(row["bridge"], dtype=np.float32)

@@ -1,15 +1,28 @@
 //! medley's LanceDB tables: the `media` rows (one per item, keyed by content hash) and the
 //! `failures` rows (one per file that could not be indexed), the `segments` rows (one per shot
-//! or window of an item), idempotent writes, and search.
+//! or window of an item), the runs and the Semantic-ID tables; idempotent writes, search, and
+//! export. A database this medley cannot read (another tool's, another schema version's) is a
+//! typed [`StoreError`] naming the table and column, never a panic.
 
+mod error;
+mod export;
+mod indexes;
+mod open;
+mod query;
+mod readers;
 mod rows;
 mod schema;
 mod segments;
 mod sid;
-mod store;
+mod write;
 
+pub use error::StoreError;
+pub use indexes::{SEARCH_NPROBES, SEARCH_REFINE_FACTOR, VECTOR_INDEX_MIN_ROWS, vector_index};
+pub use open::Store;
 pub use rows::{FailureRow, Label, MediaRow, RunRow, SearchHit};
-pub use schema::{FAILURES_TABLE, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION, VECTOR_COLUMNS, VectorDims};
-pub use segments::{ItemSegments, SEGMENTS_TABLE, SegmentRow, Span};
-pub use sid::{CodebookRow, ItemVectors, SID_CODEBOOKS_TABLE, SIDS_TABLE, SidRow, StoredCodebook};
-pub use store::{SEARCH_NPROBES, SEARCH_REFINE_FACTOR, Store, StoreError, VECTOR_INDEX_MIN_ROWS, vector_index};
+pub use schema::{
+    FAILURES_TABLE, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION, SEGMENTS_TABLE, SID_CODEBOOKS_TABLE, SIDS_TABLE,
+    TableName, UnknownTable, VECTOR_COLUMNS, VectorDims,
+};
+pub use segments::{ItemSegments, SegmentRow, Span};
+pub use sid::{CodebookRow, ItemVectors, SidRow, StoredCodebook};

@@ -26,7 +26,13 @@ pub struct MediaRow {
     pub kind: String,
     pub container: String,
     pub size_bytes: u64,
+    /// Seconds decoded (for a partial file, less than its header declares).
     pub duration_s: Option<f64>,
+    /// Decoding stopped before the duration the container's header declares (a truncated
+    /// file): the row describes what was decoded.
+    pub partial: bool,
+    /// The duration the container's header declares, in seconds, when it declares one.
+    pub declared_duration_s: Option<f64>,
     pub video_codec: Option<String>,
     pub width: Option<u32>,
     pub height: Option<u32>,
@@ -187,6 +193,8 @@ pub(crate) fn media_batch(
         strings(rows.iter().map(|r| r.description.as_str())),
         strings(rows.iter().map(|r| r.models.as_str())),
         utc(rows.iter().map(|r| r.indexed_at_us).collect()),
+        Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.partial)))),
+        Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.declared_duration_s))),
     ];
     RecordBatch::try_new(schema, columns)
 }

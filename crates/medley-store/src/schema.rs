@@ -1,12 +1,92 @@
+//! The tables' names and Arrow schemas, and the check that a table found on disk has the
+//! columns medley reads, of the types it reads them as.
+
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
+use crate::StoreError;
+
 pub const MEDIA_TABLE: &str = "media";
 pub const FAILURES_TABLE: &str = "failures";
 pub const RUNS_TABLE: &str = "runs";
-/// Stored in each table's schema metadata (`medley.schema_version`); bumped on any change.
+pub const SEGMENTS_TABLE: &str = "segments";
+pub const SID_CODEBOOKS_TABLE: &str = "sid_codebooks";
+pub const SIDS_TABLE: &str = "sids";
+/// Stored in each table's schema metadata (`medley.schema_version`); bumped on a change that
+/// older tables cannot be migrated through in place. Nullable columns added later (`media`'s
+/// `partial` and `declared_duration_s`, the SID tables' `pieces`, `content`, `pieces_model`)
+/// are added to older tables when they are opened, and keep the version.
 pub const SCHEMA_VERSION: &str = "1";
+
+/// A table of a medley database, by name (`media`, `segments`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TableName {
+    Media,
+    Segments,
+    Failures,
+    Runs,
+    Sids,
+    SidCodebooks,
+}
+
+impl TableName {
+    /// Every table, in the order they are listed to users.
+    pub const ALL: [TableName; 6] = [
+        TableName::Media,
+        TableName::Segments,
+        TableName::Failures,
+        TableName::Runs,
+        TableName::Sids,
+        TableName::SidCodebooks,
+    ];
+    /// The names of `ALL`, in the same order.
+    pub const NAMES: [&'static str; 6] =
+        [MEDIA_TABLE, SEGMENTS_TABLE, FAILURES_TABLE, RUNS_TABLE, SIDS_TABLE, SID_CODEBOOKS_TABLE];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            TableName::Media => MEDIA_TABLE,
+            TableName::Segments => SEGMENTS_TABLE,
+            TableName::Failures => FAILURES_TABLE,
+            TableName::Runs => RUNS_TABLE,
+            TableName::Sids => SIDS_TABLE,
+            TableName::SidCodebooks => SID_CODEBOOKS_TABLE,
+        }
+    }
+
+    /// Tables every database has (created on open); the others are written by a command.
+    pub const fn always_present(self) -> bool {
+        !matches!(self, TableName::Sids | TableName::SidCodebooks)
+    }
+
+    /// What creates a table that is not always present, for the error when it is absent.
+    pub(crate) const fn created_by(self) -> &'static str {
+        match self {
+            TableName::Sids | TableName::SidCodebooks => " (it is written by `medley sid train`)",
+            _ => "",
+        }
+    }
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A name that is not one of medley's tables.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("no table `{0}` in medley databases; tables: {names}", names = TableName::NAMES.join(", "))]
+pub struct UnknownTable(pub String);
+
+impl std::str::FromStr for TableName {
+    type Err = UnknownTable;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TableName::ALL.into_iter().find(|t| t.name() == s).ok_or_else(|| UnknownTable(s.to_string()))
+    }
+}
 
 /// Widths of the vector columns; they come from the models in use, and a table written with
 /// other widths is refused rather than mixed.
@@ -82,8 +162,22 @@ pub(crate) fn media_schema(d: VectorDims) -> SchemaRef {
         Field::new("models", DataType::Utf8, false),
         utc_micros("indexed_at"),
     ]);
+    // Last, in the order migration appends them to older tables: a merge-insert then meets
+    // the same column order in fresh and migrated tables.
+    fields.extend(added_media_fields());
     with_version(fields)
 }
+
+/// The `media` columns added after version 1 was first written, with the SQL expression
+/// that fills them in older tables' rows (a table lacking them gets them when opened).
+fn added_media_fields() -> [Field; 2] {
+    [Field::new("partial", DataType::Boolean, false), Field::new("declared_duration_s", DataType::Float64, true)]
+}
+
+/// The values older rows get for `added_media_fields`: not known to be partial; no declared
+/// duration recorded.
+pub(crate) const ADDED_MEDIA_DEFAULTS: [(&str, &str); 2] =
+    [("partial", "false"), ("declared_duration_s", "CAST(NULL AS DOUBLE)")];
 
 pub(crate) fn failures_schema() -> SchemaRef {
     with_version(vec![
@@ -127,4 +221,88 @@ pub(crate) fn vector_width(schema: &arrow_schema::Schema, name: &str) -> Option<
         Ok(DataType::FixedSizeList(_, n)) => Some(n as usize),
         _ => None,
     }
+}
+
+/// The type of a column as users read it in docs/schema.md (`utf8`, `list<int32>`,
+/// `fixed_size_list<float32>[384]`), for errors about columns of another type.
+pub(crate) fn describe(t: &DataType) -> String {
+    match t {
+        DataType::Utf8 => "utf8".into(),
+        DataType::LargeUtf8 => "large_utf8".into(),
+        DataType::Boolean => "bool".into(),
+        DataType::Int32 => "int32".into(),
+        DataType::Int64 => "int64".into(),
+        DataType::UInt32 => "uint32".into(),
+        DataType::UInt64 => "uint64".into(),
+        DataType::Float32 => "float32".into(),
+        DataType::Float64 => "float64".into(),
+        DataType::Timestamp(unit, tz) => {
+            let unit = match unit {
+                TimeUnit::Second => "s",
+                TimeUnit::Millisecond => "ms",
+                TimeUnit::Microsecond => "us",
+                TimeUnit::Nanosecond => "ns",
+            };
+            match tz {
+                Some(tz) => format!("timestamp[{unit}, {tz}]"),
+                None => format!("timestamp[{unit}]"),
+            }
+        }
+        DataType::List(item) => format!("list<{}>", describe(item.data_type())),
+        DataType::LargeList(item) => format!("large_list<{}>", describe(item.data_type())),
+        DataType::FixedSizeList(item, n) => format!("fixed_size_list<{}>[{n}]", describe(item.data_type())),
+        DataType::Struct(fields) => {
+            let fields: Vec<String> =
+                fields.iter().map(|f| format!("{}: {}", f.name(), describe(f.data_type()))).collect();
+            format!("struct<{}>", fields.join(", "))
+        }
+        other => other.to_string().to_lowercase(),
+    }
+}
+
+/// Whether a column of type `found` reads as `expected`: the same types, struct fields by the
+/// same names; nullability and list item names do not matter (nulls are caught when read).
+pub(crate) fn same_type(found: &DataType, expected: &DataType) -> bool {
+    match (found, expected) {
+        (DataType::List(a), DataType::List(b)) => same_type(a.data_type(), b.data_type()),
+        (DataType::FixedSizeList(a, n), DataType::FixedSizeList(b, m)) => {
+            n == m && same_type(a.data_type(), b.data_type())
+        }
+        (DataType::Struct(a), DataType::Struct(b)) => {
+            a.len() == b.len()
+                && a.iter().zip(b).all(|(a, b)| a.name() == b.name() && same_type(a.data_type(), b.data_type()))
+        }
+        _ => found == expected,
+    }
+}
+
+/// Check that table `table` (found with schema `found`) has every column of `expected` with
+/// its type; `optional` columns may be absent (added by migration, or only read when there).
+pub(crate) fn check_columns(
+    uri: &str,
+    table: &str,
+    found: &Schema,
+    expected: &Schema,
+    optional: &[&str],
+) -> Result<(), StoreError> {
+    for field in expected.fields() {
+        let name = field.name();
+        match found.field_with_name(name) {
+            Err(_) if optional.contains(&name.as_str()) => {}
+            Err(_) => {
+                return Err(StoreError::MissingColumn { uri: uri.into(), table: table.into(), column: name.clone() });
+            }
+            Ok(f) if !same_type(f.data_type(), field.data_type()) => {
+                return Err(StoreError::Column {
+                    uri: uri.into(),
+                    table: table.into(),
+                    column: name.clone(),
+                    expected: describe(field.data_type()),
+                    found: describe(f.data_type()),
+                });
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(())
 }

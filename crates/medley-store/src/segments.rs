@@ -3,15 +3,12 @@
 
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float64Array, RecordBatch, RecordBatchIterator, StringArray, UInt32Array};
+use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::{ArrowError, DataType, Field, SchemaRef};
 use serde::Serialize;
 
 use crate::rows::{Label, label_lists, opt_strings, strings, vectors};
 use crate::schema::{VectorDims, label_list, vector_fields, with_version};
-use crate::store::{Store, StoreError};
-
-pub const SEGMENTS_TABLE: &str = "segments";
 
 /// One shot or window of an item: a row of the `segments` table.
 #[derive(Debug, Clone, Default)]
@@ -71,7 +68,11 @@ pub(crate) fn segments_schema(d: VectorDims) -> SchemaRef {
     with_version(fields)
 }
 
-fn segments_batch(schema: SchemaRef, items: &[ItemSegments], dims: VectorDims) -> Result<RecordBatch, ArrowError> {
+pub(crate) fn segments_batch(
+    schema: SchemaRef,
+    items: &[ItemSegments],
+    dims: VectorDims,
+) -> Result<RecordBatch, ArrowError> {
     let rows: Vec<(&ItemSegments, &SegmentRow)> =
         items.iter().flat_map(|i| i.segments.iter().map(move |s| (i, s))).collect();
     let ids: Vec<String> = rows.iter().map(|(i, s)| segment_id(&i.content_hash, s.segment)).collect();
@@ -103,39 +104,4 @@ fn segments_batch(schema: SchemaRef, items: &[ItemSegments], dims: VectorDims) -
 /// The key of a segment row: unique, and the same on every re-index of the item.
 fn segment_id(content_hash: &str, segment: u32) -> String {
     format!("{content_hash}:{segment}")
-}
-
-impl Store {
-    /// Write the segments of a batch of items in one commit: rows are merged by segment id
-    /// (an item re-indexed updates its rows in place, never duplicates them), then segments an
-    /// item no longer has (a re-index that cut it into fewer) are deleted. Written before the
-    /// items' `media` rows, so a run stopped in between re-indexes the item and converges.
-    pub async fn upsert_segments(&self, items: &[ItemSegments]) -> Result<u64, StoreError> {
-        let dims = self.dims();
-        let table = self.segments();
-        let mut written = 0;
-        if items.iter().any(|i| !i.segments.is_empty()) {
-            let schema = segments_schema(dims);
-            let batch = segments_batch(schema.clone(), items, dims)?;
-            let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
-            let mut merge = table.merge_insert(&["segment_id"]);
-            merge.when_matched_update_all(None).when_not_matched_insert_all();
-            let result = merge.execute(Box::new(reader)).await.map_err(|e| self.lance(e))?;
-            written = result.num_inserted_rows + result.num_updated_rows;
-        }
-        let stale: Vec<String> = items
-            .iter()
-            .map(|i| {
-                format!("(content_hash = '{}' AND segment >= {})", i.content_hash.replace('\'', "''"), i.segments.len())
-            })
-            .collect();
-        if !stale.is_empty() {
-            self.delete_matching(table, &stale.join(" OR ")).await?;
-        }
-        Ok(written)
-    }
-
-    pub async fn count_segments(&self) -> Result<usize, StoreError> {
-        self.segments().count_rows(None).await.map_err(|e| self.lance(e))
-    }
 }

@@ -4,18 +4,18 @@
 use std::sync::Arc;
 
 use arrow_array::{
-    Array, ArrayRef, Float32Array, Int32Array, ListArray, RecordBatch, RecordBatchIterator, StringArray,
-    TimestampMicrosecondArray, UInt32Array,
+    ArrayRef, ListArray, RecordBatch, RecordBatchIterator, StringArray, TimestampMicrosecondArray, UInt32Array,
     builder::{Float32Builder, Int32Builder, ListBuilder, StringBuilder},
 };
 use arrow_schema::{DataType, Field, SchemaRef};
 use lancedb::query::{QueryBase, Select};
 
-use crate::schema::{utc_micros, vector_width, with_version};
-use crate::store::{Store, StoreError, open_or_create};
-
-pub const SID_CODEBOOKS_TABLE: &str = "sid_codebooks";
-pub const SIDS_TABLE: &str = "sids";
+use crate::StoreError;
+use crate::open::{Store, open_or_create};
+use crate::schema::{
+    MEDIA_TABLE, SCHEMA_VERSION, SID_CODEBOOKS_TABLE, SIDS_TABLE, check_columns, utc_micros, vector_width, version_of,
+    with_version,
+};
 
 /// A trained codebook as stored: its content-addressed version and serialised forms.
 #[derive(Debug, Clone)]
@@ -67,7 +67,7 @@ pub struct ItemVectors {
     pub vectors: Vec<Option<Vec<f32>>>,
 }
 
-fn codebooks_schema() -> SchemaRef {
+pub(crate) fn codebooks_schema() -> SchemaRef {
     with_version(vec![
         Field::new("version", DataType::Utf8, false),
         Field::new("levels", DataType::UInt32, false),
@@ -81,7 +81,7 @@ fn codebooks_schema() -> SchemaRef {
     ])
 }
 
-fn sids_schema() -> SchemaRef {
+pub(crate) fn sids_schema() -> SchemaRef {
     with_version(vec![
         Field::new("content_hash", DataType::Utf8, false),
         Field::new("codebook_version", DataType::Utf8, false),
@@ -94,12 +94,16 @@ fn sids_schema() -> SchemaRef {
     ])
 }
 
+/// Columns of the Semantic-ID tables added after they were first written.
+const ADDED_SID_COLUMNS: [&str; 3] = ["pieces", "content", "pieces_model"];
+
 /// Open (or create) a Semantic-ID table, adding columns later versions introduced to one
 /// written by an older medley (`pieces`, `content`, `pieces_model`): a metadata-only change in
-/// Lance, the added columns read as nulls for old rows.
+/// Lance, the added columns read as nulls for old rows. A table of another schema version, or
+/// lacking a column or holding one of another type, is refused untouched.
 async fn open_migrated(store: &Store, name: &str, schema: &SchemaRef) -> Result<lancedb::Table, StoreError> {
-    let conn = store.connection();
-    let names = conn.table_names().execute().await.map_err(|e| store.lance(e))?;
+    let conn = &store.conn;
+    let names = store.table_names().await?;
     // `open_or_create` would refuse an existing table whose schema differs: open it instead.
     let table = if names.iter().any(|n| n == name) {
         conn.open_table(name).execute().await
@@ -108,6 +112,16 @@ async fn open_migrated(store: &Store, name: &str, schema: &SchemaRef) -> Result<
     }
     .map_err(|e| store.lance(e))?;
     let found = table.schema().await.map_err(|e| store.lance(e))?;
+    let version = version_of(&found).unwrap_or("none");
+    if version != SCHEMA_VERSION {
+        return Err(StoreError::SchemaVersion {
+            uri: store.uri.clone(),
+            table: name.into(),
+            found: version.into(),
+            expected: SCHEMA_VERSION.into(),
+        });
+    }
+    check_columns(&store.uri, name, &found, schema, &ADDED_SID_COLUMNS)?;
     let missing: Vec<Field> = schema
         .fields()
         .iter()
@@ -137,38 +151,24 @@ fn string_lists<'a>(rows: impl Iterator<Item = &'a [String]>) -> ListArray {
     b.finish()
 }
 
-fn read_strings(list: &ListArray, i: usize) -> Vec<String> {
-    if list.is_null(i) {
-        return Vec::new();
-    }
-    let v = list.value(i);
-    let g = v.as_any().downcast_ref::<StringArray>().expect("utf8");
-    (0..g.len()).map(|j| g.value(j).to_string()).collect()
-}
-
 impl Store {
     /// Every item's vectors from `columns`, oldest first (the order the uniqueness suffix
     /// counts in).
     pub async fn item_vectors(&self, columns: &[&str]) -> Result<Vec<ItemVectors>, StoreError> {
         let mut select = vec!["content_hash", "indexed_at"];
         select.extend_from_slice(columns);
-        let batches = self.collect(self.media().query().select(Select::columns(&select)), Store::lance).await?;
+        let batches = self.collect(self.media.query().select(Select::columns(&select)), Store::lance).await?;
         let mut items: Vec<(i64, ItemVectors)> = Vec::new();
-        for b in &batches {
-            let hash = b.column(0).as_any().downcast_ref::<StringArray>().expect("content_hash");
-            let at = b.column(1).as_any().downcast_ref::<TimestampMicrosecondArray>().expect("indexed_at");
-            for i in 0..b.num_rows() {
-                let vectors = (0..columns.len())
-                    .map(|c| {
-                        let col =
-                            b.column(2 + c).as_any().downcast_ref::<arrow_array::FixedSizeListArray>().expect("vector");
-                        (!col.is_null(i)).then(|| {
-                            let v = col.value(i);
-                            v.as_any().downcast_ref::<Float32Array>().expect("f32").values().to_vec()
-                        })
-                    })
-                    .collect();
-                items.push((at.value(i), ItemVectors { content_hash: hash.value(i).to_string(), vectors }));
+        for batch in &batches {
+            let b = self.source(MEDIA_TABLE).batch(batch);
+            let (hash, at) = (b.strings("content_hash")?, b.timestamps("indexed_at")?);
+            let vectors = columns.iter().map(|c| b.vectors(c)).collect::<Result<Vec<_>, _>>()?;
+            for i in b.rows() {
+                let item = ItemVectors {
+                    content_hash: hash.str(i)?.to_string(),
+                    vectors: vectors.iter().map(|v| v.vector(i)).collect::<Result<_, _>>()?,
+                };
+                items.push((at.value(i)?, item));
             }
         }
         items.sort_by(|a, b| (a.0, &a.1.content_hash).cmp(&(b.0, &b.1.content_hash)));
@@ -177,7 +177,7 @@ impl Store {
 
     /// Widths of `media` vector columns.
     pub async fn vector_widths(&self, columns: &[&str]) -> Result<Vec<usize>, StoreError> {
-        let schema = self.media().schema().await.map_err(|e| self.lance(e))?;
+        let schema = self.media.schema().await.map_err(|e| self.lance(e))?;
         Ok(columns.iter().map(|c| vector_width(&schema, c).unwrap_or(0)).collect())
     }
 
@@ -208,26 +208,27 @@ impl Store {
 
     /// The most recently trained codebook, if any.
     pub async fn latest_codebook(&self) -> Result<Option<StoredCodebook>, StoreError> {
-        let names = self.connection().table_names().execute().await.map_err(|e| self.lance(e))?;
-        if !names.iter().any(|n| n == SID_CODEBOOKS_TABLE) {
+        if !self.table_names().await?.iter().any(|n| n == SID_CODEBOOKS_TABLE) {
             return Ok(None);
         }
         let table = open_migrated(self, SID_CODEBOOKS_TABLE, &codebooks_schema()).await?;
         let columns = ["version", "codebook", "fusion", "created_at", "pieces_model"];
         let batches = self.collect(table.query().select(Select::columns(&columns)), Store::lance).await?;
         let mut best: Option<(i64, StoredCodebook)> = None;
-        for b in &batches {
-            let col = |i: usize| b.column(i).as_any().downcast_ref::<StringArray>().expect("utf8");
-            let at = b.column(3).as_any().downcast_ref::<TimestampMicrosecondArray>().expect("created_at");
-            for i in 0..b.num_rows() {
-                if best.as_ref().is_none_or(|(t, _)| at.value(i) > *t) {
+        for batch in &batches {
+            let b = self.source(SID_CODEBOOKS_TABLE).batch(batch);
+            let (version, codebook, fusion) = (b.strings("version")?, b.strings("codebook")?, b.strings("fusion")?);
+            let (at, pieces) = (b.timestamps("created_at")?, b.strings("pieces_model")?);
+            for i in b.rows() {
+                let created = at.value(i)?;
+                if best.as_ref().is_none_or(|(t, _)| created > *t) {
                     let stored = StoredCodebook {
-                        version: col(0).value(i).into(),
-                        codebook_json: col(1).value(i).into(),
-                        fusion_json: col(2).value(i).into(),
-                        pieces_json: (!col(4).is_null(i)).then(|| col(4).value(i).to_string()),
+                        version: version.str(i)?.into(),
+                        codebook_json: codebook.str(i)?.into(),
+                        fusion_json: fusion.str(i)?.into(),
+                        pieces_json: pieces.opt(i).map(str::to_string),
                     };
-                    best = Some((at.value(i), stored));
+                    best = Some((created, stored));
                 }
             }
         }
@@ -277,8 +278,7 @@ impl Store {
 
     /// The Semantic IDs stored for one codebook version.
     pub async fn sids(&self, version: &str) -> Result<Vec<SidRow>, StoreError> {
-        let names = self.connection().table_names().execute().await.map_err(|e| self.lance(e))?;
-        if !names.iter().any(|n| n == SIDS_TABLE) {
+        if !self.table_names().await?.iter().any(|n| n == SIDS_TABLE) {
             return Ok(Vec::new());
         }
         let table = open_migrated(self, SIDS_TABLE, &sids_schema()).await?;
@@ -287,20 +287,20 @@ impl Store {
         );
         let batches = self.collect(q, Store::lance).await?;
         let mut out = Vec::new();
-        for b in &batches {
-            let s = |i: usize| b.column(i).as_any().downcast_ref::<StringArray>().expect("utf8");
-            let list = |i: usize| b.column(i).as_any().downcast_ref::<ListArray>().expect("list");
-            let suffix = b.column(3).as_any().downcast_ref::<UInt32Array>().expect("suffix");
-            for i in 0..b.num_rows() {
-                let c = list(2).value(i);
+        for batch in &batches {
+            let b = self.source(SIDS_TABLE).batch(batch);
+            let (hash, version, sid) = (b.strings("content_hash")?, b.strings("codebook_version")?, b.strings("sid")?);
+            let (codes, suffix) = (b.lists("codes", "list<int32>")?, b.u32s("suffix")?);
+            let (ngrams, pieces) = (b.lists("ngrams", "list<utf8>")?, b.lists("pieces", "list<utf8>")?);
+            for i in b.rows() {
                 out.push(SidRow {
-                    content_hash: s(0).value(i).into(),
-                    codebook_version: s(1).value(i).into(),
-                    codes: c.as_any().downcast_ref::<Int32Array>().expect("i32").values().to_vec(),
-                    suffix: suffix.value(i),
-                    sid: s(4).value(i).into(),
-                    ngrams: read_strings(list(5), i),
-                    pieces: read_strings(list(6), i),
+                    content_hash: hash.str(i)?.into(),
+                    codebook_version: version.str(i)?.into(),
+                    codes: codes.i32s(i)?,
+                    suffix: suffix.value(i)?,
+                    sid: sid.str(i)?.into(),
+                    ngrams: ngrams.strings(i)?,
+                    pieces: pieces.strings(i)?,
                     content: None,
                 });
             }

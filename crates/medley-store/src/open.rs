@@ -1,0 +1,283 @@
+//! Opening a database: connecting, creating the tables on first use, and refusing (or
+//! migrating) tables this medley cannot use as they are, before any work starts.
+
+use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Schema, SchemaRef};
+use futures::TryStreamExt;
+use lancedb::database::CreateTableMode;
+use lancedb::query::ExecutableQuery;
+use lancedb::table::NewColumnTransform;
+use lancedb::{Connection, Table};
+
+use crate::StoreError;
+use crate::schema::{
+    ADDED_MEDIA_DEFAULTS, FAILURES_TABLE, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION, SEGMENTS_TABLE, VECTOR_COLUMNS,
+    VectorDims, check_columns, describe, failures_schema, media_schema, runs_schema, vector_width, version_of,
+};
+use crate::segments::segments_schema;
+
+/// An open medley database (a LanceDB directory or object-store URI).
+pub struct Store {
+    /// As the user gave it (errors name it so).
+    pub(crate) uri: String,
+    pub(crate) conn: Connection,
+    pub(crate) media: Table,
+    pub(crate) failures: Table,
+    pub(crate) runs: Table,
+    pub(crate) segments: Table,
+    pub(crate) dims: VectorDims,
+}
+
+impl Store {
+    /// Open the database at `uri` for writing, creating the tables on first use. A `media`
+    /// table whose vector widths differ from `dims` is refused: mixing models would make
+    /// vectors meaningless. A `media` table written before `partial` and
+    /// `declared_duration_s` existed gets them (older rows: not partial, no declared duration).
+    pub async fn open(uri: &str, dims: VectorDims) -> Result<Self, StoreError> {
+        let conn = connect(uri).await?;
+        let lance = |source| StoreError::Lance { uri: uri.to_string(), source };
+        let media = open_or_create(&conn, MEDIA_TABLE, media_schema(dims)).await.map_err(lance)?;
+        let store = Self::assemble(uri, conn, media, dims).await?;
+        store.check_media_widths().await?;
+        // Checked before migrating, so a foreign table is refused untouched.
+        store.check_columns(&added_media_columns()).await?;
+        store.migrate_media().await?;
+        Ok(store)
+    }
+
+    /// Open an existing database for reading, taking the vector widths from its `media` table.
+    /// Nothing is migrated: columns added by later versions are read when they are there.
+    pub async fn open_existing(uri: &str) -> Result<Self, StoreError> {
+        let conn = connect(uri).await?;
+        let lance = |source| StoreError::Lance { uri: uri.to_string(), source };
+        let media = conn.open_table(MEDIA_TABLE).execute().await.map_err(lance)?;
+        let schema = media.schema().await.map_err(lance)?;
+        let dims = dims_of(uri, &schema)?;
+        let store = Self::assemble(uri, conn, media, dims).await?;
+        store.check_columns(&added_media_columns()).await?;
+        Ok(store)
+    }
+
+    /// The tables besides `media` (created on first use), and the schema-version check.
+    async fn assemble(uri: &str, conn: Connection, media: Table, dims: VectorDims) -> Result<Self, StoreError> {
+        let lance = |source| StoreError::Lance { uri: uri.to_string(), source };
+        let failures = open_or_create(&conn, FAILURES_TABLE, failures_schema()).await.map_err(lance)?;
+        let runs = open_or_create(&conn, RUNS_TABLE, runs_schema()).await.map_err(lance)?;
+        let segments = open_or_create(&conn, SEGMENTS_TABLE, segments_schema(dims)).await.map_err(lance)?;
+        let store = Self { uri: uri.to_string(), conn, media, failures, runs, segments, dims };
+        store.check_versions().await?;
+        Ok(store)
+    }
+
+    /// Refuse tables written with another schema version (there is one version so far; a
+    /// later one adds its migration here).
+    async fn check_versions(&self) -> Result<(), StoreError> {
+        for (name, table) in self.tables() {
+            let schema = table.schema().await.map_err(|e| self.lance(e))?;
+            let found = version_of(&schema).unwrap_or("none");
+            if found != SCHEMA_VERSION {
+                return Err(StoreError::SchemaVersion {
+                    uri: self.uri.clone(),
+                    table: name.into(),
+                    found: found.into(),
+                    expected: SCHEMA_VERSION.into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuse tables lacking a column medley reads or writes, or holding one of another type
+    /// (a table another tool wrote with medley's version tag); `optional` columns may be absent.
+    async fn check_columns(&self, optional: &[&str]) -> Result<(), StoreError> {
+        let expected = [media_schema(self.dims), segments_schema(self.dims), failures_schema(), runs_schema()];
+        for ((name, table), expected) in self.tables().into_iter().zip(expected) {
+            let found = table.schema().await.map_err(|e| self.lance(e))?;
+            check_columns(&self.uri, name, &found, &expected, optional)?;
+        }
+        Ok(())
+    }
+
+    /// Refuse a `media` table whose vector columns are not those of `dims` (other models).
+    async fn check_media_widths(&self) -> Result<(), StoreError> {
+        let found = self.media.schema().await.map_err(|e| self.lance(e))?;
+        // A vector column of another type is named as such, not as a width mismatch.
+        dims_of(&self.uri, &found)?;
+        let expected = media_schema(self.dims);
+        let describe = |s: &SchemaRef| {
+            VECTOR_COLUMNS
+                .iter()
+                .map(|c| vector_width(s, c).map_or_else(|| format!("{c}[missing]"), |n| format!("{c}[{n}]")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let (f, e) = (describe(&found), describe(&expected));
+        if f != e {
+            return Err(StoreError::SchemaMismatch {
+                uri: self.uri.clone(),
+                table: MEDIA_TABLE.into(),
+                found: f,
+                expected: e,
+            });
+        }
+        Ok(())
+    }
+
+    /// Add the `media` columns later versions introduced to a table written without them:
+    /// nulls (`declared_duration_s`) are metadata only in Lance; `partial` is written as false.
+    /// Another process migrating at the same time is fine: what counts is that the columns are
+    /// there afterwards.
+    async fn migrate_media(&self) -> Result<(), StoreError> {
+        let found = self.media.schema().await.map_err(|e| self.lance(e))?;
+        let missing: Vec<(String, String)> = ADDED_MEDIA_DEFAULTS
+            .iter()
+            .filter(|(name, _)| found.field_with_name(name).is_err())
+            .map(|(name, sql)| (name.to_string(), sql.to_string()))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let added = self.media.add_columns().transform(NewColumnTransform::SqlExpressions(missing)).execute().await;
+        if let Err(e) = added {
+            self.media.checkout_latest().await.map_err(|e| self.lance(e))?;
+            let now = self.media.schema().await.map_err(|e| self.lance(e))?;
+            if ADDED_MEDIA_DEFAULTS.iter().any(|(name, _)| now.field_with_name(name).is_err()) {
+                return Err(self.lance(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Run a query and gather its batches, mapping errors with `err`.
+    pub(crate) async fn collect(
+        &self,
+        query: impl ExecutableQuery,
+        err: fn(&Self, lancedb::Error) -> StoreError,
+    ) -> Result<Vec<RecordBatch>, StoreError> {
+        let stream = query.execute().await.map_err(|e| err(self, e))?;
+        stream.try_collect().await.map_err(|e| err(self, e))
+    }
+
+    pub(crate) fn lance(&self, source: lancedb::Error) -> StoreError {
+        StoreError::Lance { uri: self.uri.clone(), source }
+    }
+
+    /// Errors of user-supplied queries (a bad `--where`) are reported as query errors.
+    pub(crate) fn query_err(&self, source: lancedb::Error) -> StoreError {
+        StoreError::Query { uri: self.uri.clone(), message: source.to_string() }
+    }
+
+    /// Move every table to its latest version, after another process committed (a write
+    /// built on an older version can conflict with it).
+    pub async fn refresh(&self) -> Result<(), StoreError> {
+        for (_, table) in self.tables() {
+            table.checkout_latest().await.map_err(|e| self.lance(e))?;
+        }
+        Ok(())
+    }
+
+    /// The tables every database has, by name.
+    pub(crate) fn tables(&self) -> [(&'static str, &Table); 4] {
+        [
+            (MEDIA_TABLE, &self.media),
+            (SEGMENTS_TABLE, &self.segments),
+            (FAILURES_TABLE, &self.failures),
+            (RUNS_TABLE, &self.runs),
+        ]
+    }
+
+    /// Names of the tables in the database, for errors about one that is not there.
+    pub(crate) async fn table_names(&self) -> Result<Vec<String>, StoreError> {
+        self.conn.table_names().execute().await.map_err(|e| self.lance(e))
+    }
+
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    pub fn dims(&self) -> VectorDims {
+        self.dims
+    }
+}
+
+/// The names of the `media` columns migration adds.
+fn added_media_columns() -> Vec<&'static str> {
+    ADDED_MEDIA_DEFAULTS.iter().map(|(name, _)| *name).collect()
+}
+
+/// Connect to `uri`. A URI without `scheme://` is a local directory, made absolute first:
+/// lancedb takes any URI starting with `db` for LanceDB Cloud, so a relative `db` or `dbs/x`
+/// would otherwise fail.
+async fn connect(uri: &str) -> Result<Connection, StoreError> {
+    let target = if has_scheme(uri) {
+        uri.to_string()
+    } else {
+        let path =
+            std::path::absolute(uri).map_err(|source| StoreError::Io { uri: uri.into(), path: uri.into(), source })?;
+        path.to_string_lossy().into_owned()
+    };
+    lancedb::connect(&target).execute().await.map_err(|source| StoreError::Lance { uri: uri.to_string(), source })
+}
+
+/// `s3://...`, `file://...`, `memory://`: a scheme of letters, digits, `+`, `-`, `.`.
+fn has_scheme(uri: &str) -> bool {
+    uri.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    })
+}
+
+/// The vector widths of an existing `media` table; a vector column of another type is refused
+/// (a missing one reads as width 0, which the column check then names).
+fn dims_of(uri: &str, schema: &Schema) -> Result<VectorDims, StoreError> {
+    for column in VECTOR_COLUMNS {
+        if let Ok(field) = schema.field_with_name(column) {
+            let is_vector =
+                matches!(field.data_type(), DataType::FixedSizeList(item, _) if item.data_type() == &DataType::Float32);
+            if !is_vector {
+                return Err(StoreError::Column {
+                    uri: uri.into(),
+                    table: MEDIA_TABLE.into(),
+                    column: column.into(),
+                    expected: "fixed_size_list<float32>[N]".into(),
+                    found: describe(field.data_type()),
+                });
+            }
+        }
+    }
+    let width = |name: &str| vector_width(schema, name).unwrap_or(0);
+    Ok(VectorDims {
+        visual: width("visual"),
+        audio: width("audio"),
+        bridge: width("bridge"),
+        music: width("music"),
+        text: width("text"),
+    })
+}
+
+/// Open a table, creating it empty when it does not exist. Opening first keeps the usual case
+/// free of writes: two processes creating the same table at once can both commit the
+/// creation, the second as an (empty) overwrite, which `StoreError::is_commit_race` covers.
+pub(crate) async fn open_or_create(conn: &Connection, name: &str, schema: SchemaRef) -> lancedb::Result<Table> {
+    match conn.open_table(name).execute().await {
+        Err(lancedb::Error::TableNotFound { .. }) => {
+            conn.create_empty_table(name, schema).mode(CreateTableMode::exist_ok(|r| r)).execute().await
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_scheme;
+
+    #[test]
+    fn only_scheme_uris_are_left_to_lancedb() {
+        for uri in ["s3://bucket/db", "file:///tmp/db", "memory://", "gs+x.y-z://a"] {
+            assert!(has_scheme(uri), "{uri}");
+        }
+        for uri in ["db", "./x/db", "/abs/db", "dbs/x", "weird/a://b", "://x", "1s3://x"] {
+            assert!(!has_scheme(uri), "{uri}");
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Reads: counts, the items already indexed, failures, and searches (nearest neighbours on a
+//! vector column of `media` or `segments`, full-text BM25 over `media`).
+
+use std::collections::HashMap;
+
+use lancedb::query::{QueryBase, Select};
+use lancedb::{DistanceType, Table};
+
+use crate::StoreError;
+use crate::indexes::{FTS_COLUMNS, SEARCH_NPROBES, SEARCH_REFINE_FACTOR};
+use crate::open::Store;
+use crate::readers::{Source, read_hits};
+use crate::rows::SearchHit;
+use crate::schema::{FAILURES_TABLE, MEDIA_TABLE, SEGMENTS_TABLE};
+
+impl Store {
+    pub async fn count_media(&self) -> Result<usize, StoreError> {
+        self.media.count_rows(None).await.map_err(|e| self.lance(e))
+    }
+
+    pub async fn count_failures(&self) -> Result<usize, StoreError> {
+        self.failures.count_rows(None).await.map_err(|e| self.lance(e))
+    }
+
+    pub async fn count_segments(&self) -> Result<usize, StoreError> {
+        self.segments.count_rows(None).await.map_err(|e| self.lance(e))
+    }
+
+    /// Where `table`'s columns are read from, for typed errors.
+    pub(crate) fn source<'a>(&'a self, table: &'a str) -> Source<'a> {
+        Source::new(&self.uri, table)
+    }
+
+    /// Content hashes already in `media`, with the models that indexed each, so a re-run
+    /// skips items already done by the same models before decoding them.
+    pub async fn indexed(&self) -> Result<HashMap<String, String>, StoreError> {
+        let query = self.media.query().select(Select::columns(&["content_hash", "models"]));
+        let batches = self.collect(query, Self::lance).await?;
+        let mut out = HashMap::new();
+        for batch in &batches {
+            let b = self.source(MEDIA_TABLE).batch(batch);
+            let (hash, models) = (b.strings("content_hash")?, b.strings("models")?);
+            for i in b.rows() {
+                out.insert(hash.str(i)?.to_string(), models.str(i)?.to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    /// The content hash of the one item whose hash starts with `prefix` (at least 6 hex
+    /// digits); an error when several do.
+    pub async fn resolve_item(&self, prefix: &str) -> Result<Option<String>, StoreError> {
+        if prefix.len() < 6 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let query = self
+            .media
+            .query()
+            .only_if(format!("starts_with(content_hash, '{prefix}')"))
+            .select(Select::columns(&["content_hash"]))
+            .limit(2);
+        let batches = self.collect(query, Self::lance).await?;
+        let mut hashes = Vec::new();
+        for batch in &batches {
+            let b = self.source(MEDIA_TABLE).batch(batch);
+            let hash = b.strings("content_hash")?;
+            for i in b.rows() {
+                hashes.push(hash.str(i)?.to_string());
+            }
+        }
+        match hashes.len() {
+            0 | 1 => Ok(hashes.pop()),
+            _ => Err(StoreError::Query {
+                uri: self.uri.clone(),
+                message: format!("item id {prefix} is ambiguous; give more characters"),
+            }),
+        }
+    }
+
+    /// All failure rows as `(path, stage, error_kind, message)`.
+    pub async fn failures(&self) -> Result<Vec<(String, String, String, String)>, StoreError> {
+        let batches = self.collect(self.failures.query(), Self::lance).await?;
+        let mut out = Vec::new();
+        for batch in &batches {
+            let b = self.source(FAILURES_TABLE).batch(batch);
+            let (p, s, k, m) =
+                (b.strings("path")?, b.strings("stage")?, b.strings("error_kind")?, b.strings("message")?);
+            for i in b.rows() {
+                out.push((p.str(i)?.into(), s.str(i)?.into(), k.str(i)?.into(), m.str(i)?.into()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Nearest items to `query` by cosine similarity on a vector column (`bridge`, `visual`,
+    /// ...), optionally restricted by an SQL filter (`duration_s < 60`), applied before the
+    /// nearest-neighbour search so `k` results come back when `k` rows match.
+    pub async fn search(
+        &self,
+        column: &str,
+        query: &[f32],
+        k: usize,
+        filter: Option<&str>,
+    ) -> Result<Vec<SearchHit>, StoreError> {
+        self.nearest(MEDIA_TABLE, &self.media, &[], column, query, k, filter).await
+    }
+
+    /// Nearest segments (shots or windows) to `query`, each hit with its time range; the
+    /// filter is on `segments` columns (`start_s`, `duration_s`, `kind`, ...).
+    pub async fn search_segments(
+        &self,
+        column: &str,
+        query: &[f32],
+        k: usize,
+        filter: Option<&str>,
+    ) -> Result<Vec<SearchHit>, StoreError> {
+        let span = ["segment", "start_s", "end_s"];
+        self.nearest(SEGMENTS_TABLE, &self.segments, &span, column, query, k, filter).await
+    }
+
+    /// Nearest rows of `table` (named `name`) on `column`, with the hit columns and
+    /// `span_columns` (the segment's place, when the table has one).
+    #[allow(clippy::too_many_arguments)] // One private call shape shared by the two searches.
+    async fn nearest(
+        &self,
+        name: &str,
+        table: &Table,
+        span_columns: &[&str],
+        column: &str,
+        query: &[f32],
+        k: usize,
+        filter: Option<&str>,
+    ) -> Result<Vec<SearchHit>, StoreError> {
+        let mut predicate = format!("{column} IS NOT NULL");
+        if let Some(f) = filter {
+            predicate = format!("({predicate}) AND ({f})");
+        }
+        let mut select = vec!["content_hash", "path", "kind", "duration_s", "labels", "_distance"];
+        select.extend(span_columns);
+        let batches = self
+            .collect(
+                table
+                    .query()
+                    .nearest_to(query)
+                    .map_err(|e| self.lance(e))?
+                    .column(column)
+                    .distance_type(DistanceType::Cosine)
+                    // Used once `optimize` has built an index (flat search ignores them).
+                    .nprobes(SEARCH_NPROBES)
+                    .map_err(|e| self.lance(e))?
+                    .refine_factor(SEARCH_REFINE_FACTOR)
+                    .only_if(predicate)
+                    .select(Select::columns(&select))
+                    .limit(k),
+                Self::query_err,
+            )
+            .await?;
+        let mut hits = read_hits(self.source(name), &batches, "_distance", |d| 1.0 - d)?;
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        Ok(hits)
+    }
+
+    /// Full-text (BM25) search of `text` over the label text, transcript and description,
+    /// best first; the score is BM25's. Needs the indexes `optimize` builds.
+    pub async fn full_text(&self, text: &str, k: usize, filter: Option<&str>) -> Result<Vec<SearchHit>, StoreError> {
+        use lancedb::index::scalar::FullTextSearchQuery;
+        let existing = self.indexed_columns().await?;
+        let columns: Vec<String> =
+            FTS_COLUMNS.iter().filter(|c| existing.iter().any(|e| e == *c)).map(|c| c.to_string()).collect();
+        if columns.is_empty() {
+            return Err(StoreError::Query {
+                uri: self.uri.clone(),
+                message: "full-text search needs the indexes `medley optimize` builds; run it first".into(),
+            });
+        }
+        let fts =
+            FullTextSearchQuery::new(text.to_string()).with_columns(&columns).map_err(|e| self.query_err(e.into()))?;
+        let mut query = self
+            .media
+            .query()
+            .full_text_search(fts)
+            .select(Select::columns(&["content_hash", "path", "kind", "duration_s", "labels", "_score"]))
+            .limit(k);
+        if let Some(f) = filter {
+            query = query.only_if(f);
+        }
+        let batches = self.collect(query, Self::query_err).await?;
+        let mut hits = read_hits(self.source(MEDIA_TABLE), &batches, "_score", |s| s)?;
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        Ok(hits)
+    }
+
+    /// The stored vector of one item, by content hash.
+    pub async fn vector(&self, column: &str, content_hash: &str) -> Result<Option<Vec<f32>>, StoreError> {
+        let query = self
+            .media
+            .query()
+            .only_if(format!("content_hash = '{}'", content_hash.replace('\'', "''")))
+            .select(Select::columns(&[column]));
+        let batches = self.collect(query, Self::lance).await?;
+        for batch in &batches {
+            let b = self.source(MEDIA_TABLE).batch(batch);
+            let vectors = b.vectors(column)?;
+            if let Some(i) = b.rows().next() {
+                return vectors.vector(i);
+            }
+        }
+        Ok(None)
+    }
+}
