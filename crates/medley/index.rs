@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use medley_models::ModelHome;
 use medley_pipeline::{
-    DEFAULT_PIPELINE, Encoders, Event, IndexOptions, Indexer, PipelineConfig, Progress, discover, shard,
+    DEFAULT_PIPELINE, Encoders, Event, IndexOptions, Indexer, Partial, PipelineConfig, Progress, discover, shard,
 };
 use medley_store::Store;
 
@@ -17,7 +17,9 @@ use crate::config_err;
 /// Index media files and folders (recursively) into the `media` table.
 ///
 /// Files named here are always taken; inside folders, files with a video, audio or image
-/// extension are taken and others are counted as skipped. Items already in the table (same
+/// extension are taken, and so are files with another (or no) extension that FFmpeg opens as
+/// media (documents, archives, code and the like are not asked about); the rest are counted as
+/// skipped. Items already in the table (same
 /// content hash, same models) are skipped. Files that fail are recorded in `failures`.
 /// Files go through three stages (hash, decode and encode, write) joined by bounded buffers;
 /// on a terminal each stage has a progress bar, otherwise a line is logged per file.
@@ -57,9 +59,9 @@ pub struct IndexArgs {
 pub fn load_pipeline(home: &ModelHome, path: Option<&std::path::Path>) -> Result<PipelineConfig> {
     match path {
         Some(p) => PipelineConfig::load(p, home),
-        None => PipelineConfig::parse(DEFAULT_PIPELINE, home).map_err(|e| format!("built-in pipeline: {e}")),
+        None => PipelineConfig::parse(DEFAULT_PIPELINE, home),
     }
-    .map_err(|e| config_err(anyhow::anyhow!(e)))
+    .map_err(config_err)
 }
 
 fn parse_shard(s: &str) -> Result<(u32, u32), String> {
@@ -73,7 +75,7 @@ fn parse_shard(s: &str) -> Result<(u32, u32), String> {
 
 pub async fn run(home: &ModelHome, args: IndexArgs) -> Result<ExitCode> {
     // Everything that can be checked is checked before the first file is touched.
-    let mut discovery = discover(&args.paths).map_err(|e| config_err(anyhow::anyhow!(e)))?;
+    let mut discovery = discover(&args.paths).map_err(config_err)?;
     if let Some((i, n)) = args.shard {
         discovery.files = shard(discovery.files, i, n);
     }
@@ -104,20 +106,28 @@ pub async fn run(home: &ModelHome, args: IndexArgs) -> Result<ExitCode> {
     let bars = StageBars::new(indexer.progress());
     let terminal = std::io::stderr().is_terminal();
     let mut on_event = |event: Event<'_>| match event {
-        Event::Indexed { path, media_s } if !terminal => eprintln!("indexed {} ({media_s:.1} s)", path.display()),
+        Event::Indexed { partial: Some(p), .. } => bars.suspend(|| eprintln!("warning: {}", partial_line(p))),
+        Event::Indexed { path, media_s, .. } if !terminal => eprintln!("indexed {} ({media_s:.1} s)", path.display()),
         Event::AlreadyIndexed(path) if !terminal => eprintln!("already indexed {}", path.display()),
         Event::Failed(err) => bars.suspend(|| eprintln!("failed: {err}")),
         _ => {}
     };
     let summary = indexer.run(&discovery, &mut on_event).await.context("indexing stopped")?;
     bars.finish();
+    for warning in &summary.warnings {
+        eprintln!("warning: {warning}");
+    }
 
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         let speed = if summary.wall_seconds > 0.0 { summary.media_seconds / summary.wall_seconds } else { 0.0 };
+        let partial = match summary.partial.len() {
+            0 => String::new(),
+            n => format!(" ({n} partial: cut short of their declared length)"),
+        };
         println!(
-            "indexed {} items, {} already indexed, {} skipped (not media), {} failed; {:.1} media seconds in {:.1} s wall ({:.1}x realtime){}",
+            "indexed {} items{partial}, {} already indexed, {} skipped (not media), {} failed; {:.1} media seconds in {:.1} s wall ({:.1}x realtime){}",
             summary.indexed,
             summary.already_indexed,
             summary.skipped_not_media,
@@ -137,6 +147,14 @@ pub async fn run(home: &ModelHome, args: IndexArgs) -> Result<ExitCode> {
     })
 }
 
+/// The warning for a file indexed only as far as it decoded.
+pub fn partial_line(p: &Partial) -> String {
+    format!(
+        "{}: partial file: decoding ended at {:.1} s of the {:.1} s its header declares; indexed what was decoded",
+        p.path, p.decoded_s, p.declared_s
+    )
+}
+
 /// A progress bar per stage (hash, decode + encode, write), redrawn from the indexer's counts.
 struct StageBars {
     multi: MultiProgress,
@@ -151,6 +169,7 @@ impl StageBars {
             ProgressStyle::with_template(&format!(
                 "{{prefix:>14}} {{bar:30}} {{pos}}/{{len}} {unit} ({{per_sec}}) {{msg}}"
             ))
+            // The template is a constant with only known keys: it always parses.
             .expect("valid template")
         };
         let bar = |prefix: &'static str, unit: &str| {

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use medley_models::ModelHome;
-use medley_pipeline::{Discovery, Encoders, Event, IndexOptions, Indexer, discover};
+use medley_pipeline::{Discoverer, Discovery, Encoders, Event, IndexOptions, Indexer};
 use medley_store::Store;
 
 use crate::config_err;
-use crate::index::load_pipeline;
+use crate::index::{load_pipeline, partial_line};
 
 /// Watch folders and index media files as they appear or change.
 ///
@@ -53,7 +53,8 @@ pub async fn run(home: &ModelHome, args: WatchArgs) -> Result<ExitCode> {
             return Err(config_err(anyhow::anyhow!("{name} must be a number of seconds, got {v}")));
         }
     }
-    discover(&args.dirs).map_err(|e| config_err(anyhow::anyhow!(e)))?;
+    let mut discoverer = Discoverer::default();
+    discoverer.discover(&args.dirs).map_err(config_err)?;
     let config = load_pipeline(home, args.pipeline.as_deref())?;
     let encoders = Arc::new(Encoders::load(home, config).map_err(config_err)?);
     let store = Store::open(&args.db, encoders.dims()).await.map_err(config_err)?;
@@ -69,7 +70,7 @@ pub async fn run(home: &ModelHome, args: WatchArgs) -> Result<ExitCode> {
     eprintln!("watching {} (scan every {:?}, settle {:?})", args.dirs.len(), interval, settle);
     let mut seen: HashMap<PathBuf, Seen> = HashMap::new();
     while !indexer.stop_flag().load(Ordering::Relaxed) {
-        let found = discover(&args.dirs).map_err(|e| anyhow::anyhow!(e))?;
+        let found = discoverer.discover(&args.dirs)?;
         let now = Instant::now();
         let mut ready = Vec::new();
         for path in found.files {
@@ -89,11 +90,15 @@ pub async fn run(home: &ModelHome, args: WatchArgs) -> Result<ExitCode> {
         if !ready.is_empty() {
             let discovery = Discovery { files: ready, skipped: Vec::new() };
             let mut on_event = |event: Event<'_>| match event {
+                Event::Indexed { partial: Some(p), .. } => eprintln!("warning: {}", partial_line(p)),
                 Event::Indexed { path, .. } => eprintln!("indexed {}", path.display()),
                 Event::Failed(err) => eprintln!("failed: {err}"),
-                _ => {}
+                Event::AlreadyIndexed(_) => {}
             };
-            indexer.run(&discovery, &mut on_event).await.context("writing to the database")?;
+            let summary = indexer.run(&discovery, &mut on_event).await.context("writing to the database")?;
+            for warning in &summary.warnings {
+                eprintln!("warning: {warning}");
+            }
         }
         tokio::time::sleep(interval).await;
     }

@@ -1,12 +1,32 @@
 //! Pipeline files (`pipelines/*.toml`): which stages run, with which models and sampler.
-//! Checked completely before any work, with errors that name the key and the problem.
+//! Values with a fixed vocabulary (sampler, segment mode, fusion form) are parsed into types
+//! while the file is read, and the whole file is checked before any work, with errors that
+//! name the key and the problem.
 
+use std::fmt;
 use std::path::Path;
+use std::str::FromStr;
 
+use medley_fuse::ContentForm;
 use medley_media::Sampler;
 use medley_models::ModelHome;
 use medley_store::VECTOR_COLUMNS;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+
+/// A pipeline file that cannot be used: where it came from and what is wrong (naming the key).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{origin}: {message}")]
+pub struct ConfigError {
+    /// The file, or `built-in pipeline`.
+    pub origin: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(origin: impl fmt::Display, message: impl fmt::Display) -> Self {
+        Self { origin: origin.to_string(), message: message.to_string() }
+    }
+}
 
 /// The built-in default, the same as `pipelines/video-default.toml`.
 pub const DEFAULT_PIPELINE: &str = include_str!("../../../pipelines/video-default.toml");
@@ -32,23 +52,52 @@ pub struct PipelineConfig {
 pub struct SegmentsConfig {
     /// `shots` (one segment per shot; needs the `shots` sampler), `window` (fixed windows of
     /// `window_s`), `none`, or `auto`: shots with the shots sampler, windows otherwise.
-    #[serde(default = "default_segment_by")]
-    pub by: String,
+    #[serde(default)]
+    pub by: SegmentMode,
     /// Window length in seconds for `window`.
     #[serde(default = "default_window_s")]
     pub window_s: f64,
 }
 
-fn default_segment_by() -> String {
-    "auto".into()
-}
 fn default_window_s() -> f64 {
     10.0
 }
 
 impl Default for SegmentsConfig {
     fn default() -> Self {
-        Self { by: default_segment_by(), window_s: default_window_s() }
+        Self { by: SegmentMode::default(), window_s: default_window_s() }
+    }
+}
+
+/// `[segments] by`, as written in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum SegmentMode {
+    /// Shots under the `shots` sampler, windows otherwise.
+    #[default]
+    Auto,
+    Shots,
+    Window,
+    None,
+}
+
+impl FromStr for SegmentMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "shots" => Ok(Self::Shots),
+            "window" => Ok(Self::Window),
+            "none" => Ok(Self::None),
+            _ => Err(format!("segments.by: {s:?} is not auto, shots, window or none")),
+        }
+    }
+}
+
+impl TryFrom<String> for SegmentMode {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
     }
 }
 
@@ -73,8 +122,46 @@ pub struct FusionConfig {
     #[serde(default = "default_fusion_dim")]
     pub dim: usize,
     /// `unit` (unit-norm vectors) or `yt8m` (whitened PCA, for 8-bit quantisation).
-    #[serde(default = "default_form")]
-    pub form: String,
+    #[serde(default)]
+    pub form: FusionForm,
+}
+
+/// `[fusion] form`: the shape of content vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum FusionForm {
+    /// Unit-norm vectors.
+    #[default]
+    Unit,
+    /// Whitened PCA, for 8-bit quantisation as YouTube-8M ships its features.
+    Yt8m,
+}
+
+impl FusionForm {
+    pub fn content_form(self) -> ContentForm {
+        match self {
+            Self::Unit => ContentForm::Unit,
+            Self::Yt8m => ContentForm::Yt8m,
+        }
+    }
+}
+
+impl FromStr for FusionForm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "unit" => Ok(Self::Unit),
+            "yt8m" => Ok(Self::Yt8m),
+            _ => Err(format!("fusion.form: {s:?} is not unit or yt8m")),
+        }
+    }
+}
+
+impl TryFrom<String> for FusionForm {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
 }
 
 fn default_weights() -> std::collections::BTreeMap<String, f32> {
@@ -83,13 +170,10 @@ fn default_weights() -> std::collections::BTreeMap<String, f32> {
 fn default_fusion_dim() -> usize {
     256
 }
-fn default_form() -> String {
-    "unit".into()
-}
 
 impl Default for FusionConfig {
     fn default() -> Self {
-        Self { weights: default_weights(), dim: default_fusion_dim(), form: default_form() }
+        Self { weights: default_weights(), dim: default_fusion_dim(), form: FusionForm::default() }
     }
 }
 
@@ -106,10 +190,7 @@ impl FusionConfig {
                 return Err(format!("fusion.weights.{column}: must be a positive number, got {w}"));
             }
         }
-        if !["unit", "yt8m"].contains(&self.form.as_str()) {
-            return Err(format!("fusion.form: {:?} is not unit or yt8m", self.form));
-        }
-        if self.form == "yt8m" && self.dim == 0 {
+        if self.form == FusionForm::Yt8m && self.dim == 0 {
             return Err("fusion.dim: the yt8m form needs a projection (dim > 0)".into());
         }
         Ok(())
@@ -126,7 +207,13 @@ pub struct Meta {
 #[serde(deny_unknown_fields)]
 pub struct SamplerConfig {
     /// `fps:R`, `uniform:N`, `keyframes` or `shots[:MIN_SHOT_S]`.
-    pub video: String,
+    #[serde(deserialize_with = "sampler")]
+    pub video: Sampler,
+}
+
+fn sampler<'de, D: Deserializer<'de>>(d: D) -> Result<Sampler, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(|e| serde::de::Error::custom(format!("sampler.video: {e}")))
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -175,39 +262,70 @@ impl Default for IndexConfig {
 
 impl PipelineConfig {
     /// Parse and check a pipeline file. `home` is used to check that the models exist.
-    pub fn load(path: &Path, home: &ModelHome) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Self::parse(&text, home).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load(path: &Path, home: &ModelHome) -> Result<Self, ConfigError> {
+        let origin = path.display();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new(&origin, e))?;
+        Self::parse_from(&text, home, &origin)
     }
 
-    pub fn parse(text: &str, home: &ModelHome) -> Result<Self, String> {
+    /// Parse and check the text of a pipeline file (errors say `built-in pipeline`).
+    pub fn parse(text: &str, home: &ModelHome) -> Result<Self, ConfigError> {
+        Self::parse_from(text, home, &"built-in pipeline")
+    }
+
+    fn parse_from(text: &str, home: &ModelHome, origin: &dyn fmt::Display) -> Result<Self, ConfigError> {
+        let config = Self::parse_unchecked(text).map_err(|e| ConfigError::new(origin, e))?;
+        config.check(home).map_err(|e| ConfigError::new(origin, e))?;
+        Ok(config)
+    }
+
+    /// Parse the keys and values, without checking that the models are set up.
+    pub fn parse_unchecked(text: &str) -> Result<Self, String> {
         let config: Self = toml::from_str(text).map_err(|e| e.to_string().trim().to_string())?;
-        config.check(home)?;
+        config.check_values()?;
         Ok(config)
     }
 
     pub fn sampler(&self) -> Sampler {
-        self.sampler.video.parse().expect("checked in `check`")
+        self.sampler.video.clone()
     }
 
+    /// How items are cut into segments, with `auto` resolved against the sampler.
     pub fn segment_by(&self) -> SegmentBy {
-        let shots = matches!(self.sampler(), Sampler::Shots(_));
-        match self.segments.by.as_str() {
-            "none" => SegmentBy::None,
-            "shots" => SegmentBy::Shots,
-            "auto" if shots => SegmentBy::Shots,
-            _ => SegmentBy::Window(self.segments.window_s),
+        let shots = matches!(self.sampler.video, Sampler::Shots(_));
+        match self.segments.by {
+            SegmentMode::None => SegmentBy::None,
+            SegmentMode::Shots => SegmentBy::Shots,
+            SegmentMode::Auto if shots => SegmentBy::Shots,
+            SegmentMode::Auto | SegmentMode::Window => SegmentBy::Window(self.segments.window_s),
         }
     }
 
     fn check(&self, home: &ModelHome) -> Result<(), String> {
-        self.sampler.video.parse::<Sampler>().map_err(|e| format!("sampler.video: {e}"))?;
+        let m = &self.models;
+        let mut wanted =
+            vec![("models.image", Some(&m.image)), ("models.audio", Some(&m.audio)), ("models.text", Some(&m.text))];
+        if self.stages.music {
+            wanted.push(("models.music", m.music.as_ref()));
+        }
+        if self.stages.speech {
+            wanted.push(("models.speech", m.speech.as_ref()));
+        }
+        if m.captioner.is_some() {
+            wanted.push(("models.captioner", m.captioner.as_ref()));
+        }
+        for (key, id) in wanted {
+            let Some(id) = id else { return Err(format!("{key}: required because its stage is enabled")) };
+            home.model_dir(id).map_err(|e| format!("{key} = {id:?}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// What can be checked without the models: values and how they fit together.
+    fn check_values(&self) -> Result<(), String> {
         self.fusion.check()?;
         let sg = &self.segments;
-        if !["auto", "shots", "window", "none"].contains(&sg.by.as_str()) {
-            return Err(format!("segments.by: {:?} is not auto, shots, window or none", sg.by));
-        }
-        if sg.by == "shots" && !matches!(self.sampler(), Sampler::Shots(_)) {
+        if sg.by == SegmentMode::Shots && !matches!(self.sampler.video, Sampler::Shots(_)) {
             return Err("segments.by: \"shots\" needs sampler.video = \"shots\" (the shot detector)".into());
         }
         if !(sg.window_s.is_finite() && sg.window_s >= 0.5) {
@@ -219,24 +337,8 @@ impl PipelineConfig {
         if !(1..=1024).contains(&self.index.frame_batch) {
             return Err("index.frame_batch: must be between 1 and 1024".into());
         }
-        let m = &self.models;
-        let mut wanted =
-            vec![("models.image", Some(&m.image)), ("models.audio", Some(&m.audio)), ("models.text", Some(&m.text))];
-        if self.stages.music {
-            wanted.push(("models.music", m.music.as_ref()));
-        }
-        if self.stages.speech {
-            wanted.push(("models.speech", m.speech.as_ref()));
-        }
-        if m.captioner.is_some() {
-            if !self.stages.vision {
-                return Err("models.captioner: needs stages.vision (it captions sampled frames)".into());
-            }
-            wanted.push(("models.captioner", m.captioner.as_ref()));
-        }
-        for (key, id) in wanted {
-            let Some(id) = id else { return Err(format!("{key}: required because its stage is enabled")) };
-            home.model_dir(id).map_err(|e| format!("{key} = {id:?}: {e}"))?;
+        if self.models.captioner.is_some() && !self.stages.vision {
+            return Err("models.captioner: needs stages.vision (it captions sampled frames)".into());
         }
         Ok(())
     }

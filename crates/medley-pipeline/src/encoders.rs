@@ -1,31 +1,42 @@
+//! The ONNX models of a pipeline, loaded once and shared, and their side of the seam in
+//! [`crate::models`].
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use medley_models::{
-    AudioEncoder, Batcher, ImageCaptioner, ImageEncoder, ImageOutput, LabelBridge, ModelError, ModelHome, MusicTagger,
-    Runtime, SpeechToText, TextEncoder,
+    AudioEncoder, Batcher, GenerateOptions, ImageCaptioner, ImageEncoder, ImageOutput, LabelBridge, ModelError,
+    ModelHome, MusicTagger, Runtime, SpeechToText, TextEncoder, TranscribeOptions, Transcript,
 };
 use medley_store::VectorDims;
 
 use crate::clock::StageClock;
 use crate::config::PipelineConfig;
+use crate::models::{Caption, ModelSet, Music, Sound, Speech, Tagged, Text, Vision};
 
 /// The models one index run uses, loaded once and shared.
 pub struct Encoders {
     pub config: PipelineConfig,
     pub image: Arc<ImageEncoder>,
+    pub audio: Arc<AudioEncoder>,
+    pub text: Arc<TextEncoder>,
+    pub music: Option<Arc<MusicStage>>,
+    pub speech: Option<Arc<SpeechToText>>,
+    pub captioner: Option<Arc<ImageCaptioner>>,
+    /// The image encoder behind its cross-file queue, with its label bridge.
+    vision: Arc<VisionStage>,
+    /// Busy time per stage across every run with these models.
+    pub clock: Arc<StageClock>,
+}
+
+/// The image encoder as the pipeline uses it.
+struct VisionStage {
+    image: Arc<ImageEncoder>,
     /// The image encoder behind a queue shared by every file in flight: frames of several
     /// files are encoded in one call when they arrive while a call runs.
-    pub image_batches: Batcher<Vec<u8>, ImageOutput>,
-    pub audio: AudioEncoder,
-    pub text: TextEncoder,
+    batches: Batcher<Vec<u8>, ImageOutput>,
     /// ConSE from ImageNet labels into the text space.
-    pub bridge: LabelBridge,
-    pub music: Option<MusicStage>,
-    pub speech: Option<SpeechToText>,
-    pub captioner: Option<ImageCaptioner>,
-    /// Busy time per stage across every run with these models.
-    pub clock: StageClock,
+    bridge: LabelBridge,
 }
 
 pub struct MusicStage {
@@ -63,27 +74,43 @@ impl Encoders {
                 let tagger = MusicTagger::load(&rt, home, id)?;
                 let bridge =
                     LabelBridge::cached(&text, tagger.labels(), TAG_TEMPLATE, BRIDGE_TOP_K, &home.model_dir(id)?)?;
-                Some(MusicStage { tagger, bridge })
+                Some(Arc::new(MusicStage { tagger, bridge }))
             }
             _ => None,
         };
         let speech = match (&m.speech, config.stages.speech) {
-            (Some(id), true) => Some(SpeechToText::load(&rt, home, id)?),
+            (Some(id), true) => Some(Arc::new(SpeechToText::load(&rt, home, id)?)),
             _ => None,
         };
-        let captioner = m.captioner.as_deref().map(|id| ImageCaptioner::load(&rt, home, id)).transpose()?;
+        let captioner =
+            m.captioner.as_deref().map(|id| ImageCaptioner::load(&rt, home, id).map(Arc::new)).transpose()?;
+        let vision = Arc::new(VisionStage { image: image.clone(), batches: image_batches, bridge });
         Ok(Self {
             config,
             image,
-            image_batches,
-            audio,
-            text,
-            bridge,
+            audio: Arc::new(audio),
+            text: Arc::new(text),
             music,
             speech,
             captioner,
-            clock: StageClock::default(),
+            vision,
+            clock: Arc::default(),
         })
+    }
+
+    /// The models as an index run sees them.
+    pub fn model_set(&self) -> ModelSet {
+        ModelSet {
+            config: self.config.clone(),
+            id: self.models(),
+            vision: self.vision.clone(),
+            sound: self.audio.clone(),
+            text: self.text.clone(),
+            music: self.music.clone().map(|m| m as Arc<dyn Music>),
+            speech: self.speech.clone().map(|s| s as Arc<dyn Speech>),
+            captioner: self.captioner.clone().map(|c| c as Arc<dyn Caption>),
+            clock: self.clock.clone(),
+        }
     }
 
     pub fn dims(&self) -> VectorDims {
@@ -110,3 +137,70 @@ impl Encoders {
 /// Width of the `music` column when no tagger runs (musicnn's penultimate layer), so tables
 /// written with and without the music stage stay compatible.
 const MUSIC_DIM_WITHOUT_TAGGER: usize = 200;
+
+impl Vision for VisionStage {
+    fn input_size(&self) -> u32 {
+        self.image.input_size()
+    }
+    fn labels(&self) -> &[String] {
+        self.image.labels()
+    }
+    fn encode(&self, frames: Vec<Vec<u8>>) -> Result<Vec<ImageOutput>, ModelError> {
+        self.batches.submit_many(frames)
+    }
+    fn bridge(&self, probabilities: &[f32]) -> Vec<f32> {
+        self.bridge.project(probabilities)
+    }
+}
+
+impl Sound for AudioEncoder {
+    fn sample_rate(&self) -> u32 {
+        AudioEncoder::sample_rate(self)
+    }
+    fn window(&self) -> usize {
+        AudioEncoder::window(self)
+    }
+    fn encode(&self, windows: &[&[f32]]) -> Result<Vec<Vec<f32>>, ModelError> {
+        AudioEncoder::encode(self, windows)
+    }
+}
+
+impl Text for TextEncoder {
+    fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ModelError> {
+        TextEncoder::encode(self, texts)
+    }
+}
+
+impl Music for MusicStage {
+    fn window(&self) -> usize {
+        self.tagger.window()
+    }
+    fn labels(&self) -> &[String] {
+        self.tagger.labels()
+    }
+    fn tag(&self, windows: &[&[f32]]) -> Result<Vec<Tagged>, ModelError> {
+        let name = self.tagger.embedding().0;
+        let outs = self.tagger.tag(windows)?;
+        Ok(outs
+            .into_iter()
+            .map(|mut o| Tagged { embedding: o.embeddings.remove(name), probabilities: o.probabilities })
+            .collect())
+    }
+    fn bridge(&self, probabilities: &[f32]) -> Vec<f32> {
+        self.bridge.project(probabilities)
+    }
+}
+
+impl Speech for SpeechToText {
+    fn transcribe(&self, samples: &[f32]) -> Result<Transcript, ModelError> {
+        let options = TranscribeOptions { max_new_tokens: 160, ..Default::default() };
+        SpeechToText::transcribe(self, samples, &options)
+    }
+}
+
+impl Caption for ImageCaptioner {
+    fn caption(&self, rgb: &[u8], size: u32) -> Result<String, ModelError> {
+        let options = GenerateOptions { max_new_tokens: 30, ..Default::default() };
+        self.caption_square(rgb, size, &options)
+    }
+}

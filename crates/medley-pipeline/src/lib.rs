@@ -6,18 +6,29 @@ mod config;
 mod discover;
 mod encoders;
 mod error;
-mod index;
+mod item;
+mod models;
+mod options;
+mod pool;
 mod query;
+mod run;
 mod segments;
 mod sids;
+mod summary;
 
-pub use config::{DEFAULT_PIPELINE, FusionConfig, PipelineConfig, SegmentBy, SegmentsConfig};
-pub use discover::{Discovery, discover, shard};
+pub use config::{
+    ConfigError, DEFAULT_PIPELINE, FusionConfig, FusionForm, PipelineConfig, SegmentBy, SegmentMode, SegmentsConfig,
+};
+pub use discover::{DiscoverError, Discoverer, Discovery, discover, shard};
 pub use encoders::{Encoders, MusicStage};
 pub use error::{FileError, Stage};
-pub use index::{Event, IndexOptions, Indexer, Progress, Summary, hash_file};
+pub use item::hash_file;
+pub use models::{Caption, ModelSet, Music, Sound, Speech, Tagged, Text, Vision};
+pub use options::IndexOptions;
 pub use query::{
     ItemVectorSet, QueryError, SIMILAR_COLUMNS, search_hybrid, search_segments, search_text, similar_items,
     stored_vectors,
 };
+pub use run::{Indexer, Progress};
 pub use sids::{SidAssigner, SidError, TrainedSids, train_sids};
+pub use summary::{Event, FailureSummary, Partial, Summary};

@@ -9,8 +9,8 @@ use medley_store::{Label, SegmentRow};
 
 use crate::clock::Busy;
 use crate::config::SegmentBy;
-use crate::encoders::Encoders;
-use crate::index::{MeanPool, top_labels};
+use crate::models::ModelSet;
+use crate::pool::{MeanPool, miscounted, top_labels};
 
 /// Pooled outputs of one segment, keyed by the shot index or the window number.
 #[derive(Default)]
@@ -62,18 +62,19 @@ impl Segmenter {
         }
     }
 
-    pub fn music(&mut self, middle_s: f64, embedding: Option<&Vec<f32>>, probabilities: &[f32]) {
+    pub fn music(&mut self, middle_s: f64, embedding: Option<&[f32]>, probabilities: &[f32]) {
         if self.enabled() {
-            self.music.push((middle_s, embedding.cloned().unwrap_or_default(), probabilities.to_vec()));
+            self.music.push((middle_s, embedding.map(<[f32]>::to_vec).unwrap_or_default(), probabilities.to_vec()));
         }
     }
 
     /// The item's segments in time order, numbered from 0: every shot or window that has a
     /// frame or a sound window, with pooled vectors, labels (from the frames, else the music
     /// tags), the bridge vector, and what was said in it (embedded in one text-encoder call).
+    /// No segment reaches past `duration_s` (what was decoded, for a file cut short).
     pub fn finish(
         mut self,
-        enc: &Encoders,
+        models: &ModelSet,
         duration_s: Option<f64>,
         shots: &[Shot],
         speech: &[Segment],
@@ -87,11 +88,15 @@ impl Segmenter {
             SegmentBy::Window(w) => w,
             _ => self.window_s,
         };
+        let end = duration_s.unwrap_or(f64::INFINITY);
         let key_at = |t: f64| {
+            // A zero-padded last sound window is centred past the end: it belongs to the last
+            // stretch that was decoded.
+            let t = if t >= end { (end - 1e-6).max(0.0) } else { t };
             if by_shot {
                 // The last shot starting at or before t.
                 let i = shots.partition_point(|s| s.start_s <= t).saturating_sub(1);
-                shots[i].index
+                shots.get(i).map_or(0, |s| s.index)
             } else {
                 window_of(t, window)
             }
@@ -106,18 +111,17 @@ impl Segmenter {
             }
             pools.tags.add(&p);
         }
-        let end = duration_s.unwrap_or(f64::INFINITY);
         let mut rows = Vec::with_capacity(self.frames.len());
         for (key, pools) in &self.frames {
             let (start_s, end_s) = match shots.iter().find(|s| by_shot && s.index == *key) {
-                Some(s) => (s.start_s, s.end_s),
+                Some(s) => (s.start_s.min(end), s.end_s.min(end)),
                 None => (f64::from(*key) * window, (f64::from(*key + 1) * window).min(end)),
             };
             let probabilities = pools.probabilities.mean();
             let tags = pools.tags.mean();
-            let (labels, bridge): (Vec<Label>, _) = match (&probabilities, &enc.music, &tags) {
-                (Some(p), _, _) => (top_labels(p, enc.image.labels(), top_k), Some(enc.bridge.project(p))),
-                (None, Some(m), Some(p)) => (top_labels(p, m.tagger.labels(), top_k), Some(m.bridge.project(p))),
+            let (labels, bridge): (Vec<Label>, _) = match (&probabilities, &models.music, &tags) {
+                (Some(p), _, _) => (top_labels(p, models.vision.labels(), top_k), Some(models.vision.bridge(p))),
+                (None, Some(m), Some(p)) => (top_labels(p, m.labels(), top_k), Some(m.bridge(p))),
                 _ => (Vec::new(), None),
             };
             let said: Vec<&str> = speech
@@ -144,7 +148,10 @@ impl Segmenter {
             rows.iter().enumerate().filter_map(|(i, r)| r.transcript.as_deref().map(|t| (i, t))).collect();
         if !spoken.is_empty() {
             let texts: Vec<&str> = spoken.iter().map(|(_, t)| *t).collect();
-            let vectors = enc.clock.time(Busy::Text, || enc.text.encode(&texts))?;
+            let vectors = models.call(Busy::Text, || models.text.encode(&texts))?;
+            if vectors.len() != texts.len() {
+                return Err(miscounted("text encoder", texts.len(), vectors.len()));
+            }
             let indices: Vec<usize> = spoken.iter().map(|(i, _)| *i).collect();
             for (i, v) in indices.into_iter().zip(vectors) {
                 rows[i].text = Some(v);

@@ -5,11 +5,12 @@
 use std::collections::HashSet;
 
 use medley_fuse::{
-    Codebook, ContentForm, Fusion, FusionSpec, Modality, SidPieceModel, SuffixCounter, TrainConfig, prefix_ngrams,
-    sid_string, unique_suffixes,
+    Codebook, Fusion, FusionSpec, Modality, SidPieceModel, SuffixCounter, TrainConfig, prefix_ngrams, sid_string,
+    unique_suffixes,
 };
 use medley_store::{CodebookRow, ItemVectors, MediaRow, SidRow, Store, StoreError};
 
+use crate::clock::now_us;
 use crate::config::FusionConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +58,7 @@ pub async fn train_sids(
     let items = store.item_vectors(&used).await?;
     let blocks: Vec<Vec<Option<&[f32]>>> =
         items.iter().map(|it| it.vectors.iter().map(|v| v.as_deref()).collect()).collect();
-    let form = if fusion.form == "yt8m" { ContentForm::Yt8m } else { ContentForm::Unit };
+    let form = fusion.form.content_form();
     let fused = if fusion.dim == 0 {
         Fusion::concat_only(spec)
     } else {
@@ -221,8 +222,4 @@ fn sid_row(
         pieces: pieces.map(|p| p.pieces(codes)).transpose()?.unwrap_or_default(),
         content: Some(content),
     })
-}
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }

@@ -1,0 +1,292 @@
+//! One file into its rows: probe, decode, run the models over what streams past, and build the
+//! `media` row and the `segments` rows.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+
+use medley_media::{DecodeOptions, DecodeStats, MediaKind, Probe};
+use medley_models::{ModelError, Segment};
+use medley_store::{Label, MediaRow, SegmentRow};
+
+use crate::clock::{Busy, now_us};
+use crate::config::SegmentBy;
+use crate::error::enter_stage;
+use crate::models::ModelSet;
+use crate::options::IndexOptions;
+use crate::pool::{AudioAccumulator, MeanPool, VisualAccumulator, miscounted, top_labels};
+use crate::segments::Segmenter;
+use crate::{FileError, Stage};
+
+/// One file's `media` row and its `segments` rows.
+#[derive(Debug)]
+pub(crate) struct Indexed {
+    pub row: MediaRow,
+    pub segments: Vec<SegmentRow>,
+}
+
+/// A file's content hash (BLAKE3, hex): the item id in every table.
+pub fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(std::fs::File::open(path)?)?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+/// Probe, decode and encode one file into its `media` and `segments` rows.
+pub(crate) fn build_item(
+    models: &ModelSet,
+    opts: &IndexOptions,
+    path: &Path,
+    content_hash: String,
+) -> Result<Indexed, FileError> {
+    enter_stage(Stage::Probe);
+    let probe = medley_media::probe(path).map_err(|e| FileError::media(Stage::Probe, e))?;
+    enter_stage(Stage::Decode);
+    let config = &models.config;
+    // Pictures have no time to cut.
+    let segment_by = if probe.kind == MediaKind::Image { SegmentBy::None } else { config.segment_by() };
+    let segmenter = RefCell::new(Segmenter::new(segment_by, config.segments.window_s));
+    let stages = config.stages;
+    let has_sound = probe.audio.is_some() && probe.kind != MediaKind::Image;
+    let decode_opts = DecodeOptions {
+        sampler: Some(config.sampler()),
+        frame_size: stages.vision.then(|| models.vision.input_size()),
+        audio_rate: (stages.audio && has_sound).then(|| models.sound.sample_rate()),
+        threads: opts.decode_threads,
+        ..Default::default()
+    };
+    let middle_s = probe.duration_s.unwrap_or(0.0) / 2.0;
+    let mut visual = VisualAccumulator::new(models, opts.frame_batch, middle_s, &segmenter);
+    let mut audio = AudioAccumulator::new(models, opts.window_batch, &segmenter);
+    let stats = medley_media::decode(&probe, &decode_opts, &mut |f| visual.push(f), &mut |s| audio.push(s))
+        .map_err(|e| FileError::media(Stage::Decode, e))?;
+    visual.flush();
+    audio.finish();
+    let model_err = |e: ModelError| FileError::new(path, Stage::Encode, "model", e);
+    if let Some(e) = visual.error.take().or(audio.error.take()) {
+        return Err(model_err(e));
+    }
+    let heard = if has_sound && (models.music.is_some() || models.speech.is_some()) {
+        listen(models, &probe, opts, &segmenter)?
+    } else {
+        Heard::default()
+    };
+
+    let probabilities = visual.probabilities.mean();
+    let labels =
+        probabilities.as_deref().map(|p| top_labels(p, models.vision.labels(), opts.top_labels)).unwrap_or_default();
+    let music_probabilities = heard.tags.mean();
+    let music_tags = match (&models.music, &music_probabilities) {
+        (Some(m), Some(p)) => top_labels(p, m.labels(), opts.top_labels),
+        _ => Vec::new(),
+    };
+    // The bridge puts an item in the text space: from its pictures' labels, or for sound
+    // alone from its music tags.
+    let bridge = match (&probabilities, &models.music, &music_probabilities) {
+        (Some(p), _, _) => Some(models.vision.bridge(p)),
+        (None, Some(m), Some(p)) => Some(m.bridge(p)),
+        _ => None,
+    };
+    let text = match &heard.transcript {
+        Some(t) => {
+            let mut embedded = models.call(Busy::Text, || models.text.encode(&[t.as_str()])).map_err(model_err)?;
+            if embedded.len() != 1 {
+                return Err(model_err(miscounted("text encoder", 1, embedded.len())));
+            }
+            embedded.pop()
+        }
+        None => None,
+    };
+    let duration_s = duration(&probe, &stats, models.sound.sample_rate());
+    let description = match (&models.captioner, &visual.middle) {
+        (Some(c), Some(frame)) => {
+            models.call(Busy::Caption, || c.caption(&frame.rgb, frame.size)).map_err(model_err)?
+        }
+        _ => describe(&probe, duration_s, &labels, &music_tags, heard.transcript.as_deref()),
+    };
+    let mut row = media_row(&probe, content_hash, duration_s, &stats, models.id.clone());
+    row.visual = visual.embedding.mean();
+    row.audio_windows = audio.embedding.count() as u32;
+    row.audio = audio.embedding.mean();
+    row.bridge = bridge;
+    row.labels = labels;
+    row.music = heard.embedding.mean();
+    row.music_tags = music_tags;
+    row.text = text;
+    row.transcript = heard.transcript;
+    row.language = heard.language;
+    row.description = description;
+    let segments = segmenter
+        .into_inner()
+        .finish(models, duration_s, &stats.shots, &heard.speech, opts.top_labels)
+        .map_err(model_err)?;
+    Ok(Indexed { row, segments })
+}
+
+/// The item's duration: what was decoded when the file was cut short of what its header
+/// declares, else the header's, else measured from the decoded frames or samples.
+fn duration(probe: &Probe, stats: &DecodeStats, sample_rate: u32) -> Option<f64> {
+    if let Some(t) = &stats.truncated {
+        return Some(t.decoded_s);
+    }
+    probe.duration_s.or_else(|| match probe.kind {
+        MediaKind::Image => None,
+        _ => stats.last_video_pts_s.or_else(|| {
+            (stats.audio_samples > 0 && sample_rate > 0).then(|| stats.audio_samples as f64 / f64::from(sample_rate))
+        }),
+    })
+}
+
+/// What the 16 kHz stages found: music tags and embedding, and a transcript.
+#[derive(Default)]
+struct Heard {
+    tags: MeanPool,
+    embedding: MeanPool,
+    transcript: Option<String>,
+    language: Option<String>,
+    /// The transcript's timed pieces, for the segments.
+    speech: Vec<Segment>,
+}
+
+/// A second, audio-only pass at 16 kHz for the music tagger and speech recognition.
+/// Audio-only decoding runs at well over 1000x realtime, so this costs little next to the
+/// models, and keeps the first pass at the audio encoder's own rate.
+fn listen(
+    models: &ModelSet,
+    probe: &Probe,
+    opts: &IndexOptions,
+    segmenter: &RefCell<Segmenter>,
+) -> Result<Heard, FileError> {
+    const RATE: u32 = 16_000;
+    let path = probe.path.as_path();
+    let model_err = |e: ModelError| FileError::new(path, Stage::Encode, "model", e);
+    let window = models.music.as_ref().map_or(0, |m| m.window());
+    let mut heard = Heard::default();
+    let mut buffer: Vec<f32> = Vec::new();
+    let mut windows: Vec<Vec<f32>> = Vec::new();
+    let mut speech: Vec<f32> = Vec::new();
+    let mut error = None;
+    let tag = |windows: &mut Vec<Vec<f32>>, heard: &mut Heard, error: &mut Option<ModelError>| {
+        if let (Some(m), None, false) = (&models.music, &error, windows.is_empty()) {
+            let refs: Vec<&[f32]> = windows.iter().map(Vec::as_slice).collect();
+            let window_s = m.window() as f64 / f64::from(RATE);
+            match models.call(Busy::Music, || m.tag(&refs)) {
+                Ok(outs) if outs.len() == refs.len() => outs.iter().for_each(|o| {
+                    let middle_s = (heard.tags.count() as f64 + 0.5) * window_s;
+                    segmenter.borrow_mut().music(middle_s, o.embedding.as_deref(), &o.probabilities);
+                    heard.tags.add(&o.probabilities);
+                    if let Some(e) = &o.embedding {
+                        heard.embedding.add(e);
+                    }
+                }),
+                Ok(outs) => *error = Some(miscounted("music tagger", refs.len(), outs.len())),
+                Err(e) => *error = Some(e),
+            }
+        }
+        windows.clear();
+    };
+    let decode_opts =
+        DecodeOptions { frame_size: None, audio_rate: Some(RATE), threads: opts.decode_threads, ..Default::default() };
+    medley_media::decode(probe, &decode_opts, &mut |_| {}, &mut |s| {
+        if models.speech.is_some() {
+            speech.extend_from_slice(s);
+        }
+        if window > 0 {
+            buffer.extend_from_slice(s);
+            while buffer.len() >= window {
+                let rest = buffer.split_off(window);
+                windows.push(std::mem::replace(&mut buffer, rest));
+                if windows.len() >= opts.window_batch.max(1) {
+                    tag(&mut windows, &mut heard, &mut error);
+                }
+            }
+        }
+    })
+    .map_err(|e| FileError::media(Stage::Decode, e))?;
+    // A clip shorter than one window is tagged zero-padded, so short sounds get tags too.
+    if window > 0 && heard.tags.count() == 0 && windows.is_empty() && buffer.len() >= RATE as usize / 2 {
+        buffer.resize(window, 0.0);
+        windows.push(std::mem::take(&mut buffer));
+    }
+    tag(&mut windows, &mut heard, &mut error);
+    if let Some(e) = error {
+        return Err(model_err(e));
+    }
+    if let Some(stt) = &models.speech
+        && !speech.is_empty()
+    {
+        let transcript = models.call(Busy::Speech, || stt.transcribe(&speech)).map_err(model_err)?;
+        let text = transcript.text();
+        if !text.trim().is_empty() {
+            heard.transcript = Some(text);
+            heard.language = Some(transcript.language.clone());
+            heard.speech = transcript.segments;
+        }
+    }
+    Ok(heard)
+}
+
+/// A short description composed from what the models found, for full-text search and for
+/// people; it says that it was composed (no captioning model is configured).
+fn describe(
+    probe: &Probe,
+    duration_s: Option<f64>,
+    labels: &[Label],
+    tags: &[Label],
+    transcript: Option<&str>,
+) -> String {
+    let names = |l: &[Label]| l.iter().take(3).map(|l| l.label.as_str()).collect::<Vec<_>>().join(", ");
+    let mut parts = vec![match duration_s {
+        Some(d) => format!("{} of {:.0} s", probe.kind.as_str(), d),
+        None => probe.kind.as_str().to_string(),
+    }];
+    if !labels.is_empty() {
+        parts.push(format!("looks like: {}", names(labels)));
+    }
+    if !tags.is_empty() {
+        parts.push(format!("sounds like: {}", names(tags)));
+    }
+    if let Some(t) = transcript {
+        let short: String = t.chars().take(160).collect();
+        parts.push(format!("speech: \"{short}{}\"", if t.chars().count() > 160 { "..." } else { "" }));
+    }
+    format!("{} (composed from labels and tags; no captioner configured)", parts.join("; "))
+}
+
+/// The row's file and stream facts (the caller fills in what the models found).
+fn media_row(
+    probe: &Probe,
+    content_hash: String,
+    duration_s: Option<f64>,
+    stats: &DecodeStats,
+    models: String,
+) -> MediaRow {
+    let v = probe.video.as_ref();
+    let a = probe.audio.as_ref().filter(|_| probe.kind != MediaKind::Image);
+    MediaRow {
+        content_hash,
+        path: absolute(&probe.path).display().to_string(),
+        file_name: probe.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        kind: probe.kind.as_str().into(),
+        container: probe.container.clone(),
+        size_bytes: probe.size_bytes,
+        duration_s,
+        partial: stats.truncated.is_some(),
+        declared_duration_s: stats.truncated.map(|t| t.declared_s).or(probe.duration_s),
+        video_codec: v.map(|v| v.codec.clone()),
+        width: v.map(|v| v.width),
+        height: v.map(|v| v.height),
+        fps: v.and_then(|v| v.fps).filter(|_| probe.kind == MediaKind::Video),
+        rotation: v.map(|v| v.rotation),
+        audio_codec: a.map(|a| a.codec.clone()),
+        sample_rate: a.map(|a| a.sample_rate),
+        channels: a.map(|a| u32::from(a.channels)),
+        frames_sampled: stats.frames_sampled as u32,
+        models,
+        indexed_at_us: now_us(),
+        ..Default::default()
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}

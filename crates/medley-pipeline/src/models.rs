@@ -1,0 +1,91 @@
+//! The seam between an index run and its models: what the run asks of each model, as small
+//! traits. [`crate::Encoders`] implements them with the ONNX models; tests implement them with
+//! stubs, so staging, batching, commits, failures and pooling run without any model.
+
+use std::sync::Arc;
+
+use medley_models::{ImageOutput, ModelError, Transcript};
+
+use crate::clock::StageClock;
+use crate::config::PipelineConfig;
+
+/// Pictures in: an embedding and class probabilities per frame.
+pub trait Vision: Send + Sync {
+    /// Side of the square RGB24 frames it takes.
+    fn input_size(&self) -> u32;
+    /// Class names, in the order of [`ImageOutput::probabilities`].
+    fn labels(&self) -> &[String];
+    /// One output per frame, in order.
+    fn encode(&self, frames: Vec<Vec<u8>>) -> Result<Vec<ImageOutput>, ModelError>;
+    /// Class probabilities into the text space (ConSE over the label names).
+    fn bridge(&self, probabilities: &[f32]) -> Vec<f32>;
+}
+
+/// Sound in: an embedding per fixed window of mono samples.
+pub trait Sound: Send + Sync {
+    fn sample_rate(&self) -> u32;
+    /// Samples per window.
+    fn window(&self) -> usize;
+    /// One embedding per window (each `window()` samples), in order.
+    fn encode(&self, windows: &[&[f32]]) -> Result<Vec<Vec<f32>>, ModelError>;
+}
+
+/// Text in: an embedding per text (transcripts; the bridge's space).
+pub trait Text: Send + Sync {
+    fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ModelError>;
+}
+
+/// One music-tagger window's outputs.
+#[derive(Debug, Clone)]
+pub struct Tagged {
+    /// Tag probabilities, in the order of [`Music::labels`].
+    pub probabilities: Vec<f32>,
+    /// The embedding stored in the `music` column, when the tagger has one.
+    pub embedding: Option<Vec<f32>>,
+}
+
+/// Music tagging over 16 kHz mono windows.
+pub trait Music: Send + Sync {
+    /// Samples per window at 16 kHz.
+    fn window(&self) -> usize;
+    fn labels(&self) -> &[String];
+    fn tag(&self, windows: &[&[f32]]) -> Result<Vec<Tagged>, ModelError>;
+    /// Tag probabilities into the text space (ConSE over the tag names).
+    fn bridge(&self, probabilities: &[f32]) -> Vec<f32>;
+}
+
+/// Speech recognition over 16 kHz mono samples.
+pub trait Speech: Send + Sync {
+    fn transcribe(&self, samples: &[f32]) -> Result<Transcript, ModelError>;
+}
+
+/// A caption for one square RGB24 frame.
+pub trait Caption: Send + Sync {
+    fn caption(&self, rgb: &[u8], size: u32) -> Result<String, ModelError>;
+}
+
+/// The pipeline an index run executes: its configuration and a model per stage, behind the
+/// traits above. Cheap to clone (the models are shared).
+#[derive(Clone)]
+pub struct ModelSet {
+    pub config: PipelineConfig,
+    /// Recorded with each row (`models` column): the pipeline and model ids; an item indexed
+    /// under another value is indexed again.
+    pub id: String,
+    pub vision: Arc<dyn Vision>,
+    pub sound: Arc<dyn Sound>,
+    pub text: Arc<dyn Text>,
+    pub music: Option<Arc<dyn Music>>,
+    pub speech: Option<Arc<dyn Speech>>,
+    pub captioner: Option<Arc<dyn Caption>>,
+    /// Busy time per stage, shared by every run with these models.
+    pub clock: Arc<StageClock>,
+}
+
+impl ModelSet {
+    /// Run a model call: its time counted for `busy`, and a panic in it reported as the
+    /// file's encode stage.
+    pub(crate) fn call<T>(&self, busy: crate::clock::Busy, f: impl FnOnce() -> T) -> T {
+        crate::error::in_stage(crate::Stage::Encode, || self.clock.time(busy, f))
+    }
+}

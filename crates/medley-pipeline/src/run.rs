@@ -1,0 +1,445 @@
+//! An index run: files flow through hashing, decoding and encoding, and commits, joined by
+//! bounded buffers; per-file problems become `failures` rows; commits that race another writer
+//! are retried; new items get Semantic IDs when the table has a codebook.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, future, stream};
+use medley_store::{FailureRow, ItemSegments, MediaRow, RunRow, SidRow, Store, StoreError};
+
+use crate::clock::{Busy, now_us};
+use crate::error::catch_panics;
+use crate::item::{Indexed, build_item, hash_file};
+use crate::models::ModelSet;
+use crate::options::IndexOptions;
+use crate::sids::{SidAssigner, SidError};
+use crate::summary::{Event, FailureSummary, Partial, Summary};
+use crate::{Discovery, Encoders, FileError, Stage};
+
+/// Attempts after a commit lost a race with another writer.
+const COMMIT_RETRIES: u32 = 5;
+
+/// Files hashed ahead of the decode-and-encode stage.
+const HASH_AHEAD: usize = 4;
+
+pub struct Indexer {
+    models: Arc<ModelSet>,
+    store: Store,
+    opts: IndexOptions,
+    stop: Arc<AtomicBool>,
+    progress: Arc<Progress>,
+}
+
+/// Where a file is after hashing.
+enum Hashed {
+    /// To decode and encode, with its content hash.
+    Build(String),
+    AlreadyIndexed,
+    Failed(FileError),
+}
+
+/// Where a file ends up.
+enum Done {
+    Indexed(Box<Indexed>),
+    AlreadyIndexed,
+    /// With the content hash when the file could be read.
+    Failed(FileError, Option<String>),
+}
+
+/// What is gathered between two commits.
+#[derive(Default)]
+struct Batch {
+    rows: Vec<MediaRow>,
+    segments: Vec<ItemSegments>,
+    failures: Vec<FailureRow>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.failures.is_empty() && self.segments.is_empty()
+    }
+}
+
+/// Rows a commit wrote, counted as each write lands (a retried commit writes only what the
+/// attempt before did not).
+#[derive(Default)]
+struct Written {
+    segments: AtomicU64,
+    rows: AtomicU64,
+}
+
+/// Per-stage counts of the run in progress, for progress bars (read while it runs).
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub files: AtomicUsize,
+    pub hashed: AtomicUsize,
+    /// Files being decoded and encoded now.
+    pub building: AtomicUsize,
+    /// Files through the decode-and-encode stage (skipped ones pass straight through).
+    pub built: AtomicUsize,
+    /// `media` rows and failures committed.
+    pub committed: AtomicUsize,
+    pub commits: AtomicUsize,
+}
+
+impl Progress {
+    fn reset(&self, files: usize) {
+        for c in [&self.hashed, &self.building, &self.built, &self.committed, &self.commits] {
+            c.store(0, Ordering::Relaxed);
+        }
+        self.files.store(files, Ordering::Relaxed);
+    }
+}
+
+impl Indexer {
+    pub fn new(encoders: Arc<Encoders>, store: Store, opts: IndexOptions) -> Self {
+        Self::with_models(encoders.model_set(), store, opts)
+    }
+
+    /// An indexer over any models behind the [`crate::models`] traits (stubs in tests).
+    pub fn with_models(models: ModelSet, store: Store, opts: IndexOptions) -> Self {
+        Self { models: Arc::new(models), store, opts, stop: Arc::new(AtomicBool::new(false)), progress: Arc::default() }
+    }
+
+    /// Per-stage counts of the run in progress.
+    pub fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
+    }
+
+    /// Set it to stop after the files in progress; what is done is committed and the run recorded.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Index every discovered file. Per-file problems become `failures` rows and the run
+    /// goes on; only a database error ends it (rows committed before it stay committed).
+    pub async fn run(
+        &self,
+        discovery: &Discovery,
+        on_event: &mut (dyn FnMut(Event<'_>) + Send),
+    ) -> Result<Summary, StoreError> {
+        let started = Instant::now();
+        let started_at_us = now_us();
+        let mut summary =
+            Summary { files: discovery.files.len(), skipped_not_media: discovery.skipped.len(), ..Default::default() };
+        let models = self.models.id.as_str();
+        let clock_before = self.models.clock.snapshot();
+        let known = self.store.indexed().await?;
+        let mut sids = match self.sid_assigner(&known, &mut summary).await {
+            Ok(a) => a,
+            Err(e) => sid_failed(e, &mut summary)?,
+        };
+        let mut batch = Batch::default();
+        let progress = &self.progress;
+        progress.reset(discovery.files.len());
+
+        // Three stages joined by bounded buffers, so each waits for the next when it is ahead:
+        // hashing runs up to HASH_AHEAD files ahead (one at a time: it reads whole files),
+        // `workers` files decode and encode at once (CPU work on the blocking pool; the
+        // models are shared), and this loop gathers results into commits.
+        let stop = self.stop.clone();
+        let mut claimed: HashSet<String> = HashSet::new();
+        // Items are indices into `discovery.files`: closures over borrowed paths are not
+        // general enough for a future the server spawns (rust-lang/rust#102211).
+        let files = &discovery.files;
+        let hashed = stream::iter(0..files.len())
+            .take_while(move |_| future::ready(!stop.load(Ordering::Relaxed)))
+            .map(|i| self.hash(i, &files[i]))
+            .buffered(HASH_AHEAD)
+            .map(|(i, hash)| {
+                progress.hashed.fetch_add(1, Ordering::Relaxed);
+                match hash {
+                    // Done by the same models before, or a copy of a file this run indexes.
+                    Ok(h) if known.get(&h).is_some_and(|m| m == models) || !claimed.insert(h.clone()) => {
+                        (i, Hashed::AlreadyIndexed)
+                    }
+                    Ok(h) => (i, Hashed::Build(h)),
+                    Err(e) => (i, Hashed::Failed(e)),
+                }
+            });
+        let mut built =
+            hashed.map(|(i, step)| self.build(i, &files[i], step)).buffer_unordered(self.opts.workers.max(1));
+        let mut seen = 0;
+        while let Some((i, done)) = built.next().await {
+            seen += 1;
+            let path = files[i].as_path();
+            match done {
+                Done::Indexed(item) => {
+                    let Indexed { row, segments } = *item;
+                    let media_s = row.duration_s.unwrap_or(0.0);
+                    summary.indexed += 1;
+                    summary.media_seconds += media_s;
+                    let partial = row.partial.then(|| Partial {
+                        path: path.display().to_string(),
+                        decoded_s: media_s,
+                        declared_s: row.declared_duration_s.unwrap_or(f64::NAN),
+                    });
+                    batch.segments.push(ItemSegments {
+                        content_hash: row.content_hash.clone(),
+                        path: row.path.clone(),
+                        kind: row.kind.clone(),
+                        models: row.models.clone(),
+                        segments,
+                    });
+                    batch.rows.push(row);
+                    match partial {
+                        Some(p) => {
+                            summary.partial.push(p);
+                            on_event(Event::Indexed { path, media_s, partial: summary.partial.last() });
+                        }
+                        None => on_event(Event::Indexed { path, media_s, partial: None }),
+                    }
+                }
+                Done::AlreadyIndexed => {
+                    summary.already_indexed += 1;
+                    on_event(Event::AlreadyIndexed(path));
+                }
+                Done::Failed(err, content_hash) => {
+                    summary.failed += 1;
+                    on_event(Event::Failed(&err));
+                    batch.failures.push(FailureRow {
+                        path: err.path.display().to_string(),
+                        content_hash,
+                        stage: err.stage.as_str().into(),
+                        error_kind: err.kind.clone(),
+                        message: err.message.clone(),
+                        failed_at_us: now_us(),
+                    });
+                    summary.failures.push(FailureSummary {
+                        path: err.path.display().to_string(),
+                        stage: err.stage.as_str(),
+                        kind: err.kind,
+                        message: err.message,
+                    });
+                }
+            }
+            if batch.rows.len() + batch.failures.len() >= self.opts.commit_every.max(1) {
+                self.commit(&mut batch, &mut sids, &mut summary).await?;
+            }
+        }
+        drop(built);
+        summary.interrupted = seen < discovery.files.len();
+        self.commit(&mut batch, &mut sids, &mut summary).await?;
+        if summary.rows_written + summary.segments_written > 0 {
+            // Not fatal: the rows are in, searches scan unindexed rows, and `medley optimize`
+            // builds what is missing.
+            let started = Instant::now();
+            match self.store.maintain_indexes().await {
+                Ok(done) => summary.index_upkeep = done,
+                Err(e) => summary.warn(format!("index upkeep failed ({e}); `medley optimize` will build the indexes")),
+            }
+            self.models.clock.add(Busy::Write, started);
+        }
+        summary.wall_seconds = started.elapsed().as_secs_f64();
+        summary.stage_seconds = self.models.clock.since(&clock_before);
+        let run = RunRow {
+            run_id: format!("{started_at_us:x}-{:x}", std::process::id()),
+            command: self.opts.command.clone(),
+            medley_version: env!("CARGO_PKG_VERSION").into(),
+            models: models.to_string(),
+            shard: self.opts.shard.clone(),
+            files: summary.files as u64,
+            indexed: summary.indexed as u64,
+            already_indexed: summary.already_indexed as u64,
+            skipped: summary.skipped_not_media as u64,
+            failed: summary.failed as u64,
+            interrupted: summary.interrupted,
+            media_seconds: summary.media_seconds,
+            wall_seconds: summary.wall_seconds,
+            started_at_us,
+            finished_at_us: now_us(),
+        };
+        let mut warnings = Vec::new();
+        let recorded = retry_races(&self.store, &mut warnings, "the run record", || self.store.record_run(&run)).await;
+        warnings.into_iter().for_each(|w| summary.warn(w));
+        recorded?;
+        Ok(summary)
+    }
+
+    /// Embed one file without writing it (for `similar FILE`).
+    pub async fn embed(&self, path: &Path) -> Result<MediaRow, FileError> {
+        let (models, opts, p) = (self.models.clone(), self.opts.clone(), path.to_path_buf());
+        blocking(path, Stage::Read, move || {
+            let hash = hash_file(&p).map_err(|e| FileError::new(&p, Stage::Read, "io", e))?;
+            build_item(&models, &opts, &p, hash).map(|item| item.row)
+        })
+        .await
+    }
+
+    /// Write a batch: segments, then rows and failures (an item's `media` row is what marks it
+    /// done, so it goes last), then the new items' Semantic IDs (when the table has a codebook).
+    /// The IDs are chosen once, before the writes, so a retried commit writes the same ones.
+    async fn commit(
+        &self,
+        batch: &mut Batch,
+        sids: &mut Option<SidAssigner>,
+        summary: &mut Summary,
+    ) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let ids = match sids.as_mut().map(|a| a.assign_rows(&batch.rows)) {
+            Some(Ok(ids)) => ids,
+            Some(Err(e)) => {
+                *sids = sid_failed(e, summary)?;
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        let started = Instant::now();
+        let written = Written::default();
+        let batch_ref = &*batch;
+        let mut warnings = Vec::new();
+        let result =
+            retry_races(&self.store, &mut warnings, "a batch", || self.write_batch(batch_ref, &ids, &written)).await;
+        warnings.into_iter().for_each(|w| summary.warn(w));
+        result?;
+        summary.segments_written += written.segments.load(Ordering::Relaxed);
+        summary.rows_written += written.rows.load(Ordering::Relaxed);
+        summary.sids_assigned += ids.len();
+        self.models.clock.add(Busy::Write, started);
+        self.progress.committed.fetch_add(batch.rows.len() + batch.failures.len(), Ordering::Relaxed);
+        self.progress.commits.fetch_add(1, Ordering::Relaxed);
+        *batch = Batch::default();
+        Ok(())
+    }
+
+    async fn write_batch(&self, batch: &Batch, ids: &[SidRow], written: &Written) -> Result<(), StoreError> {
+        let segments = self.store.upsert_segments(&batch.segments).await?;
+        written.segments.fetch_add(segments, Ordering::Relaxed);
+        let rows = self.store.upsert_media(&batch.rows).await?;
+        written.rows.fetch_add(rows, Ordering::Relaxed);
+        self.store.record_failures(&batch.failures).await?;
+        if !ids.is_empty() {
+            self.store.save_sids(ids).await?;
+        }
+        Ok(())
+    }
+
+    /// The latest codebook's assigner, after giving IDs to indexed items that have none (an
+    /// earlier run stopped between writing rows and their IDs, or rows indexed before the
+    /// codebook was trained).
+    async fn sid_assigner(
+        &self,
+        known: &HashMap<String, String>,
+        summary: &mut Summary,
+    ) -> Result<Option<SidAssigner>, SidError> {
+        let Some(mut assigner) = SidAssigner::load(&self.store).await? else { return Ok(None) };
+        if known.keys().any(|h| !assigner.has(h)) {
+            let items = self.store.item_vectors(&assigner.columns()).await?;
+            let ids = assigner.assign(&items)?;
+            self.store.save_sids(&ids).await?;
+            summary.sids_assigned += ids.len();
+        }
+        Ok(Some(assigner))
+    }
+
+    /// The hash stage: a file's content hash, on the blocking pool.
+    async fn hash(&self, i: usize, path: &Path) -> (usize, Result<String, FileError>) {
+        let (models, p) = (self.models.clone(), path.to_path_buf());
+        // Timed inside the task: a finished stage may wait for the next to take its result.
+        let hash = blocking(path, Stage::Read, move || {
+            models.clock.time(Busy::Hash, || hash_file(&p).map_err(|e| FileError::new(&p, Stage::Read, "io", e)))
+        })
+        .await;
+        (i, hash)
+    }
+
+    /// The decode-and-encode stage: a hashed file's rows, on the blocking pool; other files
+    /// pass through.
+    async fn build(&self, i: usize, path: &Path, hashed: Hashed) -> (usize, Done) {
+        let progress = &self.progress;
+        let passed = match hashed {
+            Hashed::Build(hash) => Ok(hash),
+            Hashed::AlreadyIndexed => Err(Done::AlreadyIndexed),
+            Hashed::Failed(e) => Err(Done::Failed(e, None)),
+        };
+        let hash = match passed {
+            Ok(hash) => hash,
+            Err(done) => {
+                progress.built.fetch_add(1, Ordering::Relaxed);
+                return (i, done);
+            }
+        };
+        progress.building.fetch_add(1, Ordering::Relaxed);
+        let (models, opts, p, h) = (self.models.clone(), self.opts.clone(), path.to_path_buf(), hash.clone());
+        let item =
+            blocking(path, Stage::Probe, move || models.clock.time(Busy::Build, || build_item(&models, &opts, &p, h)))
+                .await;
+        progress.building.fetch_sub(1, Ordering::Relaxed);
+        progress.built.fetch_add(1, Ordering::Relaxed);
+        match item {
+            Ok(item) => (i, Done::Indexed(Box::new(item))),
+            Err(e) => (i, Done::Failed(e, Some(hash))),
+        }
+    }
+}
+
+/// Await a write, again (on the store's latest versions) when it lost a race with another
+/// process's commit (shards writing one dataset): medley's writes are keyed merges and appends
+/// that did not happen when they failed, so a retry neither loses nor duplicates rows. Each
+/// retry is reported in `warnings`.
+async fn retry_races<T, F, Fut>(
+    store: &Store,
+    warnings: &mut Vec<String>,
+    what: &str,
+    mut write: F,
+) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match write().await {
+            Err(e) if e.is_commit_race() && attempt < COMMIT_RETRIES => {
+                attempt += 1;
+                warnings.push(format!(
+                    "writing {what} raced with another writer ({e}); retrying ({attempt}/{COMMIT_RETRIES})"
+                ));
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                store.refresh().await?;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Run one file's CPU work off the async runtime; a panic becomes this file's failure, at the
+/// stage it happened in, not the run's.
+async fn blocking<T: Send + 'static>(
+    path: &Path,
+    stage: Stage,
+    f: impl FnOnce() -> Result<T, FileError> + Send + 'static,
+) -> Result<T, FileError> {
+    let p: PathBuf = path.to_path_buf();
+    match tokio::task::spawn_blocking(move || catch_panics(&p, stage, f)).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => {
+            Err(FileError::new(path, stage, "panic", crate::error::panic_message(&*e.into_panic())))
+        }
+        Err(e) => Err(FileError::new(path, stage, "cancelled", e)),
+    }
+}
+
+/// A codebook that cannot be used stops ID assignment for the run, not the run; a database
+/// error stops the run.
+fn sid_failed(e: SidError, summary: &mut Summary) -> Result<Option<SidAssigner>, StoreError> {
+    match e {
+        SidError::Store(e) => Err(e),
+        other => {
+            summary.warn(format!("semantic IDs not assigned: {other}"));
+            summary.sid_error = Some(other.to_string());
+            Ok(None)
+        }
+    }
+}
