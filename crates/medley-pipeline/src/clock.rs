@@ -72,8 +72,3 @@ impl StageClock {
         self.seconds()
     }
 }
-
-/// Microseconds since the Unix epoch (0 on a clock set before it), for `*_at_us` columns.
-pub(crate) fn now_us() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
-}

@@ -4,11 +4,13 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
+pub use medley_core::hash_file;
+use medley_core::now_us;
 use medley_media::{DecodeOptions, DecodeStats, MediaKind, Probe};
 use medley_models::{ModelError, Segment};
 use medley_store::{Label, MediaRow, SegmentRow};
 
-use crate::clock::{Busy, now_us};
+use crate::clock::Busy;
 use crate::config::SegmentBy;
 use crate::error::enter_stage;
 use crate::models::ModelSet;
@@ -22,13 +24,6 @@ use crate::{FileError, Stage};
 pub(crate) struct Indexed {
     pub row: MediaRow,
     pub segments: Vec<SegmentRow>,
-}
-
-/// A file's content hash (BLAKE3, hex): the item id in every table.
-pub fn hash_file(path: &Path) -> std::io::Result<String> {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(std::fs::File::open(path)?)?;
-    Ok(hasher.finalize().to_hex().to_string())
 }
 
 /// Probe, decode and encode one file into its `media` and `segments` rows.

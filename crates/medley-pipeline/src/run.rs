@@ -10,16 +10,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, future, stream};
+use medley_core::now_us;
 use medley_store::{FailureRow, ItemSegments, MediaRow, RunRow, SidRow, Store, StoreError};
 
-use crate::clock::{Busy, now_us};
+use crate::clock::Busy;
 use crate::error::catch_panics;
-use crate::item::{Indexed, build_item, hash_file};
+use crate::item::{Indexed, build_item};
 use crate::models::ModelSet;
 use crate::options::IndexOptions;
 use crate::sids::{SidAssigner, SidError};
 use crate::summary::{Event, FailureSummary, Partial, Summary};
-use crate::{Discovery, Encoders, FileError, Stage};
+use crate::{Discovery, Encoders, FileError, Stage, hash_file};
 
 /// Attempts after a commit lost a race with another writer.
 const COMMIT_RETRIES: u32 = 5;

@@ -4,13 +4,13 @@
 
 use std::collections::HashSet;
 
+use medley_core::now_us;
 use medley_fuse::{
     Codebook, Fusion, FusionSpec, Modality, SidPieceModel, SuffixCounter, TrainConfig, prefix_ngrams, sid_string,
     unique_suffixes,
 };
 use medley_store::{CodebookRow, ItemVectors, MediaRow, SidRow, Store, StoreError};
 
-use crate::clock::now_us;
 use crate::config::FusionConfig;
 
 #[derive(Debug, thiserror::Error)]
