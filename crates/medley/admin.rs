@@ -1,14 +1,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use std::sync::Arc;
+use anyhow::Result;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use medley_store::TableName;
 
-use anyhow::{Context, Result};
-use arrow_array::{Array, ArrayRef, FixedSizeListArray, ListArray, RecordBatch};
-use arrow_buffer::OffsetBuffer;
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
-
-use crate::{config_err, open_db};
+use crate::open_db;
 
 /// Compact the tables, remove old versions, and build indexes (full-text on labels always,
 /// vector indexes once `media` is large enough for them to pay off).
@@ -23,9 +20,9 @@ pub struct OptimizeArgs {
 pub struct ExportArgs {
     #[arg(long)]
     db: String,
-    /// Table to export: media, failures or runs.
-    #[arg(long, default_value = "media")]
-    table: String,
+    /// Table to export (`sids` and `sid_codebooks` exist once `medley sid train` ran).
+    #[arg(long, default_value = "media", value_parser = table_name())]
+    table: TableName,
     /// Output format.
     #[arg(long, default_value = "parquet", value_parser = ["parquet"])]
     format: String,
@@ -69,51 +66,13 @@ pub async fn optimize(a: OptimizeArgs) -> Result<ExitCode> {
 
 pub async fn export(a: ExportArgs) -> Result<ExitCode> {
     let store = open_db(&a.db).await?;
-    let (schema, batches) = store.scan(&a.table).await.map_err(config_err)?;
-    let schema = parquet_schema(&schema);
-    let batches = batches.iter().map(|b| parquet_batch(&schema, b)).collect::<Result<Vec<_>, _>>()?;
-    // Written to a temporary name and renamed, so a reader never sees half a file.
-    let tmp = a.out.with_extension("partial");
-    let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), None)?;
-    let mut rows = 0;
-    for b in &batches {
-        rows += b.num_rows();
-        writer.write(b)?;
-    }
-    writer.close()?;
-    std::fs::rename(&tmp, &a.out)?;
+    // A table that is not there, or one of another shape, exits 2 (see `main`).
+    let rows = store.export_parquet(a.table, &a.out).await?;
     println!("{rows} rows of {} written to {} ({})", a.table, a.out.display(), a.format);
     Ok(ExitCode::SUCCESS)
 }
 
-/// Vector columns go to Parquet as variable-length lists: Parquet has no fixed-size list, and
-/// readers (pyarrow) reject a null fixed-size list written with no values.
-fn parquet_schema(schema: &SchemaRef) -> SchemaRef {
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| match f.data_type() {
-            DataType::FixedSizeList(item, _) => Field::new(f.name(), DataType::List(item.clone()), f.is_nullable()),
-            _ => f.as_ref().clone(),
-        })
-        .collect();
-    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
-}
-
-fn parquet_batch(schema: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch> {
-    let columns = batch
-        .columns()
-        .iter()
-        .map(|c| match c.as_any().downcast_ref::<FixedSizeListArray>() {
-            Some(fixed) => {
-                let DataType::FixedSizeList(item, n) = fixed.data_type() else { unreachable!() };
-                let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(*n as usize, fixed.len()));
-                Ok(Arc::new(ListArray::try_new(item.clone(), offsets, fixed.values().clone(), fixed.nulls().cloned())?)
-                    as ArrayRef)
-            }
-            None => Ok(c.clone()),
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+/// `--table`: one of the store's table names, listed by `--help`.
+fn table_name() -> impl TypedValueParser<Value = TableName> {
+    PossibleValuesParser::new(TableName::NAMES).try_map(|name| name.parse::<TableName>())
 }

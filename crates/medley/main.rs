@@ -1,7 +1,8 @@
 //! `medley`: index media files into LanceDB and search them.
 //!
 //! Exit status: 0 success; 1 the run finished but some files failed (they are listed and
-//! recorded in the `failures` table); 2 bad usage or configuration, refused before any work;
+//! recorded in the `failures` table); 2 bad usage or configuration, or a database medley cannot
+//! read (another tool's, schema version's or models'), refused before any work;
 //! 3 a fatal error during the run (for example the database could not be written);
 //! 130 interrupted by Ctrl-C (what was done is committed).
 
@@ -74,6 +75,10 @@ fn main() -> ExitCode {
             eprintln!("error: {}", causes.join(": "));
             ExitCode::from(2)
         }
+        Err(e) if is_bad_database(&e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(3)
@@ -95,13 +100,32 @@ fn config_err(e: impl Into<anyhow::Error>) -> anyhow::Error {
     e.into().context(ConfigError)
 }
 
-/// A bad user query (for example an unknown column in `--where`) is a usage error (exit 2);
-/// other database errors are fatal (exit 3).
+/// A bad user query (for example an unknown column in `--where`) or a database medley cannot
+/// read is a usage error (exit 2); other database errors are fatal (exit 3).
 fn query_error(e: medley_store::StoreError) -> anyhow::Error {
     match e {
         medley_store::StoreError::Query { .. } => config_err(e),
+        e if e.is_bad_database() => config_err(e),
         other => other.into(),
     }
+}
+
+/// A database written by another tool, schema version or models (a column missing or of
+/// another type, a table absent), wherever a command meets it: exit 2, like a bad `--db`.
+/// The pipeline's errors wrap the store's transparently, so they are looked into.
+fn is_bad_database(e: &anyhow::Error) -> bool {
+    use medley_pipeline::{QueryError, SidError};
+    use medley_store::StoreError;
+    e.chain().any(|cause| {
+        let store = cause.downcast_ref::<StoreError>().or_else(|| match cause.downcast_ref::<QueryError>() {
+            Some(QueryError::Store(e)) => Some(e),
+            _ => match cause.downcast_ref::<SidError>() {
+                Some(SidError::Store(e)) => Some(e),
+                _ => None,
+            },
+        });
+        store.is_some_and(StoreError::is_bad_database)
+    })
 }
 
 /// Open an existing database for reading, refusing (exit 2) when it does not exist.
