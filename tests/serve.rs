@@ -41,6 +41,13 @@ audio = "aisfx"
 text = "minilm-l6"
 "#;
 
+/// [`PIPELINE`] with the music stage, so sound gets tags in the text space (for music-for).
+fn music_pipeline() -> String {
+    PIPELINE
+        .replace("music = false", "music = true")
+        .replace("text = \"minilm-l6\"", "text = \"minilm-l6\"\nmusic = \"musicnn-mtt\"")
+}
+
 const MAX_UPLOAD_MB: usize = 2;
 
 fn media_file(rel: &str) -> PathBuf {
@@ -70,8 +77,11 @@ struct Setup {
 
 impl Setup {
     fn new() -> Self {
+        Self::with_pipeline(PIPELINE)
+    }
+    fn with_pipeline(pipeline: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("pipeline.toml"), PIPELINE).unwrap();
+        std::fs::write(dir.path().join("pipeline.toml"), pipeline).unwrap();
         std::fs::create_dir_all(dir.path().join("root")).unwrap();
         Self { dir }
     }
@@ -86,6 +96,10 @@ impl Setup {
     }
 
     fn start(&self, token: Option<&str>) -> Server {
+        self.start_with(token, &[])
+    }
+
+    fn start_with(&self, token: Option<&str>, extra: &[&str]) -> Server {
         let mut cmd = medley();
         cmd.arg("serve")
             .arg("--db")
@@ -97,6 +111,7 @@ impl Setup {
             .arg("--root")
             .arg(self.root())
             .args(["--bind", "127.0.0.1:0", "--max-upload-mb", &MAX_UPLOAD_MB.to_string(), "--batch", "16"])
+            .args(extra)
             .env_remove("MEDLEY_TOKEN")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -239,6 +254,38 @@ impl Server {
 
     fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.request("POST", path, &[("Content-Type", "application/json")], body.to_string().as_bytes())
+    }
+
+    /// Poll `/healthz` until `done` holds for its status code and body; the body.
+    fn wait_health(&self, what: &str, within: Duration, done: impl Fn(u16, &Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            let r = http(&self.addr, "GET", "/healthz", &[], b"");
+            let body = r.json();
+            if done(r.status, &body) {
+                return body;
+            }
+            assert!(
+                start.elapsed() < within,
+                "{what}: not within {within:?}; last {} {body}\n{}",
+                r.status,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The value of one sample in `/metrics`.
+    fn metric(&self, sample: &str) -> f64 {
+        let text = self.get("/metrics").text();
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no sample {sample} in:\n{text}"))
     }
 
     /// SIGTERM, and wait for the exit status.
@@ -387,6 +434,45 @@ fn concurrent_uploads_index_each_content_once_and_bad_requests_leave_nothing() {
     assert_error(&server.request("DELETE", "/v1/search", &[], b""), 405, "not allowed");
     assert_error(&server.get("/v1/nothing"), 404, "no route");
 
+    // Music for a video: this pipeline has no music stage, so the audio upload has no labels in
+    // the text space to match with (422); the hits themselves are tested with music on below.
+    let bbb = blake3_hex(&media_file("fixtures/bbb_audio.m4a"));
+    assert_error(&server.get(&format!("/v1/music-for/{}", &bbb[..12])), 422, "no labels in the text space");
+    assert_error(&server.get("/v1/music-for/abcdef0123"), 404, "no item");
+    assert_error(&server.get(&format!("/v1/music-for/{}?k=0", &cat[..12])), 400, "k = 0");
+    let r = server.get(&format!("/v1/music-for/{}?k=3", &cat[..12]));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.json().as_array().unwrap().iter().all(|h| h["content_hash"] != cat.as_str()), "{r:?}");
+
+    // Eval over HTTP answers what `medley eval --json` prints for the same queries. Uploads are
+    // stored by content hash, so targets name items by hash (a prefix) or by stored path.
+    let rocket = blake3_hex(&media_file("photos/rocket.jpg"));
+    let queries = [
+        ("a cup of coffee", coffee[..10].to_string()),
+        ("a rocket", rocket.clone()),
+        ("a cat in a video", setup.state().join("uploads").join(format!("{cat}.mp4")).display().to_string()),
+    ];
+    let body = json!({ "queries": queries.iter().map(|(q, t)| json!({"query": q, "target": t})).collect::<Vec<_>>() });
+    let r = server.post_json("/v1/eval", &body);
+    assert_eq!(r.status, 200, "{r:?}");
+    let api_report = r.json();
+    let tsv = setup.dir.path().join("queries.tsv");
+    let lines: Vec<String> = queries.iter().map(|(q, t)| format!("{q}\t{t}")).collect();
+    std::fs::write(&tsv, format!("query\ttarget\n{}\n", lines.join("\n"))).unwrap();
+    let out = medley().args(["eval", "--json", "--queries"]).arg(&tsv).arg("--db").arg(setup.db()).output().unwrap();
+    assert_eq!(api_report, stdout_json(&out), "HTTP and CLI eval agree");
+    assert_eq!(api_report["n"], 3);
+    // Every target is in the ranking of 5 items (a missing one would rank 6th).
+    assert_eq!(api_report["recall_at_10"], 1.0, "{api_report}");
+    assert!(api_report["recall_at_1"].as_f64().unwrap() >= 1.0 / 3.0, "coffee is found first: {api_report}");
+    assert_error(&server.post_json("/v1/eval", &json!({ "queries": [] })), 400, "no queries");
+    let blank = json!({ "queries": [{ "query": "a cat", "target": " " }] });
+    assert_error(&server.post_json("/v1/eval", &blank), 400, "must not be empty");
+    let many: Vec<Value> = (0..1001).map(|i| json!({ "query": format!("q{i}"), "target": "x.png" })).collect();
+    assert_error(&server.post_json("/v1/eval", &json!({ "queries": many })), 400, "at most 1000");
+    assert_error(&server.post_json("/v1/eval", &json!({ "queries": [{ "query": "a cat" }] })), 422, "target");
+    assert_error(&server.request("POST", "/v1/eval", &[], b"{}"), 415, "content-type");
+
     // Bad uploads: each refused with a clear message, leaving no file and no job.
     let jobs_before = files_in(&setup.state().join("jobs")).len();
     let uploads_before = files_in(&setup.state().join("uploads"));
@@ -509,4 +595,91 @@ fn token_guards_the_api_and_jobs_survive_a_restart() {
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.json()[0]["content_hash"], blake3_hex(&media_file("photos/rocket.jpg")).as_str());
     assert!(server.terminate().success());
+}
+
+#[test]
+fn the_worker_restarts_when_the_database_fails_and_finished_jobs_are_pruned() {
+    let setup = Setup::with_pipeline(&music_pipeline());
+    // A job that finished long ago, written before the server starts: pruned at start.
+    let jobs_dir = setup.state().join("jobs");
+    std::fs::create_dir_all(&jobs_dir).unwrap();
+    let old = json!({
+        "id": "00000000000000aa", "status": "done", "path": "/gone/x.png", "content_hash": "aa",
+        "error": null, "submitted_at_us": 1, "finished_at_us": 2
+    });
+    std::fs::write(jobs_dir.join("00000000000000aa.json"), old.to_string()).unwrap();
+    let server = setup.start_with(None, &["--keep-finished-for", "10s"]);
+    assert_error(&server.get("/v1/jobs/00000000000000aa"), 404, "no job");
+    assert!(!jobs_dir.join("00000000000000aa.json").exists(), "its file is removed");
+    let health = server.wait_health("healthy at start", Duration::from_secs(30), |status, _| status == 200);
+    assert_eq!((health["worker"]["state"].as_str(), health["worker"]["restarts"].as_u64()), (Some("running"), Some(0)));
+
+    // The database becomes unusable: its folder is moved away and a plain file takes its place
+    // (running as root, permissions would not stop the writes).
+    let db = setup.db();
+    let away = setup.dir.path().join("db.away");
+    std::fs::rename(&db, &away).unwrap();
+    std::fs::write(&db, b"not a database").unwrap();
+    let mut ids = Vec::new();
+    for rel in ["fixtures/cat_upright.mp4", "fixtures/bbb_audio.m4a"] {
+        let path = media_file(rel);
+        let r =
+            server.upload_bytes("file", &path.file_name().unwrap().to_string_lossy(), &std::fs::read(&path).unwrap());
+        assert_eq!(r.status, 202, "{r:?}");
+        ids.push(r.json()["job_id"].as_str().unwrap().to_string());
+    }
+    // The index run fails, the worker stops, and every start after it finds the database still
+    // unusable: the server says it is unavailable, the jobs wait in the queue.
+    let health = server.wait_health("down and restarted twice", Duration::from_secs(180), |status, h| {
+        status == 503 && h["worker"]["state"] == "restarting" && h["worker"]["restarts"].as_u64() >= Some(2)
+    });
+    assert_eq!(health["status"], "unavailable");
+    let error = health["worker"]["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains(&db.display().to_string()) && error.contains("not usable"), "{health}");
+    for id in &ids {
+        let job = server.get(&format!("/v1/jobs/{id}")).json();
+        assert_eq!(job["status"], "queued", "{job}");
+    }
+    assert_eq!(server.metric("medley_worker_up"), 0.0);
+    assert_eq!(server.metric("medley_worker_state{state=\"restarting\"}"), 1.0);
+    assert!(server.metric("medley_worker_restarts_total") >= 2.0);
+
+    // The database comes back: the next start finds it, and the queued jobs are indexed.
+    std::fs::remove_file(&db).unwrap();
+    std::fs::rename(&away, &db).unwrap();
+    for job in server.wait_jobs(&ids, Duration::from_secs(180)) {
+        assert_eq!(job["status"], "done", "{job}\n{}", server.log());
+    }
+    let health = server.wait_health("healthy again", Duration::from_secs(30), |status, _| status == 200);
+    assert_eq!(health["worker"]["state"], "running", "{health}");
+    assert!(health["worker"]["restarts"].as_u64() >= Some(2), "{health}");
+    assert!(health["worker"]["last_error"].as_str().is_some_and(|e| e.contains("not usable")), "{health}");
+    assert_eq!(server.metric("medley_worker_up"), 1.0);
+
+    // Music for the video over HTTP: the sound-only upload, as `medley music-for --json` says.
+    let (cat, bbb) =
+        (blake3_hex(&media_file("fixtures/cat_upright.mp4")), blake3_hex(&media_file("fixtures/bbb_audio.m4a")));
+    let r = server.get(&format!("/v1/music-for/{}?k=5", &cat[..12]));
+    assert_eq!(r.status, 200, "{r:?}");
+    let api_hits = r.json();
+    assert_eq!(api_hits.as_array().map(Vec::len), Some(1), "{api_hits:#}");
+    assert_eq!(api_hits[0]["content_hash"], bbb.as_str(), "{api_hits:#}");
+    let out = medley().args(["music-for", &cat, "-k", "5", "--json", "--db"]).arg(&db).output().unwrap();
+    let cli_hits = stdout_json(&out);
+    assert_eq!(hash_list(&api_hits), hash_list(&cli_hits), "HTTP and CLI agree");
+
+    // Finished jobs are forgotten after --keep-finished-for (10 s); the uploads stay (the index
+    // refers to them).
+    let start = Instant::now();
+    while ids.iter().any(|id| server.get(&format!("/v1/jobs/{id}")).status != 404) {
+        assert!(start.elapsed() < Duration::from_secs(120), "jobs not pruned:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(files_in(&jobs_dir), Vec::<String>::new());
+    assert_eq!(files_in(&setup.state().join("uploads")).len(), 2);
+    assert!(server.terminate().success());
+}
+
+fn hash_list(hits: &Value) -> Vec<String> {
+    hits.as_array().unwrap().iter().map(|h| h["content_hash"].as_str().unwrap().to_string()).collect()
 }

@@ -2,14 +2,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use medley_models::{ModelHome, Runtime, TextEncoder};
 use medley_pipeline::{
-    Encoders, IndexOptions, Indexer, ItemVectorSet, QueryError, search_hybrid, search_segments, search_text,
-    similar_items, stored_vectors,
+    Encoders, EvalError, IndexOptions, Indexer, ItemVectorSet, QueryError, evaluate, music_for as rank_music,
+    parse_eval_tsv, resolve_vectors, search_hybrid, search_segments, search_text, short_id, similar_items,
 };
 use medley_store::SearchHit;
-use serde::Serialize;
 
 use crate::{config_err, open_db, query_error};
 
@@ -103,7 +102,7 @@ fn print_hits(hits: &[SearchHit], json: bool, empty: &str) -> Result<()> {
                 "{:>3}. {:.3}  {}  {}{span}  [{}]",
                 rank + 1,
                 hit.score,
-                &hit.content_hash[..12],
+                short_id(&hit.content_hash),
                 hit.path,
                 labels.join(", ")
             );
@@ -158,22 +157,17 @@ async fn item_vectors(
             .await?;
         (row.content_hash.clone(), [("visual", row.visual), ("audio", row.audio), ("bridge", row.bridge)])
     } else {
-        let Some(hash) = store.resolve_item(item).await? else {
-            return Err(config_err(anyhow::anyhow!("{item} is neither a file nor an item id in {db}")));
-        };
-        let vectors = stored_vectors(store, &hash).await?;
-        (hash, vectors)
+        match resolve_vectors(store, item).await.map_err(shared_query_error)? {
+            Some(found) => found,
+            None => return Err(config_err(anyhow::anyhow!("{item} is neither a file nor an item id in {db}"))),
+        }
     })
 }
 
 pub async fn music_for(home: &ModelHome, a: MusicForArgs) -> Result<ExitCode> {
     let store = open_db(&a.db).await?;
     let (hash, vectors) = item_vectors(home, &store, &a.db, &a.video).await?;
-    let Some(bridge) = vectors.into_iter().find(|(c, _)| *c == "bridge").and_then(|(_, v)| v) else {
-        bail!("{} has no labels in the text space (no pictures?) to match music with", a.video);
-    };
-    let filter = format!("has_audio AND NOT has_video AND content_hash != '{hash}'");
-    let hits = store.search("bridge", &bridge, a.k as usize, Some(&filter)).await.map_err(query_error)?;
+    let hits = rank_music(&store, &a.video, &hash, vectors, a.k as usize).await.map_err(shared_query_error)?;
     print_hits(&hits, a.json, "no music or audio items with tags in this database")?;
     Ok(ExitCode::SUCCESS)
 }
@@ -188,59 +182,17 @@ pub async fn similar(home: &ModelHome, a: SimilarArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Serialize)]
-struct EvalReport {
-    n: usize,
-    recall_at_1: f64,
-    recall_at_5: f64,
-    recall_at_10: f64,
-    median_rank: f64,
-}
-
 pub async fn eval(home: &ModelHome, a: EvalArgs) -> Result<ExitCode> {
     let text = std::fs::read_to_string(&a.queries).with_context(|| format!("reading {}", a.queries.display()))?;
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    if lines.next().map(|h| h.trim().to_lowercase()) != Some("query\ttarget".into()) {
-        return Err(config_err(anyhow::anyhow!(
-            "{}: the first line must be the header `query<TAB>target`",
-            a.queries.display()
-        )));
-    }
-    let pairs: Vec<(String, String)> = lines
-        .enumerate()
-        .map(|(i, l)| {
-            l.split_once('\t').map(|(q, t)| (q.trim().to_string(), t.trim().to_string())).ok_or_else(|| {
-                config_err(anyhow::anyhow!("{} line {}: expected query<TAB>target", a.queries.display(), i + 2))
-            })
-        })
-        .collect::<Result<_>>()?;
-    if pairs.is_empty() {
-        return Err(config_err(anyhow::anyhow!("{}: no queries", a.queries.display())));
-    }
+    let origin = a.queries.display().to_string();
+    let queries = parse_eval_tsv(&text, &origin).map_err(config_err)?;
     let store = open_db(&a.db).await?;
     let encoder = text_encoder(home)?;
-    let all = store.count_media().await?.max(1);
-    let mut ranks = Vec::new();
-    for (query, target) in &pairs {
-        let v = encoder.encode(&[query.as_str()])?.remove(0);
-        let hits = store.search("bridge", &v, all, None).await?;
-        let matches = |h: &SearchHit| {
-            h.path == *target || Path::new(&h.path).file_name().is_some_and(|n| n.to_string_lossy() == *target)
-        };
-        // A target that is not in the ranking counts as ranked after everything.
-        ranks.push(hits.iter().position(matches).map_or(all + 1, |p| p + 1));
-    }
-    let recall = |k: usize| ranks.iter().filter(|&&r| r <= k).count() as f64 / ranks.len() as f64;
-    let mut sorted = ranks.clone();
-    sorted.sort_unstable();
-    let mid = sorted.len() / 2;
-    let median = if sorted.len() % 2 == 1 { sorted[mid] as f64 } else { (sorted[mid - 1] + sorted[mid]) as f64 / 2.0 };
-    let report = EvalReport {
-        n: ranks.len(),
-        recall_at_1: recall(1),
-        recall_at_5: recall(5),
-        recall_at_10: recall(10),
-        median_rank: median,
+    let report = match evaluate(&store, &encoder, &queries, &origin).await {
+        Ok(r) => r,
+        Err(e) if e.is_bad_input() => return Err(config_err(e)),
+        Err(EvalError::Query(e)) => return Err(shared_query_error(e)),
+        Err(e) => return Err(e.into()),
     };
     if a.json {
         println!("{}", serde_json::to_string(&report)?);

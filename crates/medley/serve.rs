@@ -2,6 +2,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Result;
 use medley_models::ModelHome;
@@ -42,6 +43,29 @@ pub struct ServeArgs {
     /// Most jobs indexed in one run (one table commit).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     batch: u32,
+    /// How long finished (done or failed) jobs are kept before they are forgotten (their
+    /// /v1/jobs/{id} answers 404 then): a number with s, m, h or d, such as 90s, 12h, 7d.
+    #[arg(long, value_name = "AGE", default_value = "7d", value_parser = parse_age)]
+    keep_finished_for: Duration,
+}
+
+/// `90s`, `15m`, `12h`, `7d` (at most 100 years).
+fn parse_age(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let unit_s: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: expected a number with s, m, h or d, such as 90s, 12h, 7d")),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("{s:?}: expected a number before the unit, such as 7d"))?;
+    match n.checked_mul(unit_s) {
+        Some(secs) if secs <= 100 * 365 * 86_400 => Ok(Duration::from_secs(secs)),
+        _ => Err(format!("{s:?}: at most 100 years")),
+    }
 }
 
 pub async fn run(home: &ModelHome, args: ServeArgs) -> Result<ExitCode> {
@@ -64,6 +88,7 @@ pub async fn run(home: &ModelHome, args: ServeArgs) -> Result<ExitCode> {
         max_upload_bytes: args.max_upload_mb << 20,
         state_dir,
         batch: args.batch as usize,
+        keep_finished: args.keep_finished_for,
     };
     config.check().map_err(config_err)?;
     let pipeline = crate::index::load_pipeline(home, args.pipeline.as_deref())?;
@@ -80,4 +105,20 @@ pub async fn run(home: &ModelHome, args: ServeArgs) -> Result<ExitCode> {
     let indexer = Indexer::new(encoders.clone(), store, opts);
     medley_serve::run(config, encoders, indexer, medley_serve::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_have_units() {
+        assert_eq!(parse_age("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_age("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_age("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_age("15m"), Ok(Duration::from_secs(900)));
+        for bad in ["7", "d", "7w", "-1d", "1.5h", "99999999999999999999d", "40000d"] {
+            assert!(parse_age(bad).is_err(), "{bad}");
+        }
+    }
 }

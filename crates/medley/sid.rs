@@ -3,10 +3,9 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use medley_fuse::{TrainConfig, sid_stats, unique_suffixes};
+use medley_fuse::TrainConfig;
 use medley_models::ModelHome;
-use medley_pipeline::{SidAssigner, SidError, train_sids};
-use medley_store::Store;
+use medley_pipeline::{SidError, assign_missing_sids, sid_report, train_sids};
 
 use crate::index::load_pipeline;
 use crate::{config_err, open_db};
@@ -93,34 +92,27 @@ async fn train_cmd(home: &ModelHome, a: TrainArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn assigner(store: &Store, db: &str) -> Result<SidAssigner> {
-    SidAssigner::load(store)
-        .await?
-        .ok_or_else(|| config_err(anyhow::anyhow!("no codebook in {db}; train one with `medley sid train --db {db}`")))
+fn no_codebook(db: &str) -> anyhow::Error {
+    config_err(anyhow::anyhow!("no codebook in {db}; train one with `medley sid train --db {db}`"))
 }
 
 async fn assign_cmd(db: &str) -> Result<ExitCode> {
     let store = open_db(db).await?;
-    let mut assigner = assigner(&store, db).await?;
-    let items = store.item_vectors(&assigner.columns()).await?;
-    let rows = assigner.assign(&items)?;
-    store.save_sids(&rows).await?;
-    println!("{} items assigned with codebook {} ({} items in the table)", rows.len(), assigner.version(), items.len());
+    let done = assign_missing_sids(&store).await?.ok_or_else(|| no_codebook(db))?;
+    println!(
+        "{} items assigned with codebook {} ({} items in the table)",
+        done.assigned, done.codebook_version, done.items
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 async fn stats_cmd(db: &str, nn_sample: usize, json: bool) -> Result<ExitCode> {
     let store = open_db(db).await?;
-    let assigner = assigner(&store, db).await?;
-    let (_, flat) = assigner.content_vectors(&store.item_vectors(&assigner.columns()).await?);
-    let codebook = assigner.codebook();
-    let codes = codebook.assign(&flat)?;
-    let suffixes = unique_suffixes(&codes);
-    let stats = sid_stats(codebook, &flat, &codes, &suffixes, nn_sample, 0)?;
+    let (version, stats) = sid_report(&store, nn_sample).await?.ok_or_else(|| no_codebook(db))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&stats)?);
     } else {
-        println!("codebook {}\n{stats}", codebook.version);
+        println!("codebook {version}\n{stats}");
     }
     Ok(ExitCode::SUCCESS)
 }

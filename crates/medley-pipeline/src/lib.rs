@@ -6,13 +6,16 @@ mod config;
 mod discover;
 mod encoders;
 mod error;
+mod eval;
 mod item;
 mod models;
+mod music;
 mod options;
 mod pool;
 mod query;
 mod run;
 mod segments;
+mod sid_ops;
 mod sids;
 mod summary;
 
@@ -22,13 +25,16 @@ pub use config::{
 pub use discover::{DiscoverError, Discoverer, Discovery, discover, shard};
 pub use encoders::{Encoders, MusicStage};
 pub use error::{FileError, Stage};
+pub use eval::{EvalError, EvalQuery, EvalReport, check_queries, evaluate, parse_eval_tsv};
 pub use item::hash_file;
 pub use models::{Caption, ModelSet, Music, Sound, Speech, Tagged, Text, Vision};
+pub use music::music_for;
 pub use options::IndexOptions;
 pub use query::{
-    ItemVectorSet, QueryError, SIMILAR_COLUMNS, search_hybrid, search_segments, search_text, similar_items,
-    stored_vectors,
+    ItemVectorSet, QueryError, SIMILAR_COLUMNS, resolve_vectors, search_hybrid, search_segments, search_text,
+    short_id, similar_items, stored_vectors,
 };
 pub use run::{Indexer, Progress};
+pub use sid_ops::{SidAssignment, assign_missing_sids, sid_report};
 pub use sids::{SidAssigner, SidError, TrainedSids, train_sids};
 pub use summary::{Event, FailureSummary, Partial, Summary};

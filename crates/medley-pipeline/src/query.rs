@@ -20,6 +20,40 @@ pub enum QueryError {
     /// The item has no vector of the wanted kind (for example `visual` for an audio file).
     #[error("{item} has no {wanted} vector to compare")]
     NoVector { item: String, wanted: String },
+    /// `music-for` of an item without labels in the text space (no pictures, no tags).
+    #[error("{item} has no labels in the text space (no pictures?) to match music with")]
+    NoLabels { item: String },
+    #[error("encoding the query: the text model returned no vector")]
+    NoQueryVector,
+}
+
+/// The text-space vector of one query.
+pub(crate) fn encode_query(encoder: &TextEncoder, text: &str) -> Result<Vec<f32>, QueryError> {
+    encoder.encode(&[text])?.into_iter().next().ok_or(QueryError::NoQueryVector)
+}
+
+/// The short form of an item id shown to people: its first 12 characters (the whole id when
+/// shorter, so a hit read from a foreign table never panics on slicing).
+pub fn short_id(content_hash: &str) -> &str {
+    match content_hash.char_indices().nth(SHORT_ID_CHARS) {
+        Some((end, _)) => &content_hash[..end],
+        None => content_hash,
+    }
+}
+
+const SHORT_ID_CHARS: usize = 12;
+
+/// An id quoted for an SQL filter (`'` doubled), so an id from a request cannot change the filter.
+pub(crate) fn sql_quote(id: &str) -> String {
+    format!("'{}'", id.replace('\'', "''"))
+}
+
+/// The content hash and stored vectors of the item `id` (a content hash or a unique prefix of
+/// at least 6 hex characters); `None` when no item has that id.
+pub async fn resolve_vectors(store: &Store, id: &str) -> Result<Option<(String, ItemVectorSet)>, QueryError> {
+    let Some(hash) = store.resolve_item(id).await? else { return Ok(None) };
+    let vectors = stored_vectors(store, &hash).await?;
+    Ok(Some((hash, vectors)))
 }
 
 /// The stored vectors of one indexed item, by content hash.
@@ -39,7 +73,7 @@ pub async fn search_text(
     k: usize,
     filter: Option<&str>,
 ) -> Result<Vec<SearchHit>, QueryError> {
-    let query = encoder.encode(&[text])?.remove(0);
+    let query = encode_query(encoder, text)?;
     Ok(store.search("bridge", &query, k, filter).await?)
 }
 
@@ -52,7 +86,7 @@ pub async fn search_segments(
     k: usize,
     filter: Option<&str>,
 ) -> Result<Vec<SearchHit>, QueryError> {
-    let query = encoder.encode(&[text])?.remove(0);
+    let query = encode_query(encoder, text)?;
     Ok(store.search_segments("bridge", &query, k, filter).await?)
 }
 
@@ -104,10 +138,29 @@ pub async fn similar_items(
     else {
         return Err(QueryError::NoVector { item: item.into(), wanted: by.unwrap_or("visual or audio").into() });
     };
-    let not_self = format!("content_hash != '{}'", content_hash.replace('\'', "''"));
+    let not_self = format!("content_hash != {}", sql_quote(content_hash));
     let filter = match filter {
         Some(f) => format!("({f}) AND {not_self}"),
         None => not_self,
     };
     Ok(store.search(column, &vector, k, Some(&filter)).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_ids_never_panic() {
+        assert_eq!(short_id("0123456789abcdef"), "0123456789ab");
+        assert_eq!(short_id("abc"), "abc");
+        assert_eq!(short_id(""), "");
+        // Multi-byte characters (a foreign table's id) are cut on a character boundary.
+        assert_eq!(short_id("ééééééééééééé"), "éééééééééééé");
+    }
+
+    #[test]
+    fn quoted_ids_stay_one_literal() {
+        assert_eq!(sql_quote("ab'cd"), "'ab''cd'");
+    }
 }

@@ -12,7 +12,8 @@ use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use medley_media::MediaErrorKind;
 use medley_pipeline::{
-    QueryError, SIMILAR_COLUMNS, hash_file, search_segments, search_text, similar_items, stored_vectors,
+    EvalError, EvalQuery, QueryError, SIMILAR_COLUMNS, evaluate, hash_file, music_for, resolve_vectors,
+    search_segments, search_text, similar_items,
 };
 use medley_store::StoreError;
 use serde::Deserialize;
@@ -47,7 +48,9 @@ impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
         match e {
             QueryError::Store(StoreError::Query { message, .. }) => Self::bad_request(message),
-            e @ QueryError::NoVector { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+            e @ (QueryError::NoVector { .. } | QueryError::NoLabels { .. }) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+            }
             e => Self::internal(e.to_string()),
         }
     }
@@ -79,6 +82,8 @@ pub fn routes() -> Routes {
         .add("get", "/v1/jobs/{id}", get(job))
         .add("get", "/v1/search", get(search))
         .add("get", "/v1/similar/{id}", get(similar))
+        .add("get", "/v1/music-for/{id}", get(music))
+        .add("post", "/v1/eval", post(eval))
 }
 
 fn needs_token(path: &str) -> bool {
@@ -129,8 +134,18 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn healthz(State(app): State<AppState>) -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok", "queued": app.jobs.queued() }))
+/// `200 {"status": "ok", ...}` while the worker runs; `503 {"status": "unavailable", ...}` while
+/// it is down (jobs are accepted and wait in the queue) or the server is stopping.
+async fn healthz(State(app): State<AppState>) -> Response {
+    let worker = app.worker.status();
+    let up = worker.state == crate::WorkerState::Running;
+    let status = if up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({
+        "status": if up { "ok" } else { "unavailable" },
+        "queued": app.jobs.queued(),
+        "worker": worker,
+    });
+    (status, Json(body)).into_response()
 }
 
 async fn openapi() -> impl IntoResponse {
@@ -138,7 +153,10 @@ async fn openapi() -> impl IntoResponse {
 }
 
 async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render(&app.jobs.counts()))
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(&app.jobs.counts(), &app.worker.status()),
+    )
 }
 
 async fn job(State(app): State<AppState>, axum::extract::Path(id): axum::extract::Path<String>) -> ApiResult<Response> {
@@ -168,21 +186,37 @@ async fn submit(State(app): State<AppState>, req: Request) -> ApiResult<Response
 }
 
 /// A file under `<state>/tmp/`, removed when dropped unless kept.
-struct TempFile(Option<PathBuf>);
+struct TempFile {
+    path: PathBuf,
+    keep: bool,
+}
 
 impl TempFile {
+    fn new(path: PathBuf) -> Self {
+        Self { path, keep: false }
+    }
     fn path(&self) -> &Path {
-        self.0.as_deref().expect("not yet kept")
+        &self.path
     }
     fn keep(mut self) {
-        self.0 = None;
+        self.keep = true;
     }
 }
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = std::fs::remove_file(p);
+        if self.keep {
+            return;
+        }
+        let path = std::mem::take(&mut self.path);
+        // Off the async threads when there is a runtime (there always is in the server).
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn_blocking(move || std::fs::remove_file(path));
+            }
+            Err(_) => {
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
 }
@@ -228,10 +262,10 @@ async fn upload(app: &AppState, req: Request) -> ApiResult<crate::Job> {
         let name = field.file_name().unwrap_or("upload").to_string();
         let ext = extension(&name);
         let tmp = app.config.tmp().join(format!("{}.{ext}", crate::jobs::new_id()));
-        let file = TempFile(Some(tmp.clone()));
+        let file = TempFile::new(tmp.clone());
         let mut out =
             tokio::fs::File::create(&tmp).await.map_err(|e| ApiError::internal(format!("storing the upload: {e}")))?;
-        let (mut hasher, mut size) = (blake3::Hasher::new(), 0u64);
+        let (mut hasher, mut size) = (medley_core::ContentHasher::default(), 0u64);
         while let Some(chunk) = field.chunk().await.map_err(malformed)? {
             size += chunk.len() as u64;
             if size > limit {
@@ -242,7 +276,9 @@ async fn upload(app: &AppState, req: Request) -> ApiResult<crate::Job> {
             write_chunk(&mut out, &chunk).await?;
         }
         out.flush().await.map_err(|e| ApiError::internal(format!("storing the upload: {e}")))?;
-        received = Some(Received { file, name, ext, hash: hasher.finalize().to_hex().to_string(), size });
+        // On disk before the job that names it is.
+        out.sync_all().await.map_err(|e| ApiError::internal(format!("storing the upload: {e}")))?;
+        received = Some(Received { file, name, ext, hash: hasher.finish(), size });
     }
     if too_large {
         return Err(ApiError::new(
@@ -269,7 +305,7 @@ async fn upload(app: &AppState, req: Request) -> ApiResult<crate::Job> {
     }
     let dest = app.config.uploads().join(format!("{}.{}", r.hash, r.ext));
     // The same content uploaded before is already in place; the new copy is dropped.
-    if !dest.exists() {
+    if !tokio::fs::try_exists(&dest).await.unwrap_or(false) {
         tokio::fs::rename(r.file.path(), &dest)
             .await
             .map_err(|e| ApiError::internal(format!("storing the upload: {e}")))?;
@@ -277,7 +313,7 @@ async fn upload(app: &AppState, req: Request) -> ApiResult<crate::Job> {
     }
     app.metrics.uploads.fetch_add(1, Ordering::Relaxed);
     app.metrics.upload_bytes.fetch_add(r.size, Ordering::Relaxed);
-    app.jobs.submit(&dest, r.hash).map_err(|e| ApiError::internal(format!("writing the job: {e}")))
+    app.jobs.submit(&dest, r.hash).await.map_err(|e| ApiError::internal(format!("writing the job: {e}")))
 }
 
 async fn write_chunk(out: &mut tokio::fs::File, chunk: &Bytes) -> ApiResult<()> {
@@ -322,7 +358,7 @@ async fn submit_path(app: &AppState, req: Request) -> ApiResult<crate::Job> {
     if !roots.iter().any(|r| path.starts_with(r)) {
         return Err(outside());
     }
-    if !path.is_file() {
+    if !tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_file()) {
         return Err(ApiError::bad_request(format!("{}: not a file", body.path.display())));
     }
     let p = path.clone();
@@ -330,7 +366,7 @@ async fn submit_path(app: &AppState, req: Request) -> ApiResult<crate::Job> {
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, format!("{}: {e}", body.path.display())))?;
-    app.jobs.submit(&path, hash).map_err(|e| ApiError::internal(format!("writing the job: {e}")))
+    app.jobs.submit(&path, hash).await.map_err(|e| ApiError::internal(format!("writing the job: {e}")))
 }
 
 fn bad_query(e: axum::extract::rejection::QueryRejection) -> ApiError {
@@ -390,14 +426,60 @@ async fn similar(
         return Err(ApiError::bad_request(format!("by = {by}: must be one of {}", SIMILAR_COLUMNS.join(", "))));
     }
     let store = app.indexer.store();
-    let hash = store
-        .resolve_item(&id)
-        .await
-        .map_err(QueryError::from)?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no item {id} in the index")))?;
-    let vectors = stored_vectors(store, &hash).await.map_err(QueryError::from)?;
+    let (hash, vectors) = resolve_vectors(store, &id).await?.ok_or_else(|| no_item(&id))?;
     let hits = similar_items(store, &id, &hash, vectors, p.by.as_deref(), k, None).await?;
     Ok(Json(hits).into_response())
+}
+
+fn no_item(id: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no item {id} in the index"))
+}
+
+#[derive(Deserialize)]
+struct KParams {
+    k: Option<u32>,
+}
+
+/// `GET /v1/music-for/{id}`: as `medley music-for ID --json`.
+async fn music(
+    State(app): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    params: Result<Query<KParams>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(p) = params.map_err(bad_query)?;
+    let k = check_k(p.k)?;
+    let store = app.indexer.store();
+    let (hash, vectors) = resolve_vectors(store, &id).await?.ok_or_else(|| no_item(&id))?;
+    let hits = music_for(store, &id, &hash, vectors, k).await?;
+    Ok(Json(hits).into_response())
+}
+
+/// Most queries one `POST /v1/eval` takes: each ranks every item.
+const MAX_EVAL_QUERIES: usize = 1000;
+
+#[derive(Deserialize)]
+struct EvalBody {
+    queries: Vec<EvalQuery>,
+}
+
+/// `POST /v1/eval`: `{"queries": [{"query", "target"}, ...]}`, answered as `medley eval --json`.
+async fn eval(
+    State(app): State<AppState>,
+    body: Result<Json<EvalBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Response> {
+    let Json(body) = body.map_err(|e| ApiError::new(e.status(), format!("bad JSON body: {}", e.body_text())))?;
+    if body.queries.len() > MAX_EVAL_QUERIES {
+        return Err(ApiError::bad_request(format!(
+            "{} queries: at most {MAX_EVAL_QUERIES} in one request",
+            body.queries.len()
+        )));
+    }
+    let report =
+        evaluate(app.indexer.store(), &app.encoders.text, &body.queries, "the request").await.map_err(|e| match e {
+            EvalError::Query(e) => ApiError::from(e),
+            e => ApiError::bad_request(e.to_string()),
+        })?;
+    Ok(Json(report).into_response())
 }
 
 #[cfg(test)]
@@ -405,20 +487,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_route_is_in_openapi_json() {
-        let spec: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
-        assert_eq!(spec["openapi"].as_str().map(|v| &v[..3]), Some("3.1"));
-        let paths = spec["paths"].as_object().expect("paths");
+    fn every_route_is_in_openapi_json() -> Result<(), Box<dyn std::error::Error>> {
+        let spec: serde_json::Value = serde_json::from_str(OPENAPI)?;
+        assert!(spec["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")));
+        let paths = spec["paths"].as_object().ok_or("openapi.json has no paths")?;
         let list = routes().list;
         for (method, path) in &list {
             assert!(paths.get(*path).and_then(|p| p.get(*method)).is_some(), "{method} {path} is not in openapi.json");
         }
         // And nothing documented that the router does not serve.
         for (path, ops) in paths {
-            for method in ops.as_object().unwrap().keys().filter(|k| *k != "parameters") {
+            let ops = ops.as_object().ok_or_else(|| format!("{path} is not an object"))?;
+            for method in ops.keys().filter(|k| *k != "parameters") {
                 assert!(list.contains(&(method.as_str(), path.as_str())), "openapi.json documents {method} {path}");
             }
         }
+        Ok(())
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `medley serve`: an HTTP API over the index pipeline. Uploads and paths under `--root`
-//! folders become jobs in a persistent queue; one worker indexes them in batches (one table
-//! commit per batch) with the models loaded once; search and similar answer from the same
-//! table, with the same hits as the CLI's `--json`.
+//! folders become jobs in a persistent queue; one supervised worker indexes them in batches
+//! (one table commit per batch) with the models loaded once; search, similar, music-for and
+//! eval answer from the same table, with the same JSON as the CLI's `--json`.
 //!
 //! The API is described in `openapi.json` (served at `/openapi.json`).
 
@@ -14,11 +14,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use medley_pipeline::{Encoders, Indexer};
 
-pub use jobs::{Job, JobQueue, Status};
+pub use jobs::{Job, JobQueue, MAX_ATTEMPTS, Status};
+pub use worker::{WorkerState, WorkerStatus};
 
 /// The OpenAPI 3.1 description of every route, served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -36,6 +37,9 @@ pub struct ServeConfig {
     pub state_dir: PathBuf,
     /// Jobs taken into one index run (one commit).
     pub batch: usize,
+    /// Finished (done or failed) jobs are forgotten, and their files removed, this long after
+    /// they finished.
+    pub keep_finished: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,9 +80,9 @@ pub(crate) struct App {
     indexer: Indexer,
     encoders: Arc<Encoders>,
     metrics: metrics::Metrics,
+    worker: worker::Health,
     /// Set on shutdown: the worker finishes its batch and takes no other.
-    stopping: AtomicBool,
-    stop: tokio::sync::Notify,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 type AppState = Arc<App>;
@@ -92,17 +96,17 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     config.check()?;
-    for dir in [config.uploads(), config.tmp()] {
-        std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
-    }
-    // Uploads a previous process was receiving when it stopped.
-    if let Ok(entries) = std::fs::read_dir(config.tmp()) {
-        for e in entries.flatten() {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
+    let (uploads, tmp) = (config.uploads(), config.tmp());
+    tokio::task::spawn_blocking(move || prepare_state(&uploads, &tmp)).await.map_err(|e| ServeError::Io {
+        what: "preparing the state folder".into(),
+        source: std::io::Error::other(e),
+    })??;
     let jobs_dir = config.state_dir.join("jobs");
-    let jobs = JobQueue::open(&jobs_dir).map_err(io_err(format!("reading the job queue in {}", jobs_dir.display())))?;
+    let jobs =
+        JobQueue::open(&jobs_dir).await.map_err(io_err(format!("reading the job queue in {}", jobs_dir.display())))?;
+    jobs.prune(config.keep_finished)
+        .await
+        .map_err(io_err(format!("pruning finished jobs in {}", jobs_dir.display())))?;
     let requeued = jobs.queued();
     let listener =
         tokio::net::TcpListener::bind(config.bind).await.map_err(io_err(format!("listening on {}", config.bind)))?;
@@ -113,18 +117,61 @@ pub async fn run(
         indexer,
         encoders,
         metrics: metrics::Metrics::default(),
-        stopping: AtomicBool::new(false),
-        stop: tokio::sync::Notify::new(),
+        worker: worker::Health::default(),
+        stop: tokio::sync::watch::Sender::new(false),
     });
-    let worker = tokio::spawn(worker::run(app.clone()));
-    eprintln!("medley serve: listening on http://{addr} ({requeued} jobs queued from before)");
+    let worker = tokio::spawn(worker::supervise(app.clone()));
+    let pruner = tokio::spawn(prune_finished(app.clone()));
+    tracing::info!("medley serve: listening on http://{addr} ({requeued} jobs queued from before)");
     let router = api::router(app.clone());
     let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
-    eprintln!("medley serve: shutting down; finishing the batch in progress");
-    app.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
-    app.stop.notify_one();
+    tracing::info!("medley serve: shutting down; finishing the batch in progress");
+    app.stop.send_replace(true);
     let _ = worker.await;
+    pruner.abort();
     served.map_err(io_err("serving"))
+}
+
+/// Resolves once the server is stopping. (The receiver's guard is dropped inside, so a task
+/// waiting on it in a `select!` stays `Send`.)
+pub(crate) async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    // An error means the sender is gone, which is a stop too.
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Create `uploads/` and `tmp/`, and empty `tmp/` (uploads a previous process was receiving
+/// when it stopped).
+fn prepare_state(uploads: &std::path::Path, tmp: &std::path::Path) -> Result<(), ServeError> {
+    for dir in [uploads, tmp] {
+        std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    }
+    if let Ok(entries) = std::fs::read_dir(tmp) {
+        for e in entries.flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    Ok(())
+}
+
+/// How often finished jobs are looked at for pruning: a tenth of their age, between a second
+/// and an hour.
+fn prune_every(keep: Duration) -> Duration {
+    (keep / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600))
+}
+
+/// Forget finished jobs older than `--keep-finished-for`, periodically, until the server stops.
+async fn prune_finished(app: AppState) {
+    let keep = app.config.keep_finished;
+    let mut stop = app.stop.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(prune_every(keep)) => {}
+            _ = crate::stopped(&mut stop) => return,
+        }
+        if let Err(e) = app.jobs.prune(keep).await {
+            tracing::error!("pruning finished jobs in {}: {e}", app.config.state_dir.join("jobs").display());
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -146,5 +193,17 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pruning_looks_often_enough_for_the_age() {
+        assert_eq!(prune_every(Duration::from_secs(2)), Duration::from_secs(1));
+        assert_eq!(prune_every(Duration::from_secs(600)), Duration::from_secs(60));
+        assert_eq!(prune_every(Duration::from_secs(7 * 86_400)), Duration::from_secs(3600));
     }
 }
