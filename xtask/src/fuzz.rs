@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 
@@ -101,7 +101,7 @@ pub fn fuzz(ctx: &Ctx, target: &str, seconds: u64) -> Result<()> {
         corpus.display()
     );
     let started = SystemTime::now();
-    let status = Command::new(&bin)
+    let mut child = Command::new(&bin)
         .arg(format!("-max_total_time={seconds}"))
         .arg(format!("-max_len={MAX_LEN}"))
         .arg(format!("-timeout={INPUT_TIMEOUT_S}"))
@@ -111,18 +111,40 @@ pub fn fuzz(ctx: &Ctx, target: &str, seconds: u64) -> Result<()> {
         .arg(format!("-artifact_prefix={}/", artifacts.display()))
         .arg(&corpus)
         .arg(&seeds)
-        // As cargo-fuzz runs it (Rust and C++ both define some globals twice in libFuzzer).
+        // As cargo-fuzz runs it: ASan's one-definition-rule check misfires on Rust binaries.
         .env("ASAN_OPTIONS", "detect_odr_violation=0")
-        .status()
+        .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
-    if status.success() {
-        eprintln!("fuzz: {target}: no failure in {seconds} s");
-        return Ok(());
-    }
+    // libFuzzer checks -max_total_time only after it has run every corpus input once, and the
+    // corpus grows from run to run: past the deadline (with room for one slow input) it is
+    // interrupted, which ends it like the time limit does.
+    let deadline = Duration::from_secs(seconds + INPUT_TIMEOUT_S + 10);
+    let clock = Instant::now();
+    let mut interrupted = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().context("waiting for the fuzzer")? {
+            break status;
+        }
+        if !interrupted && clock.elapsed() > deadline {
+            eprintln!(
+                "fuzz: {target} still running {} s past --seconds: interrupting it",
+                deadline.as_secs() - seconds
+            );
+            let _ = Command::new("kill").arg("-INT").arg(child.id().to_string()).status();
+            interrupted = true;
+        } else if clock.elapsed() > deadline + Duration::from_secs(30) {
+            let _ = child.kill();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let found: Vec<PathBuf> = std::fs::read_dir(&artifacts)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.metadata().and_then(|m| m.modified()).is_ok_and(|m| m >= started))
         .collect();
+    if status.success() || (interrupted && found.is_empty()) {
+        eprintln!("fuzz: {target}: no failure in {:.0} s", clock.elapsed().as_secs_f64());
+        return Ok(());
+    }
     for input in &found {
         eprintln!("fuzz: failing input: {}", input.display());
         eprintln!("      reproduce: ASAN_OPTIONS=detect_odr_violation=0 {} {}", bin.display(), input.display());
