@@ -10,12 +10,13 @@ use medley_media::{DecodeOptions, DecodeStats, MediaKind, Probe};
 use medley_models::{ModelError, Segment};
 use medley_store::{Label, MediaRow, SegmentRow};
 
+use crate::accumulate::{AudioAccumulator, VisualAccumulator};
 use crate::clock::Busy;
 use crate::config::SegmentBy;
 use crate::error::enter_stage;
 use crate::models::ModelSet;
 use crate::options::IndexOptions;
-use crate::pool::{AudioAccumulator, MeanPool, VisualAccumulator, miscounted, top_labels};
+use crate::pool::{MeanPool, miscounted, top_labels};
 use crate::segments::Segmenter;
 use crate::{FileError, Stage};
 

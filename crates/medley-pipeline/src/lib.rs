@@ -1,6 +1,7 @@
 //! The index pipeline: discover files, hash, probe, decode, encode, pool, and write rows,
 //! with every per-file failure typed by stage and recorded instead of stopping the batch.
 
+mod accumulate;
 mod clock;
 mod config;
 mod discover;

@@ -1,0 +1,149 @@
+//! Accumulators while a file streams past: frames and audio windows are gathered into batched
+//! model calls, and the outputs pooled into the item's vectors and handed to the segmenter.
+
+use std::cell::RefCell;
+
+use medley_media::Frame;
+use medley_models::ModelError;
+
+use crate::clock::Busy;
+use crate::models::ModelSet;
+use crate::pool::{MeanPool, miscounted};
+use crate::segments::Segmenter;
+
+/// Frames in, batched image-encoder calls, pooled embedding and class probabilities out.
+pub(crate) struct VisualAccumulator<'a> {
+    models: &'a ModelSet,
+    batch: usize,
+    pending: Vec<Frame>,
+    /// With a captioner: the frame nearest `middle_s` so far (the one it captions).
+    middle_s: f64,
+    pub(crate) middle: Option<Frame>,
+    pub(crate) embedding: MeanPool,
+    pub(crate) probabilities: MeanPool,
+    segmenter: &'a RefCell<Segmenter>,
+    pub(crate) error: Option<ModelError>,
+}
+
+impl<'a> VisualAccumulator<'a> {
+    pub(crate) fn new(models: &'a ModelSet, batch: usize, middle_s: f64, segmenter: &'a RefCell<Segmenter>) -> Self {
+        Self {
+            models,
+            batch: batch.max(1),
+            pending: Vec::new(),
+            middle_s,
+            middle: None,
+            embedding: MeanPool::default(),
+            probabilities: MeanPool::default(),
+            segmenter,
+            error: None,
+        }
+    }
+
+    pub(crate) fn push(&mut self, frame: Frame) {
+        let nearer = |f: &Frame| (f.pts_s - self.middle_s).abs();
+        if self.models.captioner.is_some() && self.middle.as_ref().is_none_or(|m| nearer(&frame) < nearer(m)) {
+            self.middle = Some(frame.clone());
+        }
+        self.pending.push(frame);
+        if self.pending.len() >= self.batch {
+            self.flush();
+        }
+    }
+
+    pub(crate) fn flush(&mut self) {
+        if self.error.is_none() && !self.pending.is_empty() {
+            let (times, images): (Vec<_>, Vec<_>) = self.pending.drain(..).map(|f| ((f.pts_s, f.shot), f.rgb)).unzip();
+            let n = images.len();
+            match self.models.call(Busy::Vision, || self.models.vision.encode(images)) {
+                Ok(outs) if outs.len() == n => outs.iter().zip(times).for_each(|(o, (pts_s, shot))| {
+                    self.embedding.add(&o.embedding);
+                    self.probabilities.add(&o.probabilities);
+                    self.segmenter.borrow_mut().frame(pts_s, shot, &o.embedding, &o.probabilities);
+                }),
+                Ok(outs) => self.error = Some(miscounted("image encoder", n, outs.len())),
+                Err(e) => self.error = Some(e),
+            }
+        }
+        self.pending.clear();
+    }
+}
+
+/// Mono samples in, fixed windows cut, batched audio-encoder calls, pooled embedding out.
+pub(crate) struct AudioAccumulator<'a> {
+    models: &'a ModelSet,
+    batch: usize,
+    buffer: Vec<f32>,
+    windows: Vec<Vec<f32>>,
+    pub(crate) embedding: MeanPool,
+    segmenter: &'a RefCell<Segmenter>,
+    pub(crate) error: Option<ModelError>,
+}
+
+impl<'a> AudioAccumulator<'a> {
+    pub(crate) fn new(models: &'a ModelSet, batch: usize, segmenter: &'a RefCell<Segmenter>) -> Self {
+        Self {
+            models,
+            batch: batch.max(1),
+            buffer: Vec::new(),
+            windows: Vec::new(),
+            embedding: MeanPool::default(),
+            segmenter,
+            error: None,
+        }
+    }
+
+    pub(crate) fn push(&mut self, samples: &[f32]) {
+        let w = self.models.sound.window().max(1);
+        self.buffer.extend_from_slice(samples);
+        while self.buffer.len() >= w {
+            let rest = self.buffer.split_off(w);
+            let window = std::mem::replace(&mut self.buffer, rest);
+            self.add_window(window);
+        }
+    }
+
+    fn add_window(&mut self, mut window: Vec<f32>) {
+        // aiSFX was trained on peak-normalised audio. Normalising per window (not per file)
+        // keeps decoding streaming; the floor keeps near-silence from being blown up to noise.
+        let peak = window.iter().fold(0f32, |m, x| m.max(x.abs()));
+        if peak > 1e-3 {
+            window.iter_mut().for_each(|x| *x /= peak);
+        }
+        self.windows.push(window);
+        if self.windows.len() >= self.batch {
+            self.flush();
+        }
+    }
+
+    /// The tail becomes a zero-padded window if it holds at least a second of sound, or if
+    /// the whole file is shorter than one window (so short clips still get a vector).
+    pub(crate) fn finish(&mut self) {
+        let (w, rate) = (self.models.sound.window(), self.models.sound.sample_rate() as usize);
+        let tail = std::mem::take(&mut self.buffer);
+        if tail.len() >= rate || (self.embedding.count() == 0 && self.windows.is_empty() && tail.len() >= rate / 10) {
+            let mut padded = tail;
+            padded.resize(w, 0.0);
+            self.add_window(padded);
+        }
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        if self.error.is_none() && !self.windows.is_empty() {
+            let refs: Vec<&[f32]> = self.windows.iter().map(Vec::as_slice).collect();
+            let sound = &self.models.sound;
+            let window_s = sound.window() as f64 / f64::from(sound.sample_rate().max(1));
+            match self.models.call(Busy::Audio, || sound.encode(&refs)) {
+                Ok(outs) if outs.len() == refs.len() => outs.iter().for_each(|o| {
+                    let middle_s = (self.embedding.count() as f64 + 0.5) * window_s;
+                    self.segmenter.borrow_mut().audio(middle_s, o);
+                    self.embedding.add(o);
+                }),
+                Ok(outs) => self.error = Some(miscounted("audio encoder", refs.len(), outs.len())),
+                Err(e) => self.error = Some(e),
+            }
+        }
+        self.windows.clear();
+    }
+}
