@@ -42,3 +42,58 @@ pub async fn sid_report(store: &Store, nn_sample: usize) -> Result<Option<(Strin
     let stats = sid_stats(codebook, &flat, &codes, &suffixes, nn_sample, 0)?;
     Ok(Some((codebook.version.clone(), stats)))
 }
+
+#[cfg(test)]
+mod tests {
+    use medley_fuse::TrainConfig;
+    use medley_store::{MediaRow, VectorDims};
+
+    use super::*;
+    use crate::config::FusionConfig;
+    use crate::sids::train_sids;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    const DIMS: VectorDims = VectorDims { visual: 8, audio: 4, bridge: 4, music: 4, text: 4 };
+
+    /// An image row with a visual vector that differs from item to item.
+    fn row(i: usize) -> MediaRow {
+        let visual = (0..DIMS.visual).map(|j| ((i * 7 + j * 3) % 11) as f32 - 5.0 + i as f32 * 0.01).collect();
+        MediaRow {
+            content_hash: format!("{i:064x}"),
+            path: format!("/media/{i}.png"),
+            file_name: format!("{i}.png"),
+            kind: "image".into(),
+            container: "png".into(),
+            visual: Some(visual),
+            models: "test".into(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn items_without_an_id_get_one_once() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(&dir.path().join("db").display().to_string(), DIMS).await?;
+        assert!(assign_missing_sids(&store).await?.is_none(), "no codebook yet");
+        assert!(sid_report(&store, 10).await?.is_none());
+        store.upsert_media(&(0..20).map(row).collect::<Vec<_>>()).await?;
+        let fusion = FusionConfig { weights: [("visual".to_string(), 1.0)].into(), dim: 0, form: Default::default() };
+        let trained = train_sids(&store, &fusion, &TrainConfig::new(2, 4), 64).await?;
+        assert_eq!(trained.items, 20);
+
+        // Two items indexed after the codebook (as by a run without it) get their IDs, once.
+        store.upsert_media(&[row(20), row(21)]).await?;
+        let done = assign_missing_sids(&store).await?.ok_or("no codebook")?;
+        assert_eq!((done.assigned, done.items), (2, 22));
+        assert_eq!(done.codebook_version, trained.codebook.version);
+        let again = assign_missing_sids(&store).await?.ok_or("no codebook")?;
+        assert_eq!((again.assigned, again.items), (0, 22));
+        assert_eq!(store.sids(&done.codebook_version).await?.len(), 22);
+
+        let (version, stats) = sid_report(&store, 10).await?.ok_or("no codebook")?;
+        assert_eq!(version, done.codebook_version);
+        assert!(serde_json::to_value(&stats)?.is_object());
+        Ok(())
+    }
+}
