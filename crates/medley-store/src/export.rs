@@ -17,7 +17,7 @@ use crate::schema::TableName;
 impl Store {
     /// A table by name. `sids` and `sid_codebooks` exist once `medley sid train` wrote them;
     /// asking for one before is an error that says so.
-    pub async fn table(&self, name: TableName) -> Result<Table, StoreError> {
+    pub(crate) async fn table(&self, name: TableName) -> Result<Table, StoreError> {
         match name {
             TableName::Media => return Ok(self.media.clone()),
             TableName::Segments => return Ok(self.segments.clone()),
