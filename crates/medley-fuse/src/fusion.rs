@@ -243,12 +243,34 @@ impl Fusion {
 
     fn finish(spec: FusionSpec, form: ContentForm, pca: Option<Pca>) -> Self {
         let mut f = Fusion { format: FUSION_FORMAT.into(), version: String::new(), spec, form, pca };
-        let mut h = medley_core::ContentHasher::default();
-        // Serialising plain structs of numbers and strings to a String has no way to fail.
-        let described = serde_json::to_string(&(&f.format, &f.spec, &f.form, &f.pca)).expect("plain data serialises");
-        h.update(described.as_bytes());
-        f.version = h.finish_short(VERSION_DIGITS);
+        f.version = f.content_version();
         f
+    }
+
+    /// The version: a hash of what the fusion computes with. `explained` is hashed at f32
+    /// precision: serde_json (without its `float_roundtrip` feature, which would rebuild the
+    /// Lance stack) may read an f64 back one unit in the last place off, and a stored fusion
+    /// must verify after it was read; f32 values come back exact.
+    fn content_version(&self) -> String {
+        let pca = self
+            .pca
+            .as_ref()
+            .map(|p| (p.dim_in, p.dim_out, &p.mean, &p.components, &p.variances, p.explained as f32, p.whiten));
+        self.hash_of(&(&self.format, &self.spec, &self.form, pca))
+    }
+
+    /// The version as fusions written before `content_version` hashed them (f64 `explained`),
+    /// so codebooks trained then still load.
+    fn legacy_version(&self) -> String {
+        self.hash_of(&(&self.format, &self.spec, &self.form, &self.pca))
+    }
+
+    fn hash_of(&self, content: &impl Serialize) -> String {
+        // Serialising plain structs of numbers and strings to a String has no way to fail.
+        let described = serde_json::to_string(content).expect("plain data serialises");
+        let mut h = medley_core::ContentHasher::default();
+        h.update(described.as_bytes());
+        h.finish_short(VERSION_DIGITS)
     }
 
     /// Width of the content vectors.
@@ -279,8 +301,7 @@ impl Fusion {
         if f.format != FUSION_FORMAT {
             return Err(Error::Format(format!("fusion format {:?}, this build reads {FUSION_FORMAT:?}", f.format)));
         }
-        let again = Self::finish(f.spec.clone(), f.form, f.pca.clone());
-        if again.version != f.version {
+        if f.version != f.content_version() && f.version != f.legacy_version() {
             return Err(Error::Format(format!("fusion version {} does not match its content", f.version)));
         }
         Ok(f)
