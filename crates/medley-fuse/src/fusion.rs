@@ -321,3 +321,31 @@ pub fn dequantize_yt8m(q: &[u8]) -> Vec<f32> {
     let range = YT8M_MAX - YT8M_MIN;
     q.iter().map(|&b| b as f32 * (range / 255.0) + range / 512.0 + YT8M_MIN).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fusion written to JSON reads back and verifies, whatever numbers its PCA holds: its
+    /// version must not depend on serde_json reading every f64 back exactly.
+    #[test]
+    fn fitted_fusions_verify_after_a_json_round_trip() {
+        let spec = FusionSpec::new([("visual", 6, 1.0), ("text", 4, 0.5)]);
+        for seed in 0..200u32 {
+            // A small deterministic corpus per seed (an LCG), so many `explained` values occur.
+            let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+            let mut next = || {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            };
+            let vectors: Vec<(Vec<f32>, Vec<f32>)> =
+                (0..12).map(|_| ((0..6).map(|_| next()).collect(), (0..4).map(|_| next()).collect())).collect();
+            let items: Vec<Vec<Option<&[f32]>>> =
+                vectors.iter().map(|(v, t)| vec![Some(v.as_slice()), Some(t.as_slice())]).collect();
+            let fusion = Fusion::fit(spec.clone(), &items, 3, ContentForm::Unit).unwrap();
+            let json = fusion.to_json().unwrap();
+            let back = Fusion::from_json(&json).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            assert_eq!(back.version, fusion.version);
+        }
+    }
+}
