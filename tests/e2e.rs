@@ -815,3 +815,93 @@ fn two_shards_write_one_dataset_on_s3_compatible_storage() {
     let summary = stdout_json(&out.unwrap());
     assert_eq!(summary["indexed"], 0, "{summary:#?}");
 }
+
+/// Copy fixtures into a fresh folder, under the names given.
+fn folder_of(files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+    let fixtures = env_path("MEDLEY_TEST_FIXTURES");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    for (src, name) in files {
+        std::fs::copy(fixtures.join(src), input.join(name)).unwrap_or_else(|e| panic!("copying {src}: {e}"));
+    }
+    (dir, input)
+}
+
+#[test]
+fn a_file_cut_short_is_a_partial_row_describing_what_was_decoded() {
+    // 30 s declared by the header at the front, 300 KB of data: a few seconds decode.
+    let (dir, input) = folder_of(&[("matrix/truncated_early.mp4", "cut_short.mp4")]);
+    let db = dir.path().join("db");
+    let out = medley().arg("index").arg(&input).arg("--db").arg(&db).arg("--json").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "a partial file is indexed, not failed:\n{stderr}");
+    assert!(stderr.contains("cut_short.mp4") && stderr.contains("partial"), "a warning names the file:\n{stderr}");
+    let summary = stdout_json(&out);
+    assert_eq!(summary["indexed"], 1, "{summary}");
+    let partial = summary["partial"].as_array().unwrap_or_else(|| panic!("--json lists partial files: {summary}"));
+    assert_eq!(partial.len(), 1, "{summary}");
+    assert!(partial[0]["path"].as_str().unwrap().ends_with("cut_short.mp4"), "{summary}");
+    let (decoded, declared) = (partial[0]["decoded_s"].as_f64().unwrap(), partial[0]["declared_s"].as_f64().unwrap());
+    assert!((declared - 30.0).abs() < 0.5 && decoded > 1.0 && decoded < 15.0, "{summary}");
+
+    let tables = read_tables(&db);
+    let r = row(&tables, "cut_short.mp4");
+    assert_eq!(r["partial"], true, "{r}");
+    let duration = r["duration_s"].as_f64().unwrap();
+    assert!((duration - decoded).abs() < 0.5, "duration_s says what was decoded ({decoded} s), not the header: {r}");
+    assert!((r["declared_duration_s"].as_f64().unwrap() - 30.0).abs() < 0.5, "{r}");
+    let frames = r["frames_sampled"].as_u64().unwrap() as f64;
+    assert!(frames >= 1.0 && frames <= duration + 1.5, "1 fps over {duration} s, got {frames} frames: {r}");
+    // Segments end where the data ends.
+    for s in tables["segments"].as_array().unwrap() {
+        assert!(s["end_s"].as_f64().unwrap() <= duration + 0.5, "segment past the decoded data: {s}");
+    }
+    // A whole file is not partial.
+    let whole = folder_of(&[("matrix/base.mp4", "whole.mp4")]);
+    let db2 = whole.0.path().join("db");
+    let out = medley().arg("index").arg(&whole.1).arg("--db").arg(&db2).arg("--json").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout_json(&out)["partial"].as_array().map_or(0, Vec::len), 0);
+    assert_eq!(row(&read_tables(&db2), "whole.mp4")["partial"], false);
+}
+
+#[test]
+fn audiobooks_and_media_with_unknown_extensions_are_found_in_folders() {
+    let (dir, input) = folder_of(&[
+        ("matrix/audiobook.m4b", "chapter one.m4b"),
+        // Real media under a name that says nothing: probed, and taken.
+        ("matrix/audio.ogg", "recording.data"),
+        ("matrix/audio.flac", "no_extension"),
+        ("not_a_video.mp4", "notes.txt"),
+    ]);
+    let db = dir.path().join("db");
+    let out = medley().arg("index").arg(&input).arg("--db").arg(&db).arg("--json").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary = stdout_json(&out);
+    assert_eq!(summary["indexed"], 3, "{summary}");
+    assert_eq!(summary["skipped_not_media"], 1, "{summary}");
+    let tables = read_tables(&db);
+    for name in ["chapter one.m4b", "recording.data", "no_extension"] {
+        let r = row(&tables, name);
+        assert_eq!(r["kind"], "audio", "{r}");
+        assert!((r["duration_s"].as_f64().unwrap() - 3.0).abs() < 0.2, "{r}");
+        assert_eq!(r["audio"]["null"], false, "{r}");
+    }
+}
+
+#[test]
+fn relative_database_paths_of_any_name_work() {
+    let (dir, input) = folder_of(&[("cat_upright.mp4", "cat.mp4")]);
+    for db in ["db", "nested/db", "./media.lance"] {
+        let out = medley().current_dir(dir.path()).args(["index", "in", "--db", db, "--json"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "index --db {db}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(stdout_json(&out)["indexed"], 1);
+        let out = medley().current_dir(dir.path()).args(["search", "a cat", "--db", db, "--json"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "search --db {db}: {}", String::from_utf8_lossy(&out.stderr));
+        let hits = stdout_json(&out);
+        assert!(hits[0]["path"].as_str().unwrap().ends_with("cat.mp4"), "{hits}");
+        assert!(dir.path().join(db).is_dir(), "the database is where the relative path says");
+    }
+    let _ = input;
+}

@@ -51,7 +51,14 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let home = cli.home.clone().map(ModelHome::new).unwrap_or_else(ModelHome::from_env);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    init_logging();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
     let result = rt.block_on(async {
         match cli.command {
             Command::Index(a) => index::run(&home, a).await,
@@ -84,6 +91,26 @@ fn main() -> ExitCode {
             ExitCode::from(3)
         }
     }
+}
+
+/// Warnings and notes from the library crates (they log through `tracing`) go to stderr:
+/// medley's own at info and above, other crates' (LanceDB, ...) at warn and above.
+/// `MEDLEY_LOG=debug|info|warn|error|off` sets medley's level.
+fn init_logging() {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let level = match std::env::var("MEDLEY_LOG").as_deref().map(str::to_ascii_lowercase).as_deref() {
+        Ok("trace") => LevelFilter::TRACE,
+        Ok("debug") => LevelFilter::DEBUG,
+        Ok("warn") => LevelFilter::WARN,
+        Ok("error") => LevelFilter::ERROR,
+        Ok("off") => LevelFilter::OFF,
+        _ => LevelFilter::INFO,
+    };
+    let filter = Targets::new().with_target("medley", level).with_default(LevelFilter::WARN.min(level));
+    let fmt = tracing_subscriber::fmt::layer().without_time().with_target(false).with_writer(std::io::stderr);
+    // Fails only if a subscriber is already set, which nothing else here does.
+    let _ = tracing_subscriber::registry().with(fmt).with(filter).try_init();
 }
 
 /// Attached as context to errors found before any work started (exit status 2).
