@@ -78,12 +78,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn content_hashes_agree_however_the_bytes_arrive() {
-        let dir = tempfile::tempdir().unwrap();
+    fn content_hashes_agree_however_the_bytes_arrive() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
         let path = dir.path().join("f.bin");
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-        write_atomic(&path, &data).unwrap();
-        let whole = hash_file(&path).unwrap();
+        write_atomic(&path, &data)?;
+        let whole = hash_file(&path)?;
         let mut chunked = ContentHasher::default();
         data.chunks(4096).for_each(|c| {
             chunked.update(c);
@@ -91,21 +91,23 @@ mod tests {
         assert_eq!(whole, chunked.finish());
         assert_eq!(whole.len(), 64);
         assert_eq!(chunked.finish_short(16), whole[..16]);
-        assert_ne!(whole, hash_reader(&data[1..]).unwrap());
+        assert_ne!(whole, hash_reader(&data[1..])?);
+        Ok(())
     }
 
     #[test]
-    fn an_atomic_write_replaces_the_file_and_leaves_no_temporary() {
-        let dir = tempfile::tempdir().unwrap();
+    fn an_atomic_write_replaces_the_file_and_leaves_no_temporary() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
         let path = dir.path().join("state.json");
-        write_atomic(&path, b"old").unwrap();
-        write_atomic(&path, b"new").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        write_atomic(&path, b"old")?;
+        write_atomic(&path, b"new")?;
+        assert_eq!(std::fs::read(&path)?, b"new");
         // A failed write leaves the old content and no temporary file behind.
         let failed = write_atomic_with(&path, |_| Err(io::Error::other("disk full")));
         assert!(failed.is_err());
-        assert_eq!(std::fs::read(&path).unwrap(), b"new");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(std::fs::read(&path)?, b"new");
+        assert_eq!(std::fs::read_dir(dir.path())?.count(), 1);
+        Ok(())
     }
 
     #[test]

@@ -266,7 +266,8 @@ impl Fusion {
     }
 
     fn hash_of(&self, content: &impl Serialize) -> String {
-        // Serialising plain structs of numbers and strings to a String has no way to fail.
+        // Serialising plain structs of numbers and strings to a String has no way to fail
+        // (serde_json fails only on non-string map keys and failing Serialize impls).
         let described = serde_json::to_string(content).expect("plain data serialises");
         let mut h = medley_core::ContentHasher::default();
         h.update(described.as_bytes());
@@ -329,7 +330,7 @@ mod tests {
     /// A fusion written to JSON reads back and verifies, whatever numbers its PCA holds: its
     /// version must not depend on serde_json reading every f64 back exactly.
     #[test]
-    fn fitted_fusions_verify_after_a_json_round_trip() {
+    fn fitted_fusions_verify_after_a_json_round_trip() -> Result<()> {
         let spec = FusionSpec::new([("visual", 6, 1.0), ("text", 4, 0.5)]);
         for seed in 0..200u32 {
             // A small deterministic corpus per seed (an LCG), so many `explained` values occur.
@@ -342,10 +343,11 @@ mod tests {
                 (0..12).map(|_| ((0..6).map(|_| next()).collect(), (0..4).map(|_| next()).collect())).collect();
             let items: Vec<Vec<Option<&[f32]>>> =
                 vectors.iter().map(|(v, t)| vec![Some(v.as_slice()), Some(t.as_slice())]).collect();
-            let fusion = Fusion::fit(spec.clone(), &items, 3, ContentForm::Unit).unwrap();
-            let json = fusion.to_json().unwrap();
+            let fusion = Fusion::fit(spec.clone(), &items, 3, ContentForm::Unit)?;
+            let json = fusion.to_json()?;
             let back = Fusion::from_json(&json).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
             assert_eq!(back.version, fusion.version);
         }
+        Ok(())
     }
 }

@@ -106,6 +106,7 @@ fn balanced(data: &[f32], d: usize, c: &Packed) -> Vec<u32> {
         let j = (0..k)
             .filter(|&j| counts[j] < cap)
             .min_by(|&a, &b| (c.norms[a] - 2.0 * buf[a]).total_cmp(&(c.norms[b] - 2.0 * buf[b])))
+            // `cap` is chosen so that k * cap >= n: some cluster always has room.
             .expect("n <= k * cap leaves room");
         assign[p] = j as u32;
         counts[j] += 1;
