@@ -30,6 +30,7 @@ const INPUT_TIMEOUT_S: u64 = 60;
 pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
     let mut seconds: Option<u64> = None;
     let mut target = "probe_decode".to_string();
+    let mut seed: Option<u64> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -38,15 +39,21 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
                 seconds = Some(v.parse().with_context(|| format!("--seconds takes a number of seconds, not {v:?}"))?);
             }
             "--target" => target = it.next().context("--target takes a fuzz target name")?.clone(),
-            other => bail!("unknown option {other}; fuzz takes --seconds N and --target NAME"),
+            "--seed" => {
+                let v = it.next().context("--seed takes a number")?;
+                seed = Some(v.parse().with_context(|| format!("--seed takes a number, not {v:?}"))?);
+            }
+            other => bail!("unknown option {other}; fuzz takes --seconds N, --target NAME and --seed N"),
         }
     }
     let seconds = seconds.context("fuzz needs --seconds N (how long to fuzz)")?;
-    fuzz(ctx, &target, seconds)
+    fuzz(ctx, &target, seconds, seed)
 }
 
-/// Build `target` and fuzz it for `seconds`.
-pub fn fuzz(ctx: &Ctx, target: &str, seconds: u64) -> Result<()> {
+/// Build `target` and fuzz it for `seconds`. With a `seed`, the run is repeatable (CI): the
+/// fuzzer's random seed is fixed and it starts from the seeds alone, in a corpus folder of its
+/// own emptied first, rather than from what earlier runs found.
+pub fn fuzz(ctx: &Ctx, target: &str, seconds: u64, seed: Option<u64>) -> Result<()> {
     let fuzz_dir = ctx.root.join("crates/medley-media/fuzz");
     let targets = fuzz_targets(&fuzz_dir)?;
     if !targets.iter().any(|t| t == target) {
@@ -91,7 +98,14 @@ pub fn fuzz(ctx: &Ctx, target: &str, seconds: u64) -> Result<()> {
     let n_seeds = write_seeds(&seeds, &[fixtures, media])?;
     // New inputs the fuzzer finds go to the first directory, kept between runs; the seeds are
     // only read.
-    let corpus = work.join("corpus").join(target);
+    let corpus = match seed {
+        Some(n) => {
+            let dir = work.join(format!("corpus-seed-{n}")).join(target);
+            let _ = std::fs::remove_dir_all(&dir);
+            dir
+        }
+        None => work.join("corpus").join(target),
+    };
     let artifacts = work.join("artifacts").join(target);
     std::fs::create_dir_all(&corpus)?;
     std::fs::create_dir_all(&artifacts)?;
@@ -101,7 +115,11 @@ pub fn fuzz(ctx: &Ctx, target: &str, seconds: u64) -> Result<()> {
         corpus.display()
     );
     let started = SystemTime::now();
-    let mut child = Command::new(&bin)
+    let mut fuzzer = Command::new(&bin);
+    if let Some(n) = seed {
+        fuzzer.arg(format!("-seed={n}"));
+    }
+    let mut child = fuzzer
         .arg(format!("-max_total_time={seconds}"))
         .arg(format!("-max_len={MAX_LEN}"))
         .arg(format!("-timeout={INPUT_TIMEOUT_S}"))

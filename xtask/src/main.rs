@@ -129,7 +129,7 @@ fn real_main() -> Result<()> {
                  demo      setup, index the sample media, run searches\n\
                  test      setup, fetch media, make fixtures, run all tests and lints (what CI runs)\n\
                  bench     setup, then run benchmarks (`bench index`)\n\
-                 fuzz      fuzz the media decoder for a bounded time (`--seconds N`, `--target NAME`)"
+                 fuzz      fuzz the media decoder for a bounded time (`--seconds N`, `--target NAME`, `--seed N` repeatable)"
             );
             if task == "help" { Ok(()) } else { bail!("unknown task {task}") }
         }
