@@ -26,9 +26,12 @@ pub const IMAGE_EXTENSIONS: &[&str] =
 
 /// True when the file name has one of the media extensions above (case-insensitive).
 pub fn has_media_extension(path: &std::path::Path) -> bool {
-    let Some(ext) = path.extension().and_then(|e| e.to_str()) else { return false };
-    let ext = ext.to_ascii_lowercase();
-    [VIDEO_EXTENSIONS, AUDIO_EXTENSIONS, IMAGE_EXTENSIONS].iter().any(|list| list.contains(&ext.as_str()))
+    [VIDEO_EXTENSIONS, AUDIO_EXTENSIONS, IMAGE_EXTENSIONS].iter().any(|list| has_extension_in(path, list))
+}
+
+/// True when the file name's extension is in `list` (lower case; the name's case is ignored).
+pub fn has_extension_in(path: &std::path::Path, list: &[&str]) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| list.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 /// Initialise FFmpeg once per process and keep its own logging quiet: every problem reaches

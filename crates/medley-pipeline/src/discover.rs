@@ -85,7 +85,7 @@ impl Discoverer {
         if medley_media::has_media_extension(path) {
             return true;
         }
-        if has_extension_in(path, NOT_MEDIA_EXTENSIONS) {
+        if medley_media::has_extension_in(path, NOT_MEDIA_EXTENSIONS) {
             return false;
         }
         let meta = std::fs::metadata(path).ok();
@@ -102,10 +102,6 @@ impl Discoverer {
             }
         }
     }
-}
-
-fn has_extension_in(path: &Path, list: &[&str]) -> bool {
-    path.extension().and_then(|e| e.to_str()).is_some_and(|e| list.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 /// Keep the files of shard `index` of `count` (0-based), chosen by a hash of each path as

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use medley_core::now_us;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,8 +61,6 @@ pub struct Job {
 /// A job in the batches of this many worker deaths is failed rather than tried again, so one
 /// file that kills the worker cannot hold the queue forever.
 pub const MAX_ATTEMPTS: u32 = 3;
-
-pub use medley_core::now_us;
 
 /// Submission times strictly increase within a process, so jobs re-queue in submission order.
 fn submission_time() -> i64 {

@@ -13,12 +13,12 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use medley_core::now_us;
 use medley_pipeline::{Discovery, Event};
 use medley_store::{Store, StoreError};
 use serde::Serialize;
 
 use crate::AppState;
-use crate::jobs::now_us;
 
 /// How long the worker waits after a wake-up for more jobs to arrive, so a burst of uploads
 /// becomes one batch instead of one commit each.

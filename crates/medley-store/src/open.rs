@@ -11,7 +11,7 @@ use lancedb::{Connection, Table};
 
 use crate::StoreError;
 use crate::schema::{
-    ADDED_MEDIA_DEFAULTS, FAILURES_TABLE, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION, SEGMENTS_TABLE, VECTOR_COLUMNS,
+    ADDED_MEDIA_COLUMNS, FAILURES_TABLE, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION, SEGMENTS_TABLE, VECTOR_COLUMNS,
     VectorDims, check_columns, describe, failures_schema, media_schema, runs_schema, vector_width, version_of,
 };
 use crate::segments::segments_schema;
@@ -40,7 +40,7 @@ impl Store {
         let store = Self::assemble(uri, conn, media, dims).await?;
         store.check_media_widths().await?;
         // Checked before migrating, so a foreign table is refused untouched.
-        store.check_columns(&added_media_columns()).await?;
+        store.check_columns(&added_media_names()).await?;
         store.migrate_media().await?;
         Ok(store)
     }
@@ -54,7 +54,7 @@ impl Store {
         let schema = media.schema().await.map_err(lance)?;
         let dims = dims_of(uri, &schema)?;
         let store = Self::assemble(uri, conn, media, dims).await?;
-        store.check_columns(&added_media_columns()).await?;
+        store.check_columns(&added_media_names()).await?;
         Ok(store)
     }
 
@@ -129,10 +129,10 @@ impl Store {
     /// there afterwards.
     async fn migrate_media(&self) -> Result<(), StoreError> {
         let found = self.media.schema().await.map_err(|e| self.lance(e))?;
-        let missing: Vec<(String, String)> = ADDED_MEDIA_DEFAULTS
+        let missing: Vec<(String, String)> = ADDED_MEDIA_COLUMNS
             .iter()
-            .filter(|(name, _)| found.field_with_name(name).is_err())
-            .map(|(name, sql)| (name.to_string(), sql.to_string()))
+            .filter(|(name, ..)| found.field_with_name(name).is_err())
+            .map(|(name, _, _, sql)| (name.to_string(), sql.to_string()))
             .collect();
         if missing.is_empty() {
             return Ok(());
@@ -141,7 +141,7 @@ impl Store {
         if let Err(e) = added {
             self.media.checkout_latest().await.map_err(|e| self.lance(e))?;
             let now = self.media.schema().await.map_err(|e| self.lance(e))?;
-            if ADDED_MEDIA_DEFAULTS.iter().any(|(name, _)| now.field_with_name(name).is_err()) {
+            if added_media_names().iter().any(|name| now.field_with_name(name).is_err()) {
                 return Err(self.lance(e));
             }
         }
@@ -201,8 +201,8 @@ impl Store {
 }
 
 /// The names of the `media` columns migration adds.
-fn added_media_columns() -> Vec<&'static str> {
-    ADDED_MEDIA_DEFAULTS.iter().map(|(name, _)| *name).collect()
+fn added_media_names() -> [&'static str; 2] {
+    ADDED_MEDIA_COLUMNS.map(|(name, ..)| name)
 }
 
 /// Connect to `uri`. A URI without `scheme://` is a local directory, made absolute first:

@@ -164,20 +164,17 @@ pub(crate) fn media_schema(d: VectorDims) -> SchemaRef {
     ]);
     // Last, in the order migration appends them to older tables: a merge-insert then meets
     // the same column order in fresh and migrated tables.
-    fields.extend(added_media_fields());
+    fields.extend(ADDED_MEDIA_COLUMNS.map(|(name, data_type, nullable, _)| Field::new(name, data_type, nullable)));
     with_version(fields)
 }
 
-/// The `media` columns added after version 1 was first written, with the SQL expression
-/// that fills them in older tables' rows (a table lacking them gets them when opened).
-fn added_media_fields() -> [Field; 2] {
-    [Field::new("partial", DataType::Boolean, false), Field::new("declared_duration_s", DataType::Float64, true)]
-}
-
-/// The values older rows get for `added_media_fields`: not known to be partial; no declared
-/// duration recorded.
-pub(crate) const ADDED_MEDIA_DEFAULTS: [(&str, &str); 2] =
-    [("partial", "false"), ("declared_duration_s", "CAST(NULL AS DOUBLE)")];
+/// The `media` columns added after version 1 was first written: name, type, nullable, and the
+/// SQL expression that fills them in older tables' rows (a table lacking them gets them when
+/// opened for writing): not known to be partial; no declared duration recorded.
+pub(crate) const ADDED_MEDIA_COLUMNS: [(&str, DataType, bool, &str); 2] = [
+    ("partial", DataType::Boolean, false, "false"),
+    ("declared_duration_s", DataType::Float64, true, "CAST(NULL AS DOUBLE)"),
+];
 
 pub(crate) fn failures_schema() -> SchemaRef {
     with_version(vec![

@@ -97,22 +97,17 @@ pub fn decode(
             }
         }
         let index = packet.stream();
-        let time_base = video
-            .as_ref()
-            .filter(|v| v.index == index)
-            .map(|v| v.time_base)
-            .or_else(|| audio.as_ref().filter(|a| a.index == index).map(|a| a.time_base));
-        if let (Some(tb), Some(ts)) = (time_base, packet.pts().or(packet.dts())) {
-            let end = (ts + packet.duration().max(0)) as f64 * tb - probe.start_s;
+        let (result, time_base) = if let Some(v) = video.as_mut().filter(|v| v.index == index) {
+            (v.send(&packet, &mut stats, on_frame), v.time_base)
+        } else if let Some(a) = audio.as_mut().filter(|a| a.index == index) {
+            (a.send(Some(&packet), &mut stats, on_audio), a.time_base)
+        } else {
+            continue;
+        };
+        if let Some(ts) = packet.pts().or(packet.dts()) {
+            let end = (ts + packet.duration().max(0)) as f64 * time_base - probe.start_s;
             demuxed_end_s = demuxed_end_s.max(end);
         }
-        let result = if let Some(v) = video.as_mut().filter(|v| v.index == index) {
-            v.send(&packet, &mut stats, on_frame)
-        } else if let Some(a) = audio.as_mut().filter(|a| a.index == index) {
-            a.send(Some(&packet), &mut stats, on_audio)
-        } else {
-            Ok(())
-        };
         if let Err(e) = result {
             stats.decode_errors += 1;
             if stats.decode_errors > opts.max_decode_errors {
