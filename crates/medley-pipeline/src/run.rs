@@ -50,6 +50,8 @@ enum Done {
     AlreadyIndexed,
     /// With the content hash when the file could be read.
     Failed(FileError, Option<String>),
+    /// Hashed ahead, but the run was stopped before its decoding began: left for the next run.
+    NotStarted,
 }
 
 /// What is gathered between two commits.
@@ -171,6 +173,9 @@ impl Indexer {
             hashed.map(|(i, step)| self.build(i, &files[i], step)).buffer_unordered(self.opts.workers.max(1));
         let mut seen = 0;
         while let Some((i, done)) = built.next().await {
+            if matches!(done, Done::NotStarted) {
+                continue;
+            }
             seen += 1;
             let path = files[i].as_path();
             match done {
@@ -200,6 +205,7 @@ impl Indexer {
                         None => on_event(Event::Indexed { path, media_s, partial: None }),
                     }
                 }
+                Done::NotStarted => {}
                 Done::AlreadyIndexed => {
                     summary.already_indexed += 1;
                     on_event(Event::AlreadyIndexed(path));
@@ -365,6 +371,9 @@ impl Indexer {
             Hashed::Failed(e) => Err(Done::Failed(e, None)),
         };
         let hash = match passed {
+            // Stopped (Ctrl-C) while this file waited, hashed, for a worker: the run ends with
+            // the files in progress, not with those hashed ahead.
+            Ok(_) if self.stop.load(Ordering::Relaxed) => return (i, Done::NotStarted),
             Ok(hash) => hash,
             Err(done) => {
                 progress.built.fetch_add(1, Ordering::Relaxed);
