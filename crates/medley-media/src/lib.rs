@@ -7,7 +7,9 @@ mod error;
 mod probe;
 mod sampler;
 
-pub use decode::{DecodeOptions, DecodeStats, Frame, HwAccel, Truncation, decode};
+pub use decode::{
+    DecodeOptions, DecodeStats, Frame, FullFrame, HwAccel, Thumbnail, Truncation, decode, decode_thumbnails,
+};
 pub use error::{MediaError, MediaErrorKind};
 pub use probe::{AudioStream, MediaKind, Probe, VideoStream, probe};
 pub use sampler::{Sampler, Shot, ShotParams};

@@ -11,8 +11,9 @@ use crate::{ModelError, ModelHome};
 #[derive(Debug, Clone, Deserialize)]
 pub struct ModelSpec {
     pub id: String,
-    /// `image`, `audio`, `text`, `music_tagger`, `speech_to_text`, `captioner`,
-    /// `dual_image_text` (CLIP-style) or `dual_audio_text` (CLAP-style).
+    /// `image`, `audio`, `text`, `music_tagger`, `sound_events`, `speech_to_text`,
+    /// `captioner`, `ocr`, `shots`, `dual_image_text` (CLIP-style) or `dual_audio_text`
+    /// (CLAP-style).
     pub role: String,
     #[serde(default)]
     pub source: String,
@@ -28,6 +29,10 @@ pub struct ModelSpec {
     pub tagger: Option<TaggerSpec>,
     pub seq2seq: Option<Seq2SeqSpec>,
     pub whisper: Option<WhisperSpec>,
+    /// On-screen text reading (PP-OCR detection + recognition).
+    pub ocr: Option<crate::ocr::OcrSpec>,
+    /// Shot-boundary detection (TransNetV2).
+    pub shots: Option<crate::shots::ShotSpec>,
     /// The folder the spec was read from; files in it are relative to it.
     #[serde(skip)]
     pub dir: PathBuf,
@@ -74,6 +79,10 @@ pub struct ImageSpec {
     /// Class scores output and its label file (one name per line).
     pub logits: Option<String>,
     pub labels: Option<String>,
+    /// Texts that say what each label means (one per line, in `labels` order: all its names,
+    /// its definition), embedded by the label bridge instead of the bare names.
+    #[serde(default)]
+    pub label_texts: Option<String>,
     /// `softmax` (default), `sigmoid` or `none`, applied to `logits`.
     #[serde(default)]
     pub activation: Option<String>,
@@ -129,13 +138,18 @@ pub struct TaggerSpec {
     pub window: usize,
     pub tags: String,
     pub labels: String,
+    /// Texts that say what each tag means (one per line, in `labels` order), embedded by the
+    /// label bridge instead of the bare names.
+    #[serde(default)]
+    pub label_texts: Option<String>,
     /// `sigmoid` when the graph gives logits, `none` (default) when it gives probabilities.
     #[serde(default)]
     pub activation: Option<String>,
     /// Embedding outputs by name and width, e.g. `penultimate = 200`.
     #[serde(default)]
     pub embeddings: std::collections::BTreeMap<String, usize>,
-    /// The embedding the pipeline stores by default.
+    /// The embedding the pipeline stores by default (empty: the tagger has none).
+    #[serde(default)]
     pub embedding: String,
 }
 

@@ -3,6 +3,7 @@
 
 mod audio;
 mod options;
+mod thumbs;
 mod video;
 
 use std::path::Path;
@@ -13,7 +14,8 @@ use ffmpeg_next::{self as ff, codec, packet::Mut as _};
 use crate::error::{MediaError, MediaErrorKind};
 use crate::probe::{MediaKind, Probe, open};
 use audio::AudioResampler;
-pub use options::{DecodeOptions, DecodeStats, Frame, HwAccel, Truncation};
+pub use options::{DecodeOptions, DecodeStats, Frame, FullFrame, HwAccel, Truncation};
+pub use thumbs::{Thumbnail, decode_thumbnails};
 use video::VideoSampler;
 
 /// Decode a probed file in one demuxing pass, streaming sampled frames to `on_frame` and

@@ -66,6 +66,15 @@ impl std::str::FromStr for HwAccel {
     }
 }
 
+/// A whole picture, uncropped and upright, aspect kept (for reading on-screen text, where the
+/// square crop of [`Frame`] would cut words at the sides). RGB24, rows packed.
+#[derive(Debug, Clone)]
+pub struct FullFrame {
+    pub width: u32,
+    pub height: u32,
+    pub rgb: Vec<u8>,
+}
+
 /// A sampled video frame: square, RGB24, rows packed, already upright.
 #[derive(Debug, Clone)]
 pub struct Frame {

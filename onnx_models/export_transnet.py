@@ -1,0 +1,2 @@
+"""Scaffold: to be written."""
+raise SystemExit("not written yet")
