@@ -33,6 +33,8 @@ const APT_PACKAGES: &[&str] = &[
     "libavdevice-dev",
     // GNU time: peak memory in `bench memory`.
     "time",
+    // WordNet 3.0 (hypernyms and glosses for the label texts of the label bridge).
+    "wordnet-base",
 ];
 
 /// The packages every cargo invocation of xtask covers (xtask itself builds separately).
