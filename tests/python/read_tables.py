@@ -53,7 +53,9 @@ def main():
     table = media.to_arrow()
     rows = table.to_pylist()
     out = {"schema_version": (table.schema.metadata or {}).get(b"medley.schema_version", b"").decode(), "media": [], "failures": []}
-    for column in ("visual", "audio", "music", "text", "bridge"):
+    vector_columns = [c for c in ("visual", "audio", "music", "text", "bridge", "semantic", "sound_bridge",
+                                  "music_bridge", "ocr") if c in table.schema.names]
+    for column in vector_columns:
         col = table.column(column).combine_chunks()
         out[f"{column}_width"] = col.type.list_size
         present = [i for i, v in enumerate(col.is_valid().to_pylist()) if v]
@@ -69,9 +71,14 @@ def main():
                                     "has_audio", "width", "height", "fps", "rotation", "frames_sampled", "audio_windows", "labels",
                                     "music_tags", "transcript", "language", "description")}
         # Columns added within schema version 1: absent from tables written before them.
-        item.update({k: row.get(k) for k in ("partial", "declared_duration_s")})
-        item.update({k: row.get(k) for k in ("partial", "declared_duration_s")})
-        item.update({c: row[f"_{c}"] for c in ("visual", "audio", "music", "text", "bridge")})
+        item.update({k: row.get(k) for k in ("partial", "declared_duration_s", "sound_tags", "ocr_text")})
+        item.update({c: row[f"_{c}"] for c in vector_columns})
+        if row.get("semantic") is not None:
+            # What `medley search` ranks by: an item's own vector finds it first.
+            query = np.asarray(row["semantic"], dtype=np.float32)
+            hits = (media.search(query, vector_column_name="semantic")
+                    .metric("cosine").where("semantic IS NOT NULL", prefilter=True).limit(1).to_list())
+            item["semantic_self_top"] = hits[0]["content_hash"] if hits else None
         if row["bridge"] is not None:
             query = np.asarray(row["bridge"], dtype=np.float32)
             hits = (media.search(query, vector_column_name="bridge")
@@ -99,8 +106,9 @@ def main():
         for row in segments.to_pylist():
             item = {k: row[k] for k in ("segment_id", "content_hash", "path", "kind", "segment", "start_s", "end_s",
                                         "duration_s", "frames_sampled", "labels", "transcript")}
-            for column in ("visual", "audio", "music", "text", "bridge"):
-                v = row[column]
+            item.update({k: row.get(k) for k in ("sound_tags", "ocr_text")})
+            for column in ("visual", "audio", "music", "text", "bridge", "semantic", "sound_bridge"):
+                v = row.get(column)
                 item[column] = None if v is None else float(np.linalg.norm(np.asarray(v, dtype=np.float32)))
             out["segments"].append(item)
     if "failures" in names:

@@ -23,6 +23,11 @@ pub(crate) struct VisualAccumulator<'a> {
     pub(crate) probabilities: MeanPool,
     segmenter: &'a RefCell<Segmenter>,
     pub(crate) error: Option<ModelError>,
+    /// Lines of on-screen text read, with the time of their frame, in time order.
+    pub(crate) read: Vec<(f64, String)>,
+    frames_seen: usize,
+    /// The square picture of the last frame read, to tell when the picture changed.
+    last_read: Option<Vec<u8>>,
 }
 
 impl<'a> VisualAccumulator<'a> {
@@ -37,10 +42,40 @@ impl<'a> VisualAccumulator<'a> {
             probabilities: MeanPool::default(),
             segmenter,
             error: None,
+            read: Vec::new(),
+            frames_seen: 0,
+            last_read: None,
+        }
+    }
+
+    /// Read the frame's on-screen text when the reader is on and the frame is due: every
+    /// `ocr.every`th frame, or one whose picture changed since the last frame read.
+    fn read_text(&mut self, frame: &Frame) {
+        let Some(reader) = &self.models.reader else { return };
+        let ocr = &self.models.config.ocr;
+        let due = self.frames_seen.is_multiple_of(ocr.every)
+            || (ocr.changed > 0.0
+                && self.last_read.as_deref().is_some_and(|last| mean_abs_diff(last, &frame.rgb) > ocr.changed));
+        self.frames_seen += 1;
+        if !due || self.error.is_some() {
+            return;
+        }
+        self.last_read = Some(frame.rgb.clone());
+        // TODO(ocr): the whole uncropped picture once the decoder hands it out.
+        let (rgb, width, height) = (frame.rgb.as_slice(), frame.size, frame.size);
+        match self.models.call(Busy::Ocr, || reader.read(rgb, width, height)) {
+            Ok(lines) => self.read.extend(
+                lines
+                    .into_iter()
+                    .filter(|l| l.score >= ocr.min_score && !l.text.trim().is_empty())
+                    .map(|l| (frame.pts_s, l.text.trim().to_string())),
+            ),
+            Err(e) => self.error = Some(e),
         }
     }
 
     pub(crate) fn push(&mut self, frame: Frame) {
+        self.read_text(&frame);
         let nearer = |f: &Frame| (f.pts_s - self.middle_s).abs();
         if self.models.captioner.is_some() && self.middle.as_ref().is_none_or(|m| nearer(&frame) < nearer(m)) {
             self.middle = Some(frame.clone());
@@ -67,6 +102,15 @@ impl<'a> VisualAccumulator<'a> {
         }
         self.pending.clear();
     }
+}
+
+/// Mean absolute difference of two equal-length byte pictures, 0..1 (1 when the sizes differ).
+fn mean_abs_diff(a: &[u8], b: &[u8]) -> f32 {
+    if a.len() != b.len() || a.is_empty() {
+        return 1.0;
+    }
+    let sum: u64 = a.iter().zip(b).map(|(x, y)| u64::from(x.abs_diff(*y))).sum();
+    sum as f32 / (a.len() as f32 * 255.0)
 }
 
 /// Mono samples in, fixed windows cut, batched audio-encoder calls, pooled embedding out.

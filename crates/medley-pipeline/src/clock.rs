@@ -16,12 +16,16 @@ pub enum Busy {
     Music,
     Speech,
     Text,
+    /// Sound events (AudioSet classes).
+    Sounds,
+    /// Reading on-screen text.
+    Ocr,
     Caption,
     /// Table commits.
     Write,
 }
 
-const STAGES: usize = 9;
+const STAGES: usize = 11;
 
 #[derive(Debug, Default)]
 pub struct StageClock {
@@ -60,6 +64,8 @@ impl StageClock {
             ("music", Busy::Music),
             ("speech", Busy::Speech),
             ("text", Busy::Text),
+            ("sounds", Busy::Sounds),
+            ("ocr", Busy::Ocr),
             ("caption", Busy::Caption),
             ("write", Busy::Write),
         ] {

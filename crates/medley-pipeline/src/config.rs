@@ -44,6 +44,171 @@ pub struct PipelineConfig {
     pub fusion: FusionConfig,
     #[serde(default)]
     pub segments: SegmentsConfig,
+    #[serde(default)]
+    pub text_space: TextSpaceConfig,
+    #[serde(default)]
+    pub ocr: OcrConfig,
+}
+
+/// `[text_space]`: how an item reaches the text model's space, where text search looks. Each
+/// bridge (labels of what is seen, sound events, music tags) and each text (transcript,
+/// on-screen text, caption) is a unit vector there; the item's `semantic` vector is their
+/// weighted sum, renormalised, over the ones it has. A weight of 0 leaves one out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextSpaceConfig {
+    /// What a class is embedded as in the label bridges: `meaning` (its names and definition,
+    /// from the model folder's label texts) or `name` (its first name only).
+    #[serde(default)]
+    pub label_text: LabelText,
+    #[serde(default = "one")]
+    pub visual: f32,
+    #[serde(default = "one")]
+    pub sound: f32,
+    /// Music tags; scaled by how sure the sound-event model is that music is playing, when it
+    /// runs (the tags describe music and mean nothing for a dog barking).
+    #[serde(default = "half")]
+    pub music: f32,
+    #[serde(default = "one")]
+    pub speech: f32,
+    #[serde(default = "one")]
+    pub ocr: f32,
+    #[serde(default = "one")]
+    pub caption: f32,
+}
+
+fn one() -> f32 {
+    1.0
+}
+fn half() -> f32 {
+    0.5
+}
+
+impl Default for TextSpaceConfig {
+    fn default() -> Self {
+        Self {
+            label_text: LabelText::default(),
+            visual: one(),
+            sound: one(),
+            music: half(),
+            speech: one(),
+            ocr: one(),
+            caption: one(),
+        }
+    }
+}
+
+impl TextSpaceConfig {
+    fn check(&self) -> Result<(), String> {
+        let weights = [
+            ("visual", self.visual),
+            ("sound", self.sound),
+            ("music", self.music),
+            ("speech", self.speech),
+            ("ocr", self.ocr),
+            ("caption", self.caption),
+        ];
+        for (key, w) in weights {
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(format!("text_space.{key}: must be a number of at least 0, got {w}"));
+            }
+        }
+        if weights.iter().all(|(_, w)| *w == 0.0) {
+            return Err("text_space: every weight is 0; nothing would reach the text space".into());
+        }
+        Ok(())
+    }
+}
+
+/// `[text_space] label_text`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum LabelText {
+    /// Names and definition (the model folder's label texts; the names when it has none).
+    #[default]
+    Meaning,
+    /// The first name only.
+    Name,
+}
+
+impl FromStr for LabelText {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "meaning" => Ok(Self::Meaning),
+            "name" => Ok(Self::Name),
+            _ => Err(format!("text_space.label_text: {s:?} is not meaning or name")),
+        }
+    }
+}
+
+impl TryFrom<String> for LabelText {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+/// `[ocr]`: which sampled frames the on-screen text reader looks at (it costs far more per
+/// frame than the image encoder).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OcrConfig {
+    /// Every Nth sampled frame (the first always)...
+    #[serde(default = "default_ocr_every")]
+    pub every: usize,
+    /// ...and any frame whose picture changed from the last one read by more than this mean
+    /// absolute difference (0..1; 0 turns it off).
+    #[serde(default = "default_ocr_changed")]
+    pub changed: f32,
+    /// The longer side, in pixels, of the whole frame handed to the reader.
+    #[serde(default = "default_ocr_side")]
+    pub max_side: u32,
+    /// Lines read with less confidence are dropped.
+    #[serde(default = "default_ocr_min_score")]
+    pub min_score: f32,
+}
+
+fn default_ocr_every() -> usize {
+    5
+}
+fn default_ocr_changed() -> f32 {
+    0.12
+}
+fn default_ocr_side() -> u32 {
+    960
+}
+fn default_ocr_min_score() -> f32 {
+    0.6
+}
+
+impl Default for OcrConfig {
+    fn default() -> Self {
+        Self {
+            every: default_ocr_every(),
+            changed: default_ocr_changed(),
+            max_side: default_ocr_side(),
+            min_score: default_ocr_min_score(),
+        }
+    }
+}
+
+impl OcrConfig {
+    fn check(&self) -> Result<(), String> {
+        if self.every == 0 {
+            return Err("ocr.every: must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.changed) {
+            return Err(format!("ocr.changed: must be between 0 and 1, got {}", self.changed));
+        }
+        if !(64..=4096).contains(&self.max_side) {
+            return Err(format!("ocr.max_side: must be between 64 and 4096 pixels, got {}", self.max_side));
+        }
+        if !(0.0..=1.0).contains(&self.min_score) {
+            return Err(format!("ocr.min_score: must be between 0 and 1, got {}", self.min_score));
+        }
+        Ok(())
+    }
 }
 
 /// How items are cut into `segments` rows (time ranges a search can return).
@@ -223,6 +388,12 @@ pub struct Stages {
     pub audio: bool,
     pub music: bool,
     pub speech: bool,
+    /// Sound events (AudioSet classes) into `sound_tags` and the text space.
+    #[serde(default)]
+    pub sound_events: bool,
+    /// On-screen text into `ocr_text` and the text space.
+    #[serde(default)]
+    pub ocr: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -236,6 +407,13 @@ pub struct Models {
     /// An image captioner (VisionEncoderDecoder / BLIP-style export): when set, it captions
     /// the frame nearest the middle of each item into `description`.
     pub captioner: Option<String>,
+    /// A sound-event tagger on 16 kHz windows (YAMNet): needed by `stages.sound_events`.
+    pub sound_events: Option<String>,
+    /// An on-screen text reader (PP-OCR): needed by `stages.ocr`.
+    pub ocr: Option<String>,
+    /// A shot-boundary model (TransNetV2): with the `shots` sampler it finds the cuts, with
+    /// the frame-difference detector as the fallback when unset.
+    pub shots: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -311,8 +489,17 @@ impl PipelineConfig {
         if self.stages.speech {
             wanted.push(("models.speech", m.speech.as_ref()));
         }
+        if self.stages.sound_events {
+            wanted.push(("models.sound_events", m.sound_events.as_ref()));
+        }
+        if self.stages.ocr {
+            wanted.push(("models.ocr", m.ocr.as_ref()));
+        }
         if m.captioner.is_some() {
             wanted.push(("models.captioner", m.captioner.as_ref()));
+        }
+        if m.shots.is_some() {
+            wanted.push(("models.shots", m.shots.as_ref()));
         }
         for (key, id) in wanted {
             let Some(id) = id else { return Err(format!("{key}: required because its stage is enabled")) };
@@ -324,6 +511,11 @@ impl PipelineConfig {
     /// What can be checked without the models: values and how they fit together.
     fn check_values(&self) -> Result<(), String> {
         self.fusion.check()?;
+        self.text_space.check()?;
+        self.ocr.check()?;
+        if self.stages.ocr && !self.stages.vision {
+            return Err("stages.ocr: needs stages.vision (it reads sampled frames)".into());
+        }
         let sg = &self.segments;
         if sg.by == SegmentMode::Shots && !matches!(self.sampler.video, Sampler::Shots(_)) {
             return Err("segments.by: \"shots\" needs sampler.video = \"shots\" (the shot detector)".into());

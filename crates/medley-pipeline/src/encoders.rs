@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use medley_models::{
     AudioEncoder, Batcher, GenerateOptions, ImageCaptioner, ImageEncoder, ImageOutput, LabelBridge, ModelError,
-    ModelHome, MusicTagger, Runtime, SpeechToText, TextEncoder, TranscribeOptions, Transcript,
+    ModelHome, ModelSpec, MusicTagger, Runtime, SpeechToText, TextEncoder, TextReader, TranscribeOptions, Transcript,
 };
 use medley_store::VectorDims;
 
 use crate::clock::StageClock;
-use crate::config::PipelineConfig;
-use crate::models::{Caption, ModelSet, Music, Sound, Speech, Tagged, Text, Vision};
+use crate::config::{LabelText, PipelineConfig};
+use crate::models::{Caption, ModelSet, Music, Read, ReadLine, Sound, SoundEvents, Speech, Tagged, Text, Vision};
 
 /// The models one index run uses, loaded once and shared.
 pub struct Encoders {
@@ -23,6 +23,8 @@ pub struct Encoders {
     pub music: Option<Arc<MusicStage>>,
     pub speech: Option<Arc<SpeechToText>>,
     pub captioner: Option<Arc<ImageCaptioner>>,
+    pub sound_events: Option<Arc<SoundEventStage>>,
+    pub reader: Option<Arc<TextReader>>,
     /// The image encoder behind its cross-file queue, with its label bridge.
     vision: Arc<VisionStage>,
     /// Busy time per stage across every run with these models.
@@ -45,6 +47,13 @@ pub struct MusicStage {
     pub bridge: LabelBridge,
 }
 
+pub struct SoundEventStage {
+    pub tagger: MusicTagger,
+    /// ConSE from the sound classes into the text space.
+    pub bridge: LabelBridge,
+    music_class: Option<usize>,
+}
+
 /// A cross-file image-encoder call holds at most this many files' frame batches.
 const CROSS_FILE_BATCHES: usize = 4;
 
@@ -52,6 +61,30 @@ const CROSS_FILE_BATCHES: usize = 4;
 const BRIDGE_TOP_K: usize = 5;
 const LABEL_TEMPLATE: &str = "a photo of a {}";
 const TAG_TEMPLATE: &str = "music that is {}";
+const SOUND_TEMPLATE: &str = "the sound of {}";
+
+/// The texts a label bridge embeds for a model's classes: with `meaning`, the model folder's
+/// label texts (names and definition) when it has them; else the names.
+fn bridge_texts(home: &ModelHome, id: &str, names: &[String], mode: LabelText) -> Result<Vec<String>, ModelError> {
+    if mode == LabelText::Name {
+        return Ok(names.to_vec());
+    }
+    let spec = ModelSpec::load(home, id)?;
+    let file = spec.image.as_ref().and_then(|i| i.label_texts.clone()).or_else(|| spec.tagger.as_ref().and_then(|t| t.label_texts.clone()));
+    match file {
+        Some(f) => {
+            let texts = spec.labels(&f)?;
+            if texts.len() != names.len() {
+                return Err(ModelError::Spec {
+                    path: spec.dir.join(&f),
+                    message: format!("{} label texts for {} labels", texts.len(), names.len()),
+                });
+            }
+            Ok(texts)
+        }
+        None => Ok(names.to_vec()),
+    }
+}
 
 impl Encoders {
     pub fn load(home: &ModelHome, config: PipelineConfig) -> Result<Self, ModelError> {
@@ -67,15 +100,31 @@ impl Encoders {
             });
         let audio = AudioEncoder::load(&rt, home, &m.audio)?;
         let text = TextEncoder::load(&rt, home, &m.text)?;
-        let bridge =
-            LabelBridge::cached(&text, image.labels(), LABEL_TEMPLATE, BRIDGE_TOP_K, &home.model_dir(image.id())?)?;
+        let mode = config.text_space.label_text;
+        let bridge_of = |id: &str, names: &[String], template: &str| -> Result<LabelBridge, ModelError> {
+            let texts = bridge_texts(home, id, names, mode)?;
+            LabelBridge::cached(&text, &texts, template, BRIDGE_TOP_K, &home.model_dir(id)?)
+        };
+        let bridge = bridge_of(image.id(), image.labels(), LABEL_TEMPLATE)?;
         let music = match (&m.music, config.stages.music) {
             (Some(id), true) => {
                 let tagger = MusicTagger::load(&rt, home, id)?;
-                let bridge =
-                    LabelBridge::cached(&text, tagger.labels(), TAG_TEMPLATE, BRIDGE_TOP_K, &home.model_dir(id)?)?;
+                let bridge = bridge_of(id, tagger.labels(), TAG_TEMPLATE)?;
                 Some(Arc::new(MusicStage { tagger, bridge }))
             }
+            _ => None,
+        };
+        let sound_events = match (&m.sound_events, config.stages.sound_events) {
+            (Some(id), true) => {
+                let tagger = MusicTagger::load(&rt, home, id)?;
+                let bridge = bridge_of(id, tagger.labels(), SOUND_TEMPLATE)?;
+                let music_class = tagger.labels().iter().position(|l| l == "Music");
+                Some(Arc::new(SoundEventStage { tagger, bridge, music_class }))
+            }
+            _ => None,
+        };
+        let reader = match (&m.ocr, config.stages.ocr) {
+            (Some(id), true) => Some(Arc::new(TextReader::load(&rt, home, id)?)),
             _ => None,
         };
         let speech = match (&m.speech, config.stages.speech) {
@@ -93,6 +142,8 @@ impl Encoders {
             music,
             speech,
             captioner,
+            sound_events,
+            reader,
             vision,
             clock: Arc::default(),
         })
@@ -109,6 +160,8 @@ impl Encoders {
             music: self.music.clone().map(|m| m as Arc<dyn Music>),
             speech: self.speech.clone().map(|s| s as Arc<dyn Speech>),
             captioner: self.captioner.clone().map(|c| c as Arc<dyn Caption>),
+            sound_events: self.sound_events.clone().map(|s| s as Arc<dyn SoundEvents>),
+            reader: self.reader.clone().map(|r| r as Arc<dyn Read>),
             clock: self.clock.clone(),
         }
     }
@@ -130,6 +183,8 @@ impl Encoders {
         ids.extend(self.music.as_ref().map(|m| m.tagger.id()));
         ids.extend(self.speech.as_ref().map(|s| s.id()));
         ids.extend(self.captioner.as_ref().map(|c| c.id()));
+        ids.extend(self.sound_events.as_ref().map(|s| s.tagger.id()));
+        ids.extend(self.reader.as_ref().map(|r| r.id()));
         format!("{}:{}", self.config.pipeline.name, ids.join("+"))
     }
 }
@@ -188,6 +243,33 @@ impl Music for MusicStage {
     }
     fn bridge(&self, probabilities: &[f32]) -> Vec<f32> {
         self.bridge.project(probabilities)
+    }
+}
+
+impl SoundEvents for SoundEventStage {
+    fn window(&self) -> usize {
+        self.tagger.window()
+    }
+    fn labels(&self) -> &[String] {
+        self.tagger.labels()
+    }
+    fn tag(&self, windows: &[&[f32]]) -> Result<Vec<Vec<f32>>, ModelError> {
+        Ok(self.tagger.tag(windows)?.into_iter().map(|o| o.probabilities).collect())
+    }
+    fn bridge(&self, probabilities: &[f32]) -> Vec<f32> {
+        self.bridge.project(probabilities)
+    }
+    fn music_class(&self) -> Option<usize> {
+        self.music_class
+    }
+}
+
+impl Read for TextReader {
+    fn read(&self, rgb: &[u8], width: u32, height: u32) -> Result<Vec<ReadLine>, ModelError> {
+        Ok(TextReader::read(self, rgb, width, height)?
+            .into_iter()
+            .map(|l| ReadLine { text: l.text, score: l.score })
+            .collect())
     }
 }
 

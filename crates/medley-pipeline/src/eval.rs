@@ -7,7 +7,7 @@ use medley_models::TextEncoder;
 use medley_store::{SearchHit, Store};
 use serde::{Deserialize, Serialize};
 
-use crate::query::{QueryError, encode_query};
+use crate::query::{QueryError, encode_query, search_vector};
 
 /// One labelled query: the text, and the item it should find.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,7 +79,7 @@ pub fn check_queries(queries: &[EvalQuery], origin: &str) -> Result<(), EvalErro
     Ok(())
 }
 
-/// Rank every item for each query by its `bridge` vector and report where each target came.
+/// Rank every item for each query by its `semantic` vector (as `search` does) and report where each target came.
 /// A target that is not in the ranking counts as ranked after everything.
 pub async fn evaluate(
     store: &Store,
@@ -92,7 +92,7 @@ pub async fn evaluate(
     let mut ranks = Vec::with_capacity(queries.len());
     for q in queries {
         let v = encode_query(encoder, &q.query)?;
-        let hits = store.search("bridge", &v, all, None).await.map_err(QueryError::from)?;
+        let hits = search_vector(store, &v, all, None).await?;
         let target = q.target.trim();
         ranks.push(hits.iter().position(|h| is_target(h, target)).map_or(all + 1, |p| p + 1));
     }

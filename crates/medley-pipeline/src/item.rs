@@ -16,7 +16,8 @@ use crate::config::SegmentBy;
 use crate::error::enter_stage;
 use crate::models::ModelSet;
 use crate::options::IndexOptions;
-use crate::pool::{MeanPool, miscounted, top_labels};
+use crate::pool::{EventPool, MeanPool, miscounted, top_labels};
+use crate::text_space::{self, TextSpaceParts};
 use crate::segments::Segmenter;
 use crate::{FileError, Stage};
 
@@ -61,7 +62,7 @@ pub(crate) fn build_item(
     if let Some(e) = visual.error.take().or(audio.error.take()) {
         return Err(model_err(e));
     }
-    let heard = if has_sound && (models.music.is_some() || models.speech.is_some()) {
+    let heard = if has_sound && (models.music.is_some() || models.speech.is_some() || models.sound_events.is_some()) {
         listen(models, &probe, opts, &segmenter)?
     } else {
         Heard::default()
@@ -75,47 +76,108 @@ pub(crate) fn build_item(
         (Some(m), Some(p)) => top_labels(p, m.labels(), opts.top_labels),
         _ => Vec::new(),
     };
-    // The bridge puts an item in the text space: from its pictures' labels, or for sound
-    // alone from its music tags.
-    let bridge = match (&probabilities, &models.music, &music_probabilities) {
-        (Some(p), _, _) => Some(models.vision.bridge(p)),
-        (None, Some(m), Some(p)) => Some(m.bridge(p)),
+    let sound_probabilities = heard.sounds.pooled();
+    let sound_tags = match (&models.sound_events, &sound_probabilities) {
+        (Some(s), Some(p)) => top_labels(p, s.labels(), opts.top_labels),
+        _ => Vec::new(),
+    };
+    let visual_bridge = probabilities.as_deref().map(|p| models.vision.bridge(p));
+    let music_bridge = match (&models.music, &music_probabilities) {
+        (Some(m), Some(p)) => Some(m.bridge(p)),
         _ => None,
     };
-    let text = match &heard.transcript {
-        Some(t) => {
-            let mut embedded = models.call(Busy::Text, || models.text.encode(&[t.as_str()])).map_err(model_err)?;
-            if embedded.len() != 1 {
-                return Err(model_err(miscounted("text encoder", 1, embedded.len())));
-            }
-            embedded.pop()
-        }
-        None => None,
+    let sound_bridge = match (&models.sound_events, &sound_probabilities) {
+        (Some(s), Some(p)) => Some(s.bridge(p)),
+        _ => None,
     };
+    let read = std::mem::take(&mut visual.read);
+    let ocr_text = read_text(&read);
+    // One text-encoder call for what was said, read and captioned.
     let duration_s = duration(&probe, &stats, models.sound.sample_rate());
-    let description = match (&models.captioner, &visual.middle) {
+    let caption = match (&models.captioner, &visual.middle) {
         (Some(c), Some(frame)) => {
-            models.call(Busy::Caption, || c.caption(&frame.rgb, frame.size)).map_err(model_err)?
+            Some(models.call(Busy::Caption, || c.caption(&frame.rgb, frame.size)).map_err(model_err)?)
         }
-        _ => describe(&probe, duration_s, &labels, &music_tags, heard.transcript.as_deref()),
+        _ => None,
+    };
+    let [text, ocr, caption_vector] =
+        embed_texts(models, [heard.transcript.as_deref(), ocr_text.as_deref(), caption.as_deref()])
+            .map_err(model_err)?;
+    let music_presence = text_space::music_presence(
+        sound_probabilities.as_deref(),
+        models.sound_events.as_ref().and_then(|s| s.music_class()),
+    );
+    let semantic = TextSpaceParts {
+        visual: visual_bridge.as_deref(),
+        sound: sound_bridge.as_deref(),
+        music: music_bridge.as_deref(),
+        music_presence,
+        speech: text.as_deref(),
+        ocr: ocr.as_deref(),
+        caption: caption_vector.as_deref(),
+    }
+    .fuse(&config.text_space);
+    let description = match caption {
+        Some(c) => c,
+        None => describe(&probe, duration_s, &labels, &sound_tags, &music_tags, heard.transcript.as_deref()),
     };
     let mut row = media_row(&probe, content_hash, duration_s, &stats, models.id.clone());
     row.visual = visual.embedding.mean();
     row.audio_windows = audio.embedding.count() as u32;
     row.audio = audio.embedding.mean();
-    row.bridge = bridge;
+    // The bridge puts an item in the text space: from its pictures' labels, or for sound
+    // alone from its music tags.
+    row.bridge = visual_bridge.or_else(|| music_bridge.clone());
     row.labels = labels;
     row.music = heard.embedding.mean();
     row.music_tags = music_tags;
+    row.sound_tags = sound_tags;
+    row.sound_bridge = sound_bridge;
+    row.music_bridge = music_bridge;
+    row.ocr_text = ocr_text;
+    row.ocr = ocr;
+    row.semantic = semantic;
     row.text = text;
     row.transcript = heard.transcript;
     row.language = heard.language;
     row.description = description;
     let segments = segmenter
         .into_inner()
-        .finish(models, duration_s, &stats.shots, &heard.speech, opts.top_labels)
+        .finish(models, duration_s, &stats.shots, &heard.speech, &read, opts.top_labels)
         .map_err(model_err)?;
     Ok(Indexed { row, segments })
+}
+
+/// The distinct lines read on screen, in the order first seen, one per line (a title shown
+/// over many frames is read once).
+pub(crate) fn read_text(read: &[(f64, String)]) -> Option<String> {
+    let mut seen: Vec<&str> = Vec::new();
+    for (_, line) in read {
+        if !seen.iter().any(|s| s.eq_ignore_ascii_case(line)) {
+            seen.push(line);
+        }
+    }
+    (!seen.is_empty()).then(|| seen.join("\n"))
+}
+
+/// Embed each text that is there, in one text-encoder call.
+fn embed_texts<const N: usize>(models: &ModelSet, texts: [Option<&str>; N]) -> Result<[Option<Vec<f32>>; N], ModelError> {
+    let present: Vec<&str> = texts.iter().flatten().copied().collect();
+    let mut out: [Option<Vec<f32>>; N] = std::array::from_fn(|_| None);
+    if present.is_empty() {
+        return Ok(out);
+    }
+    let vectors = models.call(Busy::Text, || models.text.encode(&present))?;
+    if vectors.len() != present.len() {
+        return Err(miscounted("text encoder", present.len(), vectors.len()));
+    }
+    let mut vectors = vectors.into_iter();
+    for (slot, text) in out.iter_mut().zip(texts) {
+        if text.is_some() {
+            *slot = vectors.next();
+        }
+    }
+    Ok(out)
 }
 
 /// The item's duration: what was decoded when the file was cut short of what its header
@@ -136,6 +198,9 @@ fn duration(probe: &Probe, stats: &DecodeStats, sample_rate: u32) -> Option<f64>
 #[derive(Default)]
 struct Heard {
     tags: MeanPool,
+    /// Sound-event probabilities per window.
+    sounds: EventPool,
+    sound_windows: usize,
     embedding: MeanPool,
     transcript: Option<String>,
     language: Option<String>,
@@ -180,11 +245,42 @@ fn listen(
         }
         windows.clear();
     };
+    let sound_window = models.sound_events.as_ref().map_or(0, |m| m.window());
+    let mut sound_buffer: Vec<f32> = Vec::new();
+    let mut sound_windows: Vec<Vec<f32>> = Vec::new();
+    let mut sound_error = None;
+    let hear = |windows: &mut Vec<Vec<f32>>, heard: &mut Heard, error: &mut Option<ModelError>| {
+        if let (Some(m), None, false) = (&models.sound_events, &error, windows.is_empty()) {
+            let refs: Vec<&[f32]> = windows.iter().map(Vec::as_slice).collect();
+            let window_s = m.window() as f64 / f64::from(RATE);
+            match models.call(Busy::Sounds, || m.tag(&refs)) {
+                Ok(outs) if outs.len() == refs.len() => outs.iter().for_each(|p| {
+                    let middle_s = (heard.sound_windows as f64 + 0.5) * window_s;
+                    heard.sound_windows += 1;
+                    segmenter.borrow_mut().sound(middle_s, p);
+                    heard.sounds.add(p);
+                }),
+                Ok(outs) => *error = Some(miscounted("sound-event tagger", refs.len(), outs.len())),
+                Err(e) => *error = Some(e),
+            }
+        }
+        windows.clear();
+    };
     let decode_opts =
         DecodeOptions { frame_size: None, audio_rate: Some(RATE), threads: opts.decode_threads, ..Default::default() };
     medley_media::decode(probe, &decode_opts, &mut |_| {}, &mut |s| {
         if models.speech.is_some() {
             speech.extend_from_slice(s);
+        }
+        if sound_window > 0 {
+            sound_buffer.extend_from_slice(s);
+            while sound_buffer.len() >= sound_window {
+                let rest = sound_buffer.split_off(sound_window);
+                sound_windows.push(std::mem::replace(&mut sound_buffer, rest));
+                if sound_windows.len() >= opts.window_batch.max(1) {
+                    hear(&mut sound_windows, &mut heard, &mut sound_error);
+                }
+            }
         }
         if window > 0 {
             buffer.extend_from_slice(s);
@@ -204,7 +300,13 @@ fn listen(
         windows.push(std::mem::take(&mut buffer));
     }
     tag(&mut windows, &mut heard, &mut error);
-    if let Some(e) = error {
+    // The tail of at least a fifth of a window (all of a short clip) is heard zero-padded.
+    if sound_window > 0 && sound_buffer.len() >= sound_window / 5 {
+        sound_buffer.resize(sound_window, 0.0);
+        sound_windows.push(std::mem::take(&mut sound_buffer));
+    }
+    hear(&mut sound_windows, &mut heard, &mut sound_error);
+    if let Some(e) = error.or(sound_error) {
         return Err(model_err(e));
     }
     if let Some(stt) = &models.speech
@@ -227,6 +329,7 @@ fn describe(
     probe: &Probe,
     duration_s: Option<f64>,
     labels: &[Label],
+    sounds: &[Label],
     tags: &[Label],
     transcript: Option<&str>,
 ) -> String {
@@ -237,6 +340,9 @@ fn describe(
     }];
     if !labels.is_empty() {
         parts.push(format!("looks like: {}", names(labels)));
+    }
+    if !sounds.is_empty() {
+        parts.push(format!("hears: {}", names(sounds)));
     }
     if !tags.is_empty() {
         parts.push(format!("sounds like: {}", names(tags)));

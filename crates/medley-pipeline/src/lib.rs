@@ -19,6 +19,7 @@ mod segments;
 mod sid_ops;
 mod sids;
 mod summary;
+mod text_space;
 
 pub use config::{
     ConfigError, DEFAULT_PIPELINE, FusionConfig, FusionForm, PipelineConfig, SegmentBy, SegmentMode, SegmentsConfig,

@@ -54,6 +54,31 @@ pub trait Music: Send + Sync {
     fn bridge(&self, probabilities: &[f32]) -> Vec<f32>;
 }
 
+/// Sound events (AudioSet classes) over 16 kHz mono windows.
+pub trait SoundEvents: Send + Sync {
+    /// Samples per window at 16 kHz.
+    fn window(&self) -> usize;
+    fn labels(&self) -> &[String];
+    /// Class probabilities per window, in order.
+    fn tag(&self, windows: &[&[f32]]) -> Result<Vec<Vec<f32>>, ModelError>;
+    /// Class probabilities into the text space (ConSE over the class texts).
+    fn bridge(&self, probabilities: &[f32]) -> Vec<f32>;
+    /// The class that means music is playing (AudioSet `Music`), if the vocabulary has one.
+    fn music_class(&self) -> Option<usize>;
+}
+
+/// One line of on-screen text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadLine {
+    pub text: String,
+    pub score: f32,
+}
+
+/// Reads the text in a whole RGB24 picture.
+pub trait Read: Send + Sync {
+    fn read(&self, rgb: &[u8], width: u32, height: u32) -> Result<Vec<ReadLine>, ModelError>;
+}
+
 /// Speech recognition over 16 kHz mono samples.
 pub trait Speech: Send + Sync {
     fn transcribe(&self, samples: &[f32]) -> Result<Transcript, ModelError>;
@@ -78,6 +103,8 @@ pub struct ModelSet {
     pub music: Option<Arc<dyn Music>>,
     pub speech: Option<Arc<dyn Speech>>,
     pub captioner: Option<Arc<dyn Caption>>,
+    pub sound_events: Option<Arc<dyn SoundEvents>>,
+    pub reader: Option<Arc<dyn Read>>,
     /// Busy time per stage, shared by every run with these models.
     pub clock: Arc<StageClock>,
 }

@@ -28,6 +28,31 @@ impl MeanPool {
     }
 }
 
+/// Sound-event probabilities over windows: the mean of the mean and the max per class, so an
+/// event that fills a few seconds of a long file still counts (a mean alone dilutes a bark
+/// in a minute of street noise), while one stray window does not rule the item.
+#[derive(Debug, Default)]
+pub(crate) struct EventPool {
+    mean: MeanPool,
+    max: Vec<f32>,
+}
+
+impl EventPool {
+    pub(crate) fn add(&mut self, p: &[f32]) {
+        self.mean.add(p);
+        if self.max.is_empty() {
+            self.max = p.to_vec();
+        } else {
+            self.max.iter_mut().zip(p).for_each(|(m, x)| *m = m.max(*x));
+        }
+    }
+
+    pub(crate) fn pooled(&self) -> Option<Vec<f32>> {
+        let mean = self.mean.mean()?;
+        Some(mean.iter().zip(&self.max).map(|(a, b)| 0.5 * (a + b)).collect())
+    }
+}
+
 /// The `k` most probable names. A model that gives more probabilities than it has names
 /// (a broken export) gets the extra ones named by index rather than a panic.
 pub(crate) fn top_labels(probabilities: &[f32], names: &[String], k: usize) -> Vec<Label> {
@@ -54,6 +79,18 @@ mod tests {
         pool.add(&[3.0, 6.0]);
         assert_eq!(pool.mean(), Some(vec![2.0, 4.0]));
         assert_eq!(pool.count(), 2);
+    }
+
+    #[test]
+    fn event_pool_keeps_short_events() {
+        let mut pool = EventPool::default();
+        assert_eq!(pool.pooled(), None);
+        for _ in 0..9 {
+            pool.add(&[0.0, 0.5]);
+        }
+        pool.add(&[1.0, 0.5]);
+        let p = pool.pooled().unwrap();
+        assert!((p[0] - 0.55).abs() < 1e-6 && (p[1] - 0.5).abs() < 1e-6, "{p:?}");
     }
 
     #[test]

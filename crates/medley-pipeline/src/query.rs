@@ -3,7 +3,7 @@
 //! the same hits.
 
 use medley_models::{ModelError, TextEncoder};
-use medley_store::{SearchHit, Store, StoreError};
+use medley_store::{SEARCH_COLUMN, SearchHit, Store, StoreError};
 
 /// An item's vectors by column, in the order `similar` prefers them: visual, audio, bridge.
 pub type ItemVectorSet = [(&'static str, Option<Vec<f32>>); 3];
@@ -65,7 +65,8 @@ pub async fn stored_vectors(store: &Store, content_hash: &str) -> Result<ItemVec
     Ok(vectors)
 }
 
-/// Items whose content best matches `text`, by the `bridge` vector (text space).
+/// Items whose content best matches `text`, by the `semantic` vector (the text space fused
+/// from every bridge and text).
 pub async fn search_text(
     store: &Store,
     encoder: &TextEncoder,
@@ -74,11 +75,31 @@ pub async fn search_text(
     filter: Option<&str>,
 ) -> Result<Vec<SearchHit>, QueryError> {
     let query = encode_query(encoder, text)?;
-    Ok(store.search("bridge", &query, k, filter).await?)
+    search_vector(store, &query, k, filter).await
 }
 
-/// Segments (shots or windows) whose content best matches `text`, by their `bridge` vectors;
-/// each hit carries its time range.
+/// Items nearest a text-space vector, by `semantic`; a table indexed before `semantic` existed
+/// (no such column, or no item with one) is searched by its `bridge` vectors.
+pub(crate) async fn search_vector(
+    store: &Store,
+    query: &[f32],
+    k: usize,
+    filter: Option<&str>,
+) -> Result<Vec<SearchHit>, QueryError> {
+    if store.media_has_column(SEARCH_COLUMN).await? {
+        let hits = store.search(SEARCH_COLUMN, query, k, filter).await?;
+        if !hits.is_empty() {
+            return Ok(hits);
+        }
+    }
+    Ok(store.search(LEGACY_SEARCH_COLUMN, query, k, filter).await?)
+}
+
+/// What text search ranked by before the text space was fused.
+const LEGACY_SEARCH_COLUMN: &str = "bridge";
+
+/// Segments (shots or windows) whose content best matches `text`, by their `semantic`
+/// vectors (`bridge` for segments indexed before it existed); each hit carries its time range.
 pub async fn search_segments(
     store: &Store,
     encoder: &TextEncoder,
@@ -87,7 +108,13 @@ pub async fn search_segments(
     filter: Option<&str>,
 ) -> Result<Vec<SearchHit>, QueryError> {
     let query = encode_query(encoder, text)?;
-    Ok(store.search_segments("bridge", &query, k, filter).await?)
+    if store.media_has_column(SEARCH_COLUMN).await? {
+        let hits = store.search_segments(SEARCH_COLUMN, &query, k, filter).await?;
+        if !hits.is_empty() {
+            return Ok(hits);
+        }
+    }
+    Ok(store.search_segments(LEGACY_SEARCH_COLUMN, &query, k, filter).await?)
 }
 
 /// Hybrid search: the vector ranking of [`search_text`] fused with full-text (BM25) ranking

@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 
 use medley_media::Shot;
 use medley_models::{ModelError, Segment};
-use medley_store::{Label, SegmentRow};
+use medley_store::SegmentRow;
 
 use crate::clock::Busy;
 use crate::config::SegmentBy;
 use crate::models::ModelSet;
-use crate::pool::{MeanPool, miscounted, top_labels};
+use crate::pool::{EventPool, MeanPool, miscounted, top_labels};
+use crate::text_space::TextSpaceParts;
 
 /// Pooled outputs of one segment, keyed by the shot index or the window number.
 #[derive(Default)]
@@ -21,6 +22,7 @@ struct Pools {
     audio: MeanPool,
     music: MeanPool,
     tags: MeanPool,
+    sounds: EventPool,
 }
 
 pub(crate) struct Segmenter {
@@ -32,11 +34,13 @@ pub(crate) struct Segmenter {
     /// their segment is only known once every shot is (shots end after their frames arrive).
     audio: Vec<(f64, Vec<f32>)>,
     music: Vec<(f64, Vec<f32>, Vec<f32>)>,
+    /// Sound-event windows as (middle time, class probabilities).
+    sounds: Vec<(f64, Vec<f32>)>,
 }
 
 impl Segmenter {
     pub fn new(by: SegmentBy, window_s: f64) -> Self {
-        Self { by, window_s, frames: BTreeMap::new(), audio: Vec::new(), music: Vec::new() }
+        Self { by, window_s, frames: BTreeMap::new(), audio: Vec::new(), music: Vec::new(), sounds: Vec::new() }
     }
 
     fn enabled(&self) -> bool {
@@ -68,6 +72,12 @@ impl Segmenter {
         }
     }
 
+    pub fn sound(&mut self, middle_s: f64, probabilities: &[f32]) {
+        if self.enabled() {
+            self.sounds.push((middle_s, probabilities.to_vec()));
+        }
+    }
+
     /// The item's segments in time order, numbered from 0: every shot or window that has a
     /// frame or a sound window, with pooled vectors, labels (from the frames, else the music
     /// tags), the bridge vector, and what was said in it (embedded in one text-encoder call).
@@ -78,6 +88,7 @@ impl Segmenter {
         duration_s: Option<f64>,
         shots: &[Shot],
         speech: &[Segment],
+        read: &[(f64, String)],
         top_k: usize,
     ) -> Result<Vec<SegmentRow>, ModelError> {
         if !self.enabled() {
@@ -111,7 +122,12 @@ impl Segmenter {
             }
             pools.tags.add(&p);
         }
+        for (t, p) in std::mem::take(&mut self.sounds) {
+            self.frames.entry(key_at(t)).or_default().sounds.add(&p);
+        }
         let mut rows = Vec::with_capacity(self.frames.len());
+        // Each segment's visual and music bridges and how much music is heard, for `semantic`.
+        let mut parts = Vec::with_capacity(self.frames.len());
         for (key, pools) in &self.frames {
             let (start_s, end_s) = match shots.iter().find(|s| by_shot && s.index == *key) {
                 Some(s) => (s.start_s.min(end), s.end_s.min(end)),
@@ -119,9 +135,19 @@ impl Segmenter {
             };
             let probabilities = pools.probabilities.mean();
             let tags = pools.tags.mean();
-            let (labels, bridge): (Vec<Label>, _) = match (&probabilities, &models.music, &tags) {
-                (Some(p), _, _) => (top_labels(p, models.vision.labels(), top_k), Some(models.vision.bridge(p))),
-                (None, Some(m), Some(p)) => (top_labels(p, m.labels(), top_k), Some(m.bridge(p))),
+            let sounds = pools.sounds.pooled();
+            let visual_bridge = probabilities.as_deref().map(|p| models.vision.bridge(p));
+            let music_bridge = match (&models.music, &tags) {
+                (Some(m), Some(p)) => Some(m.bridge(p)),
+                _ => None,
+            };
+            let labels = match (&probabilities, &models.music, &tags) {
+                (Some(p), _, _) => top_labels(p, models.vision.labels(), top_k),
+                (None, Some(m), Some(p)) => top_labels(p, m.labels(), top_k),
+                _ => Vec::new(),
+            };
+            let (sound_tags, sound_bridge) = match (&models.sound_events, &sounds) {
+                (Some(s), Some(p)) => (top_labels(p, s.labels(), top_k), Some(s.bridge(p))),
                 _ => (Vec::new(), None),
             };
             let said: Vec<&str> = speech
@@ -130,6 +156,16 @@ impl Segmenter {
                 .map(|s| s.text.trim())
                 .filter(|t| !t.is_empty())
                 .collect();
+            let in_segment: Vec<(f64, String)> = read
+                .iter()
+                .filter(|(t, _)| (start_s..end_s.max(start_s + 1e-3)).contains(t))
+                .cloned()
+                .collect();
+            let music_presence = crate::text_space::music_presence(
+                sounds.as_deref(),
+                models.sound_events.as_ref().and_then(|s| s.music_class()),
+            );
+            parts.push((visual_bridge.clone(), music_bridge.clone(), music_presence));
             rows.push(SegmentRow {
                 segment: rows.len() as u32,
                 start_s,
@@ -139,23 +175,52 @@ impl Segmenter {
                 audio: pools.audio.mean(),
                 music: pools.music.mean(),
                 text: None,
-                bridge,
+                bridge: visual_bridge.or(music_bridge),
                 labels,
+                sound_tags,
+                ocr_text: crate::item::read_text(&in_segment),
+                semantic: None,
+                sound_bridge,
                 transcript: (!said.is_empty()).then(|| said.join(" ")),
             });
         }
-        let spoken: Vec<(usize, &str)> =
-            rows.iter().enumerate().filter_map(|(i, r)| r.transcript.as_deref().map(|t| (i, t))).collect();
-        if !spoken.is_empty() {
-            let texts: Vec<&str> = spoken.iter().map(|(_, t)| *t).collect();
-            let vectors = models.call(Busy::Text, || models.text.encode(&texts))?;
-            if vectors.len() != texts.len() {
-                return Err(miscounted("text encoder", texts.len(), vectors.len()));
+        // What was said and read in each segment, embedded in one text-encoder call.
+        let texts: Vec<(usize, bool, &str)> = rows
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| {
+                [(i, true, r.transcript.as_deref()), (i, false, r.ocr_text.as_deref())]
+                    .into_iter()
+                    .filter_map(|(i, spoken, t)| t.map(|t| (i, spoken, t)))
+            })
+            .collect();
+        let mut ocr_vectors: Vec<Option<Vec<f32>>> = vec![None; rows.len()];
+        if !texts.is_empty() {
+            let strs: Vec<&str> = texts.iter().map(|(_, _, t)| *t).collect();
+            let vectors = models.call(Busy::Text, || models.text.encode(&strs))?;
+            if vectors.len() != strs.len() {
+                return Err(miscounted("text encoder", strs.len(), vectors.len()));
             }
-            let indices: Vec<usize> = spoken.iter().map(|(i, _)| *i).collect();
-            for (i, v) in indices.into_iter().zip(vectors) {
-                rows[i].text = Some(v);
+            let slots: Vec<(usize, bool)> = texts.iter().map(|(i, spoken, _)| (*i, *spoken)).collect();
+            for ((i, spoken), v) in slots.into_iter().zip(vectors) {
+                if spoken {
+                    rows[i].text = Some(v);
+                } else {
+                    ocr_vectors[i] = Some(v);
+                }
             }
+        }
+        for ((row, (visual, music, music_presence)), ocr) in rows.iter_mut().zip(&parts).zip(&ocr_vectors) {
+            row.semantic = TextSpaceParts {
+                visual: visual.as_deref(),
+                sound: row.sound_bridge.as_deref(),
+                music: music.as_deref(),
+                music_presence: *music_presence,
+                speech: row.text.as_deref(),
+                ocr: ocr.as_deref(),
+                caption: None,
+            }
+            .fuse(&models.config.text_space);
         }
         Ok(rows)
     }

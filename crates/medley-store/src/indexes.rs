@@ -7,7 +7,7 @@ use lancedb::{DistanceType, Table};
 
 use crate::StoreError;
 use crate::open::Store;
-use crate::schema::{MEDIA_TABLE, SEGMENTS_TABLE, VECTOR_COLUMNS, vector_width};
+use crate::schema::{MEDIA_TABLE, SEGMENTS_TABLE, TEXT_SPACE_COLUMNS, VECTOR_COLUMNS, vector_width};
 
 /// Rows above which `optimize` builds approximate vector indexes (below, exact search is fast).
 pub const VECTOR_INDEX_MIN_ROWS: usize = 10_000;
@@ -17,8 +17,9 @@ pub const SEARCH_NPROBES: usize = 20;
 /// A search re-ranks `refine factor x k` PQ candidates by their exact vectors.
 pub const SEARCH_REFINE_FACTOR: u32 = 5;
 
-/// The text columns with full-text indexes (built by `optimize`); `segments` has the first two.
-pub(crate) const FTS_COLUMNS: [&str; 3] = ["label_text", "transcript", "description"];
+/// The text columns with full-text indexes (built by `optimize`); `segments` has all but
+/// `description`.
+pub(crate) const FTS_COLUMNS: [&str; 4] = ["label_text", "transcript", "description", "ocr_text"];
 
 /// The approximate index `optimize` builds on a vector column: IVF_PQ by cosine distance with
 /// about sqrt(rows) partitions and 8-dimension sub-vectors, searched with
@@ -94,7 +95,7 @@ impl Store {
                     .map_err(|e| self.lance(e))?;
                 report.push(format!("{name}: full-text index on {column}"));
             }
-            for column in VECTOR_COLUMNS.iter().filter(|c| missing(c)) {
+            for column in VECTOR_COLUMNS.iter().chain(&TEXT_SPACE_COLUMNS).filter(|c| missing(c)) {
                 // Counted per column: most items have no `text` (nothing said) or no `music`.
                 let filled = format!("{column} IS NOT NULL");
                 let rows = table.count_rows(Some(filled)).await.map_err(|e| self.lance(e))?;

@@ -22,7 +22,7 @@ pub use open::Store;
 pub use rows::{FailureRow, Label, MediaRow, RunRow, SearchHit};
 pub use schema::{
     FAILURES_TABLE, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION, SEGMENTS_TABLE, SID_CODEBOOKS_TABLE, SIDS_TABLE,
-    TableName, UnknownTable, VECTOR_COLUMNS, VectorDims,
+    SEARCH_COLUMN, TEXT_SPACE_COLUMNS, TableName, UnknownTable, VECTOR_COLUMNS, VectorDims,
 };
 pub use segments::{ItemSegments, SegmentRow, Span};
 pub use sid::{CodebookRow, ItemVectors, SidRow, StoredCodebook};

@@ -2,7 +2,9 @@
 //! migrating) tables this medley cannot use as they are, before any work starts.
 
 use arrow_array::RecordBatch;
-use arrow_schema::{DataType, Schema, SchemaRef};
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use futures::TryStreamExt;
 use lancedb::database::CreateTableMode;
 use lancedb::query::ExecutableQuery;
@@ -11,7 +13,7 @@ use lancedb::{Connection, Table};
 
 use crate::StoreError;
 use crate::schema::{
-    ADDED_MEDIA_COLUMNS, FAILURES_TABLE, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION, SEGMENTS_TABLE, VECTOR_COLUMNS,
+    ADDED_MEDIA_COLUMNS, FAILURES_TABLE, TEXT_SPACE_COLUMNS, added_null_media_fields, added_null_segment_fields, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION, SEGMENTS_TABLE, VECTOR_COLUMNS,
     VectorDims, check_columns, describe, failures_schema, media_schema, runs_schema, vector_width, version_of,
 };
 use crate::segments::segments_schema;
@@ -41,7 +43,7 @@ impl Store {
         store.check_media_widths().await?;
         // Checked before migrating, so a foreign table is refused untouched.
         store.check_columns(&added_media_names()).await?;
-        store.migrate_media().await?;
+        store.migrate().await?;
         Ok(store)
     }
 
@@ -123,25 +125,49 @@ impl Store {
         Ok(())
     }
 
-    /// Add the `media` columns later versions introduced to a table written without them:
-    /// nulls (`declared_duration_s`) are metadata only in Lance; `partial` is written as false.
-    /// Another process migrating at the same time is fine: what counts is that the columns are
-    /// there afterwards.
-    async fn migrate_media(&self) -> Result<(), StoreError> {
+    /// Add the columns later versions introduced to tables written without them: on `media`,
+    /// `partial` (written as false) and `declared_duration_s`, then the text-space columns; on
+    /// `segments`, its text-space columns. Nulls are metadata only in Lance. Another process
+    /// migrating at the same time is fine: what counts is that the columns are there afterwards.
+    async fn migrate(&self) -> Result<(), StoreError> {
         let found = self.media.schema().await.map_err(|e| self.lance(e))?;
         let missing: Vec<(String, String)> = ADDED_MEDIA_COLUMNS
             .iter()
             .filter(|(name, ..)| found.field_with_name(name).is_err())
             .map(|(name, _, _, sql)| (name.to_string(), sql.to_string()))
             .collect();
+        if !missing.is_empty() {
+            let names: Vec<String> = missing.iter().map(|(n, _)| n.clone()).collect();
+            let added = self.media.add_columns().transform(NewColumnTransform::SqlExpressions(missing)).execute().await;
+            self.settle(&self.media, added.map(|_| ()), &names).await?;
+        }
+        self.add_null_columns(&self.media, added_null_media_fields(self.dims)).await?;
+        self.add_null_columns(&self.segments, added_null_segment_fields(self.dims)).await
+    }
+
+    /// Add the `fields` that `table` lacks, as nulls.
+    async fn add_null_columns(&self, table: &Table, fields: Vec<Field>) -> Result<(), StoreError> {
+        let found = table.schema().await.map_err(|e| self.lance(e))?;
+        let missing: Vec<Field> = fields.into_iter().filter(|f| found.field_with_name(f.name()).is_err()).collect();
         if missing.is_empty() {
             return Ok(());
         }
-        let added = self.media.add_columns().transform(NewColumnTransform::SqlExpressions(missing)).execute().await;
+        let names: Vec<String> = missing.iter().map(|f| f.name().clone()).collect();
+        let added = table
+            .add_columns()
+            .transform(NewColumnTransform::AllNulls(Arc::new(Schema::new(missing))))
+            .execute()
+            .await;
+        self.settle(table, added.map(|_| ()), &names).await
+    }
+
+    /// After adding `names` to `table`: an error is only one when the columns are still not
+    /// there (another process may have added them first).
+    async fn settle(&self, table: &Table, added: lancedb::Result<()>, names: &[String]) -> Result<(), StoreError> {
         if let Err(e) = added {
-            self.media.checkout_latest().await.map_err(|e| self.lance(e))?;
-            let now = self.media.schema().await.map_err(|e| self.lance(e))?;
-            if added_media_names().iter().any(|name| now.field_with_name(name).is_err()) {
+            table.checkout_latest().await.map_err(|e| self.lance(e))?;
+            let now = table.schema().await.map_err(|e| self.lance(e))?;
+            if names.iter().any(|name| now.field_with_name(name).is_err()) {
                 return Err(self.lance(e));
             }
         }
@@ -200,9 +226,12 @@ impl Store {
     }
 }
 
-/// The names of the `media` columns migration adds.
-fn added_media_names() -> [&'static str; 2] {
-    ADDED_MEDIA_COLUMNS.map(|(name, ..)| name)
+/// The names of the columns migration adds (to `media` or `segments`); tables may lack them.
+fn added_media_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = ADDED_MEDIA_COLUMNS.map(|(name, ..)| name).to_vec();
+    names.extend(["sound_tags", "ocr_text"]);
+    names.extend(TEXT_SPACE_COLUMNS);
+    names
 }
 
 /// Connect to `uri`. A URI without `scheme://` is a local directory, made absolute first:

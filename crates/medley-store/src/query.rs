@@ -92,6 +92,13 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether the `media` table has the column `name` (tables written by older versions and
+    /// opened read-only may lack the newer ones).
+    pub async fn media_has_column(&self, name: &str) -> Result<bool, StoreError> {
+        let schema = self.media.schema().await.map_err(|e| self.lance(e))?;
+        Ok(schema.field_with_name(name).is_ok())
+    }
+
     /// Nearest items to `query` by cosine similarity on a vector column (`bridge`, `visual`,
     /// ...), optionally restricted by an SQL filter (`duration_s < 60`), applied before the
     /// nearest-neighbour search so `k` results come back when `k` rows match.

@@ -51,6 +51,19 @@ pub struct MediaRow {
     pub bridge: Option<Vec<f32>>,
     pub labels: Vec<Label>,
     pub music_tags: Vec<Label>,
+    /// Sound events (AudioSet classes) heard, best first.
+    pub sound_tags: Vec<Label>,
+    /// Text read on screen (or in the picture), lines joined by newlines.
+    pub ocr_text: Option<String>,
+    /// The item in the text space, fused from every bridge, the transcript, the on-screen text
+    /// and the caption: what text search ranks by.
+    pub semantic: Option<Vec<f32>>,
+    /// Sound events into the text space.
+    pub sound_bridge: Option<Vec<f32>>,
+    /// Music tags into the text space.
+    pub music_bridge: Option<Vec<f32>>,
+    /// The on-screen text embedded by the text model.
+    pub ocr: Option<Vec<f32>>,
     pub transcript: Option<String>,
     pub language: Option<String>,
     pub description: String,
@@ -195,12 +208,19 @@ pub(crate) fn media_batch(
         utc(rows.iter().map(|r| r.indexed_at_us).collect()),
         Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.partial)))),
         Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.declared_duration_s))),
+        label_lists(rows.iter().map(|r| r.sound_tags.as_slice()))?,
+        opt_strings(rows.iter().map(|r| r.ocr_text.as_deref())),
+        vectors(rows.iter().map(|r| r.semantic.as_ref()), dims.bridge)?,
+        vectors(rows.iter().map(|r| r.sound_bridge.as_ref()), dims.bridge)?,
+        vectors(rows.iter().map(|r| r.music_bridge.as_ref()), dims.bridge)?,
+        vectors(rows.iter().map(|r| r.ocr.as_ref()), dims.bridge)?,
     ];
     RecordBatch::try_new(schema, columns)
 }
 
 impl MediaRow {
-    /// A vector column by name (`visual`, `audio`, `music`, `text`, `bridge`).
+    /// A vector column by name (`visual`, `audio`, `music`, `text`, `bridge`, and the
+    /// text-space columns `semantic`, `sound_bridge`, `music_bridge`, `ocr`).
     pub fn vector(&self, column: &str) -> Option<&[f32]> {
         match column {
             "visual" => self.visual.as_deref(),
@@ -208,6 +228,10 @@ impl MediaRow {
             "music" => self.music.as_deref(),
             "text" => self.text.as_deref(),
             "bridge" => self.bridge.as_deref(),
+            "semantic" => self.semantic.as_deref(),
+            "sound_bridge" => self.sound_bridge.as_deref(),
+            "music_bridge" => self.music_bridge.as_deref(),
+            "ocr" => self.ocr.as_deref(),
             _ => None,
         }
     }

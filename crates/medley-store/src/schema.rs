@@ -102,6 +102,16 @@ pub struct VectorDims {
 /// The vector columns of `media` (and `segments`), in schema order.
 pub const VECTOR_COLUMNS: [&str; 5] = ["visual", "audio", "music", "text", "bridge"];
 
+/// The text-space columns added with sound events and on-screen text, all as wide as `bridge`
+/// (the text model's space): `semantic` fuses every bridge, the transcript, the on-screen text
+/// and captions into one vector per item (what text search ranks by); the others keep each
+/// bridge for researchers: `sound_bridge` (sound events), `music_bridge` (music tags), `ocr`
+/// (the on-screen text embedded). `segments` has `semantic` and `sound_bridge`.
+pub const TEXT_SPACE_COLUMNS: [&str; 4] = ["semantic", "sound_bridge", "music_bridge", "ocr"];
+
+/// The column text search ranks by.
+pub const SEARCH_COLUMN: &str = "semantic";
+
 /// The vector columns' fields, in schema order.
 pub(crate) fn vector_fields(d: VectorDims) -> [Field; 5] {
     let widths = [d.visual, d.audio, d.music, d.text, d.bridge];
@@ -118,6 +128,11 @@ pub(crate) fn label_struct() -> Fields {
 
 pub(crate) fn label_list(name: &str) -> Field {
     Field::new(name, DataType::List(Arc::new(Field::new("item", DataType::Struct(label_struct()), true))), false)
+}
+
+/// A label list that older rows may lack (read as empty).
+pub(crate) fn nullable_label_list(name: &str) -> Field {
+    Field::new(name, DataType::List(Arc::new(Field::new("item", DataType::Struct(label_struct()), true))), true)
 }
 
 pub(crate) fn utc_micros(name: &str) -> Field {
@@ -165,7 +180,26 @@ pub(crate) fn media_schema(d: VectorDims) -> SchemaRef {
     // Last, in the order migration appends them to older tables: a merge-insert then meets
     // the same column order in fresh and migrated tables.
     fields.extend(ADDED_MEDIA_COLUMNS.map(|(name, data_type, nullable, _)| Field::new(name, data_type, nullable)));
+    fields.extend(added_null_media_fields(d));
     with_version(fields)
+}
+
+/// The `media` columns added with the text space, after `ADDED_MEDIA_COLUMNS`: all nullable,
+/// so older tables get them as nulls (metadata only in Lance).
+pub(crate) fn added_null_media_fields(d: VectorDims) -> Vec<Field> {
+    let mut fields = vec![nullable_label_list("sound_tags"), Field::new("ocr_text", DataType::Utf8, true)];
+    fields.extend(TEXT_SPACE_COLUMNS.map(|c| vector(c, d.bridge)));
+    fields
+}
+
+/// The `segments` columns added with the text space, last in its schema.
+pub(crate) fn added_null_segment_fields(d: VectorDims) -> Vec<Field> {
+    vec![
+        nullable_label_list("sound_tags"),
+        Field::new("ocr_text", DataType::Utf8, true),
+        vector("semantic", d.bridge),
+        vector("sound_bridge", d.bridge),
+    ]
 }
 
 /// The `media` columns added after version 1 was first written: name, type, nullable, and the

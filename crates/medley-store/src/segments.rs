@@ -8,7 +8,7 @@ use arrow_schema::{ArrowError, DataType, Field, SchemaRef};
 use serde::Serialize;
 
 use crate::rows::{Label, label_lists, opt_strings, strings, vectors};
-use crate::schema::{VectorDims, label_list, vector_fields, with_version};
+use crate::schema::{VectorDims, added_null_segment_fields, label_list, vector_fields, with_version};
 
 /// One shot or window of an item: a row of the `segments` table.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +24,14 @@ pub struct SegmentRow {
     pub text: Option<Vec<f32>>,
     pub bridge: Option<Vec<f32>>,
     pub labels: Vec<Label>,
+    /// Sound events heard in the segment, best first.
+    pub sound_tags: Vec<Label>,
+    /// Text read on screen in the segment.
+    pub ocr_text: Option<String>,
+    /// The segment in the text space, fused from every bridge and text (see `media.semantic`).
+    pub semantic: Option<Vec<f32>>,
+    /// Sound events into the text space.
+    pub sound_bridge: Option<Vec<f32>>,
     /// What was said in the segment (the speech-recognition segments whose middle falls in it).
     pub transcript: Option<String>,
 }
@@ -65,6 +73,7 @@ pub(crate) fn segments_schema(d: VectorDims) -> SchemaRef {
         Field::new("transcript", DataType::Utf8, true),
         Field::new("models", DataType::Utf8, false),
     ]);
+    fields.extend(added_null_segment_fields(d));
     with_version(fields)
 }
 
@@ -97,6 +106,10 @@ pub(crate) fn segments_batch(
         )),
         opt_strings(rows.iter().map(|(_, s)| s.transcript.as_deref())),
         strings(rows.iter().map(|(i, _)| i.models.as_str())),
+        label_lists(rows.iter().map(|(_, s)| s.sound_tags.as_slice()))?,
+        opt_strings(rows.iter().map(|(_, s)| s.ocr_text.as_deref())),
+        vectors(rows.iter().map(|(_, s)| s.semantic.as_ref()), dims.bridge)?,
+        vectors(rows.iter().map(|(_, s)| s.sound_bridge.as_ref()), dims.bridge)?,
     ];
     RecordBatch::try_new(schema, columns)
 }

@@ -136,6 +136,8 @@ pub fn stub_models(panic_on_red: bool) -> ModelSet {
         music: None,
         speech: None,
         captioner: None,
+        sound_events: None,
+        reader: None,
         clock: Arc::default(),
     }
 }
