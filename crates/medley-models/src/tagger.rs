@@ -6,33 +6,40 @@ use crate::runtime::{Array, run_named, split_rows};
 use crate::spec::{ModelSpec, TaggerSpec};
 use crate::{ModelError, ModelHome, Runtime};
 
-/// A music tagger on raw mono windows (musicnn MTT/MSD: the log-mel front end is in the
-/// graph): tag probabilities with names, plus embeddings.
+/// Any `[tagger]` model: fixed-length raw mono windows in (the log-mel front end is in the
+/// graph), one probability per named class out, plus optional embeddings. Serves the music
+/// taggers (musicnn MTT/MSD: 50 tags) and sound events (YAMNet: 521 AudioSet classes). The
+/// name is historical.
 pub struct MusicTagger {
     id: String,
     session: std::sync::Mutex<ort::session::Session>,
     spec: TaggerSpec,
     labels: Vec<String>,
+    /// What each class means (the spec's `label_texts` file), else the labels.
+    label_texts: Vec<String>,
 }
 
-/// One window's tags and embeddings.
+/// One window's class probabilities and embeddings.
 #[derive(Debug, Clone)]
 pub struct TagOutput {
-    /// One probability per tag, in `MusicTagger::labels()` order.
+    /// One probability per class, in `MusicTagger::labels()` order.
     pub probabilities: Vec<f32>,
-    /// Embeddings by output name (`penultimate`, `mean_pool`, `max_pool`, ...).
+    /// Embeddings by output name (musicnn: `penultimate`, `mean_pool`, `max_pool`; YAMNet:
+    /// `embedding`); empty for a tagger without embeddings.
     pub embeddings: BTreeMap<String, Vec<f32>>,
 }
 
 impl TagOutput {
-    /// The `k` best tags with their probabilities, best first.
+    /// The `k` most probable classes with their probabilities, best first.
     pub fn top<'a>(&self, labels: &'a [String], k: usize) -> Vec<(&'a str, f32)> {
         crate::LabelBridge::top(&self.probabilities, k).into_iter().map(|(i, p)| (labels[i].as_str(), p)).collect()
     }
 }
 
 impl MusicTagger {
-    /// musicnn trained on MagnaTagATune (`musicnn-mtt`) or the Million Song Dataset (`musicnn-msd`).
+    /// The tagger model `id` of the model home: `musicnn-mtt` (MagnaTagATune), `musicnn-msd`
+    /// (Million Song Dataset), `yamnet` (AudioSet sound events), or any folder with a
+    /// `[tagger]` section.
     pub fn load(rt: &Runtime, home: &ModelHome, id: &str) -> Result<Self, ModelError> {
         Self::from_spec(rt, &ModelSpec::load(home, id)?)
     }
@@ -40,8 +47,28 @@ impl MusicTagger {
     pub fn from_spec(rt: &Runtime, spec: &ModelSpec) -> Result<Self, ModelError> {
         let section = spec.section(&spec.tagger, "tagger")?.clone();
         let labels = spec.labels(&section.labels)?;
+        let label_texts = match &section.label_texts {
+            Some(file) => {
+                let texts = spec.labels(file)?;
+                if texts.len() != labels.len() {
+                    return Err(ModelError::Spec {
+                        path: spec.dir.join(file),
+                        message: format!("{} label texts for {} labels", texts.len(), labels.len()),
+                    });
+                }
+                texts
+            }
+            None => labels.clone(),
+        };
+        // The default embedding must be one of the declared outputs (or empty: none).
+        if !section.embedding.is_empty() && !section.embeddings.contains_key(&section.embedding) {
+            return Err(ModelError::Spec {
+                path: spec.dir.join("model.toml"),
+                message: format!("[tagger] embedding {:?} is not in [tagger.embeddings]", section.embedding),
+            });
+        }
         let session = rt.session(&spec.id, &spec.file(&section.file)?)?;
-        Ok(Self { id: spec.id.clone(), session, spec: section, labels })
+        Ok(Self { id: spec.id.clone(), session, spec: section, labels, label_texts })
     }
 
     pub fn id(&self) -> &str {
@@ -50,14 +77,21 @@ impl MusicTagger {
     pub fn sample_rate(&self) -> u32 {
         self.spec.sample_rate
     }
-    /// Samples per window (musicnn: 47,616 at 16 kHz, 2.98 s).
+    /// Samples per window (musicnn: 47,616 at 16 kHz, 2.98 s; YAMNet: 15,600, 0.975 s).
     pub fn window(&self) -> usize {
         self.spec.window
     }
+    /// Class names, in output order (YAMNet: AudioSet display names such as "Bark").
     pub fn labels(&self) -> &[String] {
         &self.labels
     }
-    /// The default embedding's name and width.
+    /// What each class means, in `labels()` order, for embedding by a text model (YAMNet:
+    /// "Bark (Dog): Principal communication sound produced by dogs."); the labels themselves
+    /// when the model has no label texts.
+    pub fn label_texts(&self) -> &[String] {
+        &self.label_texts
+    }
+    /// The default embedding's name and width; `("", 0)` for a tagger without embeddings.
     pub fn embedding(&self) -> (&str, usize) {
         (&self.spec.embedding, self.spec.embeddings.get(&self.spec.embedding).copied().unwrap_or(0))
     }
@@ -66,7 +100,8 @@ impl MusicTagger {
         &self.spec.embeddings
     }
 
-    /// Tag windows of exactly `window()` samples each.
+    /// Class probabilities (and embeddings) of windows of exactly `window()` samples each, at
+    /// `sample_rate()`.
     pub fn tag(&self, windows: &[&[f32]]) -> Result<Vec<TagOutput>, ModelError> {
         if windows.is_empty() {
             return Ok(Vec::new());
