@@ -70,7 +70,11 @@ fn bridge_texts(home: &ModelHome, id: &str, names: &[String], mode: LabelText) -
         return Ok(names.to_vec());
     }
     let spec = ModelSpec::load(home, id)?;
-    let file = spec.image.as_ref().and_then(|i| i.label_texts.clone()).or_else(|| spec.tagger.as_ref().and_then(|t| t.label_texts.clone()));
+    let file = spec
+        .image
+        .as_ref()
+        .and_then(|i| i.label_texts.clone())
+        .or_else(|| spec.tagger.as_ref().and_then(|t| t.label_texts.clone()));
     match file {
         Some(f) => {
             let texts = spec.labels(&f)?;

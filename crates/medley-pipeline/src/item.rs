@@ -17,8 +17,8 @@ use crate::error::enter_stage;
 use crate::models::ModelSet;
 use crate::options::IndexOptions;
 use crate::pool::{EventPool, MeanPool, miscounted, top_labels};
-use crate::text_space::{self, TextSpaceParts};
 use crate::segments::Segmenter;
+use crate::text_space::{self, TextSpaceParts};
 use crate::{FileError, Stage};
 
 /// One file's `media` row and its `segments` rows.
@@ -161,7 +161,10 @@ pub(crate) fn read_text(read: &[(f64, String)]) -> Option<String> {
 }
 
 /// Embed each text that is there, in one text-encoder call.
-fn embed_texts<const N: usize>(models: &ModelSet, texts: [Option<&str>; N]) -> Result<[Option<Vec<f32>>; N], ModelError> {
+fn embed_texts<const N: usize>(
+    models: &ModelSet,
+    texts: [Option<&str>; N],
+) -> Result<[Option<Vec<f32>>; N], ModelError> {
     let present: Vec<&str> = texts.iter().flatten().copied().collect();
     let mut out: [Option<Vec<f32>>; N] = std::array::from_fn(|_| None);
     if present.is_empty() {

@@ -156,11 +156,8 @@ impl Segmenter {
                 .map(|s| s.text.trim())
                 .filter(|t| !t.is_empty())
                 .collect();
-            let in_segment: Vec<(f64, String)> = read
-                .iter()
-                .filter(|(t, _)| (start_s..end_s.max(start_s + 1e-3)).contains(t))
-                .cloned()
-                .collect();
+            let in_segment: Vec<(f64, String)> =
+                read.iter().filter(|(t, _)| (start_s..end_s.max(start_s + 1e-3)).contains(t)).cloned().collect();
             let music_presence = crate::text_space::music_presence(
                 sounds.as_deref(),
                 models.sound_events.as_ref().and_then(|s| s.music_class()),

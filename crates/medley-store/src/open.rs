@@ -13,8 +13,9 @@ use lancedb::{Connection, Table};
 
 use crate::StoreError;
 use crate::schema::{
-    ADDED_MEDIA_COLUMNS, FAILURES_TABLE, TEXT_SPACE_COLUMNS, added_null_media_fields, added_null_segment_fields, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION, SEGMENTS_TABLE, VECTOR_COLUMNS,
-    VectorDims, check_columns, describe, failures_schema, media_schema, runs_schema, vector_width, version_of,
+    ADDED_MEDIA_COLUMNS, FAILURES_TABLE, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION, SEGMENTS_TABLE, TEXT_SPACE_COLUMNS,
+    VECTOR_COLUMNS, VectorDims, added_null_media_fields, added_null_segment_fields, check_columns, describe,
+    failures_schema, media_schema, runs_schema, vector_width, version_of,
 };
 use crate::segments::segments_schema;
 
@@ -153,11 +154,8 @@ impl Store {
             return Ok(());
         }
         let names: Vec<String> = missing.iter().map(|f| f.name().clone()).collect();
-        let added = table
-            .add_columns()
-            .transform(NewColumnTransform::AllNulls(Arc::new(Schema::new(missing))))
-            .execute()
-            .await;
+        let added =
+            table.add_columns().transform(NewColumnTransform::AllNulls(Arc::new(Schema::new(missing)))).execute().await;
         self.settle(table, added.map(|_| ()), &names).await
     }
 

@@ -1,0 +1,115 @@
+//! What medley understands beyond ImageNet labels, on real files from the labelled evaluation
+//! set (`<home>/eval-set/`, built by `cargo xtask media` from Debian's gcompris-qt-data): a
+//! dog barking with nothing to see is found by "a dog barking" (sound events), a title card
+//! by the words on it (on-screen text), each stored in its columns.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use common::{env_path, medley, stdout_json};
+use serde_json::Value;
+
+/// The files indexed: the two under test among others of the same kinds (other sounds over a
+/// black picture, other title cards, pictures, sounds), so finding them first means something.
+const FILES: &[&str] = &[
+    "videos/video-001.mp4", // a dog barking over a black picture
+    "videos/video-002.mp4",
+    "videos/video-003.mp4",
+    "videos/video-004.mp4",
+    "videos/video-005.mp4",
+    "text/text-001.mp4", // title card: "Pierre-Auguste Renoir / Bal du moulin de la Galette / 1876"
+    "text/text-002.png",
+    "text/text-003.mp4",
+    "text/text-004.png",
+    "sounds/sound-001.ogg",
+    "sounds/sound-004.ogg",
+    "images/image-072.png",
+    "images/image-001.png",
+];
+
+struct Indexed {
+    _dir: tempfile::TempDir,
+    db: PathBuf,
+}
+
+fn eval_set() -> PathBuf {
+    env_path("MEDLEY_HOME").join("eval-set")
+}
+
+fn indexed() -> &'static Indexed {
+    static INDEXED: OnceLock<Indexed> = OnceLock::new();
+    INDEXED.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let media = dir.path().join("media");
+        std::fs::create_dir_all(&media).expect("media dir");
+        for f in FILES {
+            let from = eval_set().join(f);
+            let name = Path::new(f).file_name().expect("file name");
+            std::fs::copy(&from, media.join(name)).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+        }
+        let db = dir.path().join("db");
+        let out = medley().arg("index").arg(&media).arg("--db").arg(&db).arg("--json").output().expect("medley runs");
+        assert!(out.status.success(), "index failed: {}", String::from_utf8_lossy(&out.stderr));
+        let summary = stdout_json(&out);
+        assert_eq!(summary["indexed"], FILES.len(), "{summary}");
+        Indexed { _dir: dir, db }
+    })
+}
+
+fn search(query: &str) -> Vec<String> {
+    let db = &indexed().db;
+    let out = medley().args(["search", query, "--json", "-k", "3", "--db"]).arg(db).output().expect("medley runs");
+    assert!(out.status.success(), "search failed: {}", String::from_utf8_lossy(&out.stderr));
+    let hits = stdout_json(&out);
+    hits.as_array()
+        .expect("hits")
+        .iter()
+        .map(|h| {
+            Path::new(h["path"].as_str().unwrap_or_default())
+                .file_name()
+                .map_or(String::new(), |n| n.to_string_lossy().into_owned())
+        })
+        .collect()
+}
+
+/// The `media` row of `file_name`, as Python's lancedb reads it.
+fn row(file_name: &str) -> Value {
+    let python = env_path("MEDLEY_TEST_PYTHON");
+    let script = r#"
+import json, sys, lancedb
+t = lancedb.connect(sys.argv[1]).open_table("media").to_arrow().to_pylist()
+r = [r for r in t if r["file_name"] == sys.argv[2]][0]
+print(json.dumps({"sound_tags": r["sound_tags"], "ocr_text": r["ocr_text"],
+                  "semantic": r["semantic"] is not None, "description": r["description"]}))
+"#;
+    let out = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(&indexed().db)
+        .arg(file_name)
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+#[test]
+fn a_dog_barking_with_no_dog_visible_is_found_by_its_sound() {
+    let r = row("video-001.mp4");
+    let tags: Vec<&str> =
+        r["sound_tags"].as_array().expect("sound_tags").iter().filter_map(|t| t["label"].as_str()).collect();
+    assert!(tags.iter().any(|t| ["Dog", "Bark", "Bow-wow"].contains(t)), "heard: {tags:?}");
+    assert_eq!(r["semantic"], true);
+    assert_eq!(search("a dog barking").first().map(String::as_str), Some("video-001.mp4"));
+}
+
+#[test]
+fn a_title_card_is_found_by_the_words_on_it() {
+    let r = row("text-001.mp4");
+    let read = r["ocr_text"].as_str().unwrap_or_default().to_lowercase();
+    assert!(read.contains("moulin de la galette"), "read: {read:?}");
+    assert!(read.contains("renoir"), "the whole line, not a square crop of it: {read:?}");
+    assert_eq!(search("Bal du moulin de la Galette").first().map(String::as_str), Some("text-001.mp4"));
+}
