@@ -22,6 +22,10 @@ pub struct DecodeOptions {
     pub time_budget: Option<Duration>,
     /// Hardware decoding; falls back to software with a notice when unavailable.
     pub hwaccel: HwAccel,
+    /// Also hand out each sampled frame whole ([`Frame::full`]), upright and in display
+    /// aspect, scaled so its longer side is at most this many pixels (never up); `None`
+    /// (the default) skips it.
+    pub full_frame_side: Option<u32>,
 }
 
 impl Default for DecodeOptions {
@@ -35,6 +39,7 @@ impl Default for DecodeOptions {
             max_decode_errors: 64,
             time_budget: Some(Duration::from_secs(30 * 60)),
             hwaccel: HwAccel::None,
+            full_frame_side: None,
         }
     }
 }
@@ -86,6 +91,8 @@ pub struct Frame {
     pub keyframe: bool,
     /// With the `shots` sampler: the shot this frame belongs to (index into `DecodeStats::shots`).
     pub shot: Option<u32>,
+    /// The whole picture, when `DecodeOptions::full_frame_side` asks for it.
+    pub full: Option<FullFrame>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -2,7 +2,7 @@ use std::path::Path;
 
 use ffmpeg_next::{self as ff, format::Pixel, frame, software};
 
-use super::{DecodeOptions, DecodeStats, Frame, HwAccel, decoder_context, ffmpeg_err};
+use super::{DecodeOptions, DecodeStats, Frame, FullFrame, HwAccel, decoder_context, ffmpeg_err};
 use crate::error::{MediaError, MediaErrorKind};
 use crate::probe::Probe;
 use crate::sampler::{Sampler, ShotDetector, ShotEvent, THUMB_H, THUMB_W};
@@ -42,6 +42,10 @@ pub(super) struct VideoSampler {
     pixel_aspect: f64,
     scaler: Option<(Pixel, u32, u32, software::scaling::Context)>,
     thumb_scaler: Option<(Pixel, u32, u32, software::scaling::Context)>,
+    /// Longer side of the whole pictures handed out beside the square ones (`None`: none).
+    full_side: Option<u32>,
+    full_scaler: Option<(Pixel, u32, u32, software::scaling::Context)>,
+    full: frame::Video,
     decoded: frame::Video,
     transferred: frame::Video,
     scaled: frame::Video,
@@ -115,6 +119,9 @@ impl VideoSampler {
             pixel_aspect: v.pixel_aspect,
             scaler: None,
             thumb_scaler: None,
+            full_side: opts.full_frame_side,
+            full_scaler: None,
+            full: frame::Video::empty(),
             decoded: frame::Video::empty(),
             transferred: frame::Video::empty(),
             scaled: frame::Video::empty(),
@@ -277,9 +284,12 @@ impl VideoSampler {
             if !take {
                 continue;
             }
-            let rgb = self.convert()?;
+            let transferred = self.download()?;
+            // Before `convert`, which crops the picture in place.
+            let full = self.full_frame(transferred)?;
+            let rgb = self.convert(transferred)?;
             stats.frames_sampled += 1;
-            on_frame(Frame { pts_s: t.max(0.0), size: self.size, rgb, keyframe, shot });
+            on_frame(Frame { pts_s: t.max(0.0), size: self.size, rgb, keyframe, shot, full });
         }
     }
 
@@ -325,41 +335,34 @@ impl VideoSampler {
         }
     }
 
+    /// The whole picture, upright, in display geometry (pixel aspect applied), scaled so its
+    /// longer side is at most `full_side` (never up), in one bicubic swscale pass; alpha
+    /// flattened onto white as in `convert`. `None` when no full frames are wanted.
+    fn full_frame(&mut self, transferred: bool) -> Result<Option<FullFrame>, ff::Error> {
+        let Some(side) = self.full_side else { return Ok(None) };
+        let pic = if transferred { &self.transferred } else { &self.decoded };
+        let colour = colour_facts(pic);
+        let (w, h) = (f64::from(pic.width()), f64::from(pic.height()));
+        let display_w = w * self.pixel_aspect;
+        let scale = (f64::from(side.max(1)) / display_w.max(h)).min(1.0);
+        let tw = (display_w * scale).round().max(1.0) as u32;
+        let th = (h * scale).round().max(1.0) as u32;
+        let scaler = scaler(&mut self.full_scaler, pic, tw, th, colour)?;
+        scaler.run(pic, &mut self.full)?;
+        let rgb = pack(&self.full, tw as usize, th as usize, colour.has_alpha);
+        let (rgb, width, height) = rotate(rgb, tw as usize, th as usize, self.rotation);
+        Ok(Some(FullFrame { width: width as u32, height: height as u32, rgb }))
+    }
+
     /// Centre-crop to a square (in display geometry), scale to `size` with bicubic filtering
     /// in one swscale pass (with the source's colour matrix and range), flatten alpha onto
     /// white, then rotate upright.
-    fn convert(&mut self) -> Result<Vec<u8>, ff::Error> {
+    fn convert(&mut self, transferred: bool) -> Result<Vec<u8>, ff::Error> {
         let size = self.size;
         let pixel_aspect = self.pixel_aspect;
         let rotation = self.rotation;
-        let transferred = self.download()?;
         let pic = if transferred { &mut self.transferred } else { &mut self.decoded };
-        // SAFETY: the descriptor comes from FFmpeg's static table (null-checked) and `pic`
-        // is a decoded frame owned here; only fields are read.
-        let (has_alpha, color_matrix, full_range) = unsafe {
-            let desc = ff::ffi::av_pix_fmt_desc_get(pic.format().into());
-            let flags = if desc.is_null() { 0 } else { (*desc).flags };
-            let is_rgb = flags & ff::ffi::AV_PIX_FMT_FLAG_RGB as u64 != 0;
-            let has_alpha = flags & ff::ffi::AV_PIX_FMT_FLAG_ALPHA as u64 != 0;
-            let j_format = matches!(
-                pic.format(),
-                Pixel::YUVJ420P | Pixel::YUVJ422P | Pixel::YUVJ444P | Pixel::YUVJ440P | Pixel::YUVJ411P
-            );
-            let f = pic.as_ptr();
-            let full = is_rgb || j_format || (*f).color_range == ff::ffi::AVColorRange::AVCOL_RANGE_JPEG;
-            use ff::ffi::AVColorSpace as Cs;
-            let matrix = match (*f).colorspace {
-                Cs::AVCOL_SPC_BT709 => ff::ffi::SWS_CS_ITU709,
-                Cs::AVCOL_SPC_BT2020_NCL | Cs::AVCOL_SPC_BT2020_CL => ff::ffi::SWS_CS_BT2020,
-                Cs::AVCOL_SPC_SMPTE240M => ff::ffi::SWS_CS_SMPTE240M,
-                Cs::AVCOL_SPC_FCC => ff::ffi::SWS_CS_FCC,
-                Cs::AVCOL_SPC_BT470BG | Cs::AVCOL_SPC_SMPTE170M => ff::ffi::SWS_CS_ITU601,
-                // Untagged: HD is BT.709, SD is BT.601 (what players assume).
-                _ if (*f).height >= 720 => ff::ffi::SWS_CS_ITU709,
-                _ => ff::ffi::SWS_CS_ITU601,
-            };
-            (has_alpha, matrix, full)
-        };
+        let colour = colour_facts(pic);
         let (w, h) = (f64::from(pic.width()), f64::from(pic.height()));
         // Display width is w * pixel_aspect; the square side in display units is the shorter side.
         let display_w = w * pixel_aspect;
@@ -388,55 +391,130 @@ impl VideoSampler {
                 (*f).height /= 2;
             }
         }
-        let key = (pic.format(), pic.width(), pic.height());
-        let dst = if has_alpha { Pixel::RGBA } else { Pixel::RGB24 };
-        if self.scaler.as_ref().map(|s| (s.0, s.1, s.2)) != Some(key) {
-            let mut ctx = software::scaling::Context::get(
-                key.0,
-                key.1,
-                key.2,
-                dst,
-                size,
-                size,
-                software::scaling::Flags::BICUBIC
-                    | software::scaling::Flags::ACCURATE_RND
-                    | software::scaling::Flags::FULL_CHR_H_INT,
-            )?;
-            // SAFETY: `sws` is the scaler context just created and owned by `ctx`; the coefficient tables are FFmpeg statics.
-            unsafe {
-                let sws = ctx.as_mut_ptr();
-                let inv = ff::ffi::sws_getCoefficients(color_matrix);
-                let table = ff::ffi::sws_getCoefficients(ff::ffi::SWS_CS_DEFAULT);
-                ff::ffi::sws_setColorspaceDetails(sws, inv, i32::from(full_range), table, 1, 0, 1 << 16, 1 << 16);
-            }
-            self.scaler = Some((key.0, key.1, key.2, ctx));
-        }
-        match &mut self.scaler {
-            Some(s) => s.3.run(pic, &mut self.scaled)?,
-            None => return Err(ff::Error::Bug),
-        }
+        let scaler = scaler(&mut self.scaler, pic, size, size, colour)?;
+        scaler.run(pic, &mut self.scaled)?;
         let n = size as usize;
-        let stride = self.scaled.stride(0);
-        let data = self.scaled.data(0);
-        let mut rgb = vec![0u8; n * n * 3];
+        Ok(rotate_square(pack(&self.scaled, n, n, colour.has_alpha), n, rotation))
+    }
+}
+
+/// What swscale must know about a decoded picture's colours.
+#[derive(Clone, Copy)]
+struct Colour {
+    has_alpha: bool,
+    matrix: i32,
+    full_range: bool,
+}
+
+fn colour_facts(pic: &frame::Video) -> Colour {
+    // SAFETY: the descriptor comes from FFmpeg's static table (null-checked) and `pic`
+    // is a decoded frame owned by the caller; only fields are read.
+    unsafe {
+        let desc = ff::ffi::av_pix_fmt_desc_get(pic.format().into());
+        let flags = if desc.is_null() { 0 } else { (*desc).flags };
+        let is_rgb = flags & ff::ffi::AV_PIX_FMT_FLAG_RGB as u64 != 0;
+        let has_alpha = flags & ff::ffi::AV_PIX_FMT_FLAG_ALPHA as u64 != 0;
+        let j_format = matches!(
+            pic.format(),
+            Pixel::YUVJ420P | Pixel::YUVJ422P | Pixel::YUVJ444P | Pixel::YUVJ440P | Pixel::YUVJ411P
+        );
+        let f = pic.as_ptr();
+        let full_range = is_rgb || j_format || (*f).color_range == ff::ffi::AVColorRange::AVCOL_RANGE_JPEG;
+        use ff::ffi::AVColorSpace as Cs;
+        let matrix = match (*f).colorspace {
+            Cs::AVCOL_SPC_BT709 => ff::ffi::SWS_CS_ITU709,
+            Cs::AVCOL_SPC_BT2020_NCL | Cs::AVCOL_SPC_BT2020_CL => ff::ffi::SWS_CS_BT2020,
+            Cs::AVCOL_SPC_SMPTE240M => ff::ffi::SWS_CS_SMPTE240M,
+            Cs::AVCOL_SPC_FCC => ff::ffi::SWS_CS_FCC,
+            Cs::AVCOL_SPC_BT470BG | Cs::AVCOL_SPC_SMPTE170M => ff::ffi::SWS_CS_ITU601,
+            // Untagged: HD is BT.709, SD is BT.601 (what players assume).
+            _ if (*f).height >= 720 => ff::ffi::SWS_CS_ITU709,
+            _ => ff::ffi::SWS_CS_ITU601,
+        };
+        Colour { has_alpha, matrix, full_range }
+    }
+}
+
+/// The cached bicubic scaler in `slot` from `pic`'s format and size to `w` x `h` RGB24 (RGBA
+/// when the source has alpha), with the source's colour matrix and range; rebuilt when the
+/// source changes.
+fn scaler<'a>(
+    slot: &'a mut Option<(Pixel, u32, u32, software::scaling::Context)>,
+    pic: &frame::Video,
+    w: u32,
+    h: u32,
+    colour: Colour,
+) -> Result<&'a mut software::scaling::Context, ff::Error> {
+    let key = (pic.format(), pic.width(), pic.height());
+    let stale =
+        slot.as_ref().is_none_or(|s| (s.0, s.1, s.2) != key || s.3.output().width != w || s.3.output().height != h);
+    if stale {
+        let dst = if colour.has_alpha { Pixel::RGBA } else { Pixel::RGB24 };
+        let mut ctx = software::scaling::Context::get(
+            key.0,
+            key.1,
+            key.2,
+            dst,
+            w,
+            h,
+            software::scaling::Flags::BICUBIC
+                | software::scaling::Flags::ACCURATE_RND
+                | software::scaling::Flags::FULL_CHR_H_INT,
+        )?;
+        // SAFETY: `sws` is the scaler context just created and owned by `ctx`; the coefficient tables are FFmpeg statics.
+        unsafe {
+            let sws = ctx.as_mut_ptr();
+            let inv = ff::ffi::sws_getCoefficients(colour.matrix);
+            let table = ff::ffi::sws_getCoefficients(ff::ffi::SWS_CS_DEFAULT);
+            ff::ffi::sws_setColorspaceDetails(sws, inv, i32::from(colour.full_range), table, 1, 0, 1 << 16, 1 << 16);
+        }
+        *slot = Some((key.0, key.1, key.2, ctx));
+    }
+    slot.as_mut().map(|s| &mut s.3).ok_or(ff::Error::Bug)
+}
+
+/// The scaled picture as packed RGB24 rows; transparent pixels show white, as on a page.
+fn pack(scaled: &frame::Video, w: usize, h: usize, has_alpha: bool) -> Vec<u8> {
+    let stride = scaled.stride(0);
+    let data = scaled.data(0);
+    let mut rgb = vec![0u8; w * h * 3];
+    for (y, row) in rgb.chunks_exact_mut(w * 3).enumerate() {
         if has_alpha {
-            // Transparent pixels show white, as on a page.
-            for (y, row) in rgb.chunks_exact_mut(n * 3).enumerate() {
-                let src = &data[y * stride..y * stride + n * 4];
-                for (d, s) in row.chunks_exact_mut(3).zip(src.chunks_exact(4)) {
-                    let a = u32::from(s[3]);
-                    for c in 0..3 {
-                        d[c] = ((u32::from(s[c]) * a + 255 * (255 - a) + 127) / 255) as u8;
-                    }
+            let src = &data[y * stride..y * stride + w * 4];
+            for (d, s) in row.chunks_exact_mut(3).zip(src.chunks_exact(4)) {
+                let a = u32::from(s[3]);
+                for c in 0..3 {
+                    d[c] = ((u32::from(s[c]) * a + 255 * (255 - a) + 127) / 255) as u8;
                 }
             }
         } else {
-            for (y, row) in rgb.chunks_exact_mut(n * 3).enumerate() {
-                row.copy_from_slice(&data[y * stride..y * stride + n * 3]);
-            }
+            row.copy_from_slice(&data[y * stride..y * stride + w * 3]);
         }
-        Ok(rotate_square(rgb, n, rotation))
     }
+    rgb
+}
+
+/// Rotate a `w` x `h` RGB24 image clockwise by 0/90/180/270 degrees; returns it with its new
+/// width and height.
+fn rotate(rgb: Vec<u8>, w: usize, h: usize, clockwise: u32) -> (Vec<u8>, usize, usize) {
+    if clockwise == 0 {
+        return (rgb, w, h);
+    }
+    let (nw, nh) = if clockwise == 180 { (w, h) } else { (h, w) };
+    let mut out = vec![0u8; rgb.len()];
+    for y in 0..h {
+        for x in 0..w {
+            let (dx, dy) = match clockwise {
+                90 => (h - 1 - y, x),
+                180 => (w - 1 - x, h - 1 - y),
+                _ => (y, w - 1 - x),
+            };
+            let s = (y * w + x) * 3;
+            let d = (dy * nw + dx) * 3;
+            out[d..d + 3].copy_from_slice(&rgb[s..s + 3]);
+        }
+    }
+    (out, nw, nh)
 }
 
 /// Rotate a square RGB24 image clockwise by 0/90/180/270 degrees.
@@ -462,7 +540,17 @@ pub(crate) fn rotate_square(rgb: Vec<u8>, n: usize, clockwise: u32) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::rotate_square;
+    use super::{rotate, rotate_square};
+
+    #[test]
+    fn rotating_a_wide_picture_swaps_its_sides() {
+        // 3x2, pixel value = index: 0 1 2 / 3 4 5.
+        let img: Vec<u8> = (0..6u8).flat_map(|i| [i, i, i]).collect();
+        let px = |(v, w, h): (Vec<u8>, usize, usize)| (v.chunks(3).map(|p| p[0]).collect::<Vec<_>>(), w, h);
+        assert_eq!(px(rotate(img.clone(), 3, 2, 90)), (vec![3, 0, 4, 1, 5, 2], 2, 3));
+        assert_eq!(px(rotate(img.clone(), 3, 2, 180)), (vec![5, 4, 3, 2, 1, 0], 3, 2));
+        assert_eq!(px(rotate(img, 3, 2, 270)), (vec![2, 5, 1, 4, 0, 3], 2, 3));
+    }
 
     #[test]
     fn rotation_moves_the_top_left_pixel_where_display_expects_it() {
