@@ -246,18 +246,20 @@ pub fn run_eval(ctx: &Ctx, args: &[String]) -> Result<()> {
         std::fs::write(&pipeline, variant_toml(&base, variant)?)?;
         let db = dir.join("media.lance");
         let log = dir.join("index.log");
+        let log_file = std::fs::File::create(&log)?;
         let started = Instant::now();
         let status = Command::new(&bin)
             .arg("index")
-            .arg(&set)
+            // The media folders, not the set's own files (queries, manifest, licences).
+            .args(["images", "sounds", "videos", "text"].map(|sub| set.join(sub)))
             .arg("--db")
             .arg(&db)
             .arg("--pipeline")
             .arg(&pipeline)
             .env("MEDLEY_HOME", &ctx.home)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
             .status()
             .with_context(|| format!("starting {}", bin.display()))?;
         let index_s = started.elapsed().as_secs_f64();
