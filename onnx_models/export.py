@@ -9,9 +9,11 @@ OUT_DIR/golden/ so the Rust side can check that it computes the same numbers.
 A model is only moved into place by the caller (xtask) after this script succeeds.
 """
 
+import functools
 import os
 import sys
 import zipfile
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -44,21 +46,92 @@ def export(module, args, path, input_names, output_names, dynamic_axes):
 # --- EfficientNet-Lite (vision): pooled embedding + ImageNet logits -------------------------
 
 
-def imagenet_labels(out_dir):
-    """ImageNet-1k class names (first WordNet lemma), from the timm wheel's data files."""
+WORDNET = os.environ.get("MEDLEY_WORDNET", "/usr/share/wordnet")
+
+
+def imagenet_synsets():
+    """ImageNet-1k classes in logit order as (wnid, lemmas, gloss), from the timm wheel."""
     import glob
 
     wheel = glob.glob(os.path.join(os.environ["MEDLEY_WHEELS"], "timm-*.whl"))[0]
     with zipfile.ZipFile(wheel) as z:
+        def table(name):
+            rows = z.read(f"timm/data/_info/{name}").decode().splitlines()
+            return dict(line.split("\t", 1) for line in rows if "\t" in line)
+
         synsets = z.read("timm/data/_info/imagenet_synsets.txt").decode().split()
-        lemmas = {}
-        for line in z.read("timm/data/_info/imagenet_synset_to_lemma.txt").decode().splitlines():
-            wnid, _, names = line.partition("\t")
-            lemmas[wnid] = names.split(",")[0].strip()
+        lemmas, glosses = table("imagenet_synset_to_lemma.txt"), table("imagenet_synset_to_definition.txt")
     assert len(synsets) == 1000
+    return [(w, [x.strip() for x in lemmas[w].split(",")], glosses[w].strip()) for w in synsets]
+
+
+class Synset(NamedTuple):
+    words: list  # lemmas, spaces for underscores
+    hypernyms: list  # offsets of its hypernyms (instance hypernyms included)
+    genera: list  # offsets of the groups it is a member of (a species' genus)
+    gloss: str
+
+
+@functools.cache
+def wordnet_noun(offset):
+    """One noun synset of WordNet 3.0 (Debian wordnet-base) by byte offset in data.noun, which is
+    an ImageNet wnid without its "n"."""
+    path = os.path.join(WORDNET, "data.noun")
+    if not os.path.exists(path):
+        sys.exit(f"label texts: {path} missing (install Debian wordnet-base or set MEDLEY_WORDNET)")
+    with open(path, "rb") as f:
+        f.seek(int(offset))
+        line = f.readline().decode()
+    fields, _, gloss = line.partition(" | ")
+    tok = fields.split()
+    if tok[0] != offset or tok[2] != "n":
+        sys.exit(f"label texts: {path} has no noun synset at {offset} (not WordNet 3.0?)")
+    n_words = int(tok[3], 16)
+    words = [tok[4 + 2 * i].replace("_", " ") for i in range(n_words)]
+    i = 4 + 2 * n_words
+    ptrs = [tok[i + 1 + 4 * j: i + 5 + 4 * j] for j in range(int(tok[i]))]
+    return Synset(words, [p[1] for p in ptrs if p[0] in ("@", "@i") and p[2] == "n"],
+                  [p[1] for p in ptrs if p[0] == "#m" and p[2] == "n"], gloss.strip())
+
+
+@functools.cache
+def wordnet_genera():
+    """Lower-case names of the genera WordNet knows ("genus Turdus" -> "turdus")."""
+    with open(os.path.join(WORDNET, "index.noun")) as f:
+        return frozenset(line.split()[0][6:] for line in f if line.startswith("genus_"))
+
+
+def is_binomial(name, genera):
+    words = name.split()
+    return len(words) == 2 and words[0][0].isupper() and words[1].islower() and words[0].lower() in genera
+
+
+def imagenet_label_texts():
+    """What each ImageNet class means, for the label bridge to embed (measured against names
+    alone by measure_label_texts.py): all its names but the Latin binomial, the kinds of thing
+    it is (its WordNet hypernyms) and its definition, e.g. "tabby, tabby cat, a kind of domestic
+    cat: a cat with a grey or tawny coat mottled with black"."""
+    texts = []
+    for wnid, lemmas, gloss in imagenet_synsets():
+        syn = wordnet_noun(wnid[1:])
+        # Binomials ("Turdus migratorius": WordNet has a genus Turdus) say nothing to a sentence
+        # encoder trained on everyday English; "American robin" stays.
+        genera = wordnet_genera() | {w.lower() for g in syn.genera for w in wordnet_noun(g).words}
+        names = [w for w in lemmas if not is_binomial(w, genera)] or lemmas
+        kinds = ", ".join(dict.fromkeys(wordnet_noun(h).words[0] for h in syn.hypernyms))
+        assert kinds and "|" not in gloss + kinds + "".join(names), wnid
+        texts.append(f"{', '.join(names)}, a kind of {kinds}: {gloss}")
+    return texts
+
+
+def imagenet_labels(out_dir):
+    """ImageNet-1k class names (first WordNet lemma), from the timm wheel's data files, and
+    label_texts.txt: what each class means, which the label bridge embeds."""
     with open(os.path.join(out_dir, "labels.txt"), "w") as f:
-        for wnid in synsets:
-            f.write(lemmas[wnid] + "\n")
+        for _, lemmas, _ in imagenet_synsets():
+            f.write(lemmas[0] + "\n")
+    with open(os.path.join(out_dir, "label_texts.txt"), "w") as f:
+        f.writelines(t + "\n" for t in imagenet_label_texts())
 
 
 def export_efficientnet(variant, size, out_dir):
@@ -107,7 +180,8 @@ def export_efficientnet(variant, size, out_dir):
         "graphs": [graph],
         "image": {"file": "model.onnx", "input": "pixel_values", "size": size, "mean": [127.0] * 3,
                   "std": [128.0] * 3, "embedding": "embedding", "dim": 1280, "logits": "logits",
-                  "labels": "labels.txt", "activation": "softmax", "normalize": False},
+                  "labels": "labels.txt", "label_texts": "label_texts.txt", "activation": "softmax",
+                  "normalize": False},
     })
 
 

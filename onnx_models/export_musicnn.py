@@ -24,6 +24,118 @@ FRAMES = 187
 WINDOW = (FRAMES - 1) * HOP  # 47616 samples
 
 
+# What each tag means, in words a sentence encoder knows: the label bridge embeds these instead
+# of the bare tag ("female", "00s", "no vocal"). ` | ` separates phrasings that are embedded
+# one by one and averaged. Written by hand (the tags are Last.fm / MagnaTagATune words, not
+# WordNet senses); measured by measure_label_texts.py.
+TAG_TEXTS = {
+    "musicnn-mtt": {
+        "guitar": "guitar music | a guitar playing",
+        "classical": "classical music | an orchestra playing classical music",
+        "slow": "slow music | a slow, calm tempo",
+        "techno": "techno music | electronic dance music with a repetitive beat",
+        "strings": "a string section | violins, cellos and other string instruments",
+        "drums": "drums | drumming and percussion",
+        "electronic": "electronic music | synthesizers and drum machines",
+        "rock": "rock music | electric guitars, bass and drums",
+        "fast": "fast music | a fast, energetic tempo",
+        "piano": "piano music | a piano playing",
+        "ambient": "ambient music | calm atmospheric background music",
+        "beat": "a strong beat | rhythmic music with a beat",
+        "violin": "violin music | a violin or fiddle playing",
+        "vocal": "vocals | a singer singing",
+        "synth": "synthesizer music | electronic synth sounds",
+        "female": "a female singer | a woman singing",
+        "indian": "Indian music | music from India",
+        "opera": "opera | an opera singer",
+        "male": "a male singer | a man singing",
+        "singing": "singing | someone singing a song",
+        "vocals": "vocals | a singer singing",
+        "no vocals": "instrumental music | music without singing",
+        "harpsichord": "harpsichord music | a harpsichord playing baroque music",
+        "loud": "loud music | loud, intense music",
+        "quiet": "quiet music | soft, gentle, quiet music",
+        "flute": "flute music | a flute playing",
+        "woman": "a woman singing | a female voice",
+        "male vocal": "male vocals | a man singing",
+        "no vocal": "instrumental music | music without singing",
+        "pop": "pop music | a catchy pop song",
+        "soft": "soft music | soft, gentle music",
+        "sitar": "sitar music | a sitar playing Indian music",
+        "solo": "a solo instrument | one instrument playing alone",
+        "man": "a man singing | a male voice",
+        "classic": "classical music | an orchestra playing classical music",
+        "choir": "a choir | a choir singing together",
+        "voice": "a voice | someone singing",
+        "new age": "new age music | relaxing meditative music",
+        "dance": "dance music | music for dancing",
+        "male voice": "a male voice | a man singing",
+        "female vocal": "female vocals | a woman singing",
+        "beats": "beats | a drum beat",
+        "harp": "harp music | a harp playing",
+        "cello": "cello music | a cello playing",
+        "no voice": "instrumental music | music without singing",
+        "weird": "weird music | strange, experimental sounds",
+        "country": "country music | country and western music with guitars",
+        "metal": "heavy metal music | loud distorted guitars and drums",
+        "female voice": "a female voice | a woman singing",
+        "choral": "choral music | a choir singing",
+    },
+    "musicnn-msd": {
+        "rock": "rock music | electric guitars, bass and drums",
+        "pop": "pop music | a catchy pop song",
+        "alternative": "alternative music | alternative rock",
+        "indie": "indie music | independent rock and pop",
+        "electronic": "electronic music | synthesizers and drum machines",
+        "female vocalists": "a female singer | a woman singing",
+        "dance": "dance music | music for dancing",
+        "00s": "music from the 2000s | a song from the 2000s",
+        "alternative rock": "alternative rock music | alternative rock with guitars",
+        "jazz": "jazz music | jazz with saxophone, piano and swing",
+        "beautiful": "beautiful music | a beautiful song",
+        "metal": "heavy metal music | loud distorted guitars and drums",
+        "chillout": "chillout music | relaxed, laid-back music",
+        "male vocalists": "a male singer | a man singing",
+        "classic rock": "classic rock music | rock from the 1960s and 1970s",
+        "soul": "soul music | soulful singing with rhythm and blues",
+        "indie rock": "indie rock music | an independent rock band",
+        "Mellow": "mellow music | calm, gentle music",
+        "electronica": "electronica | electronic music",
+        "80s": "music from the 1980s | an 80s song",
+        "folk": "folk music | traditional acoustic folk songs",
+        "90s": "music from the 1990s | a 90s song",
+        "chill": "chill music | relaxed, calm music",
+        "instrumental": "instrumental music | music without singing",
+        "punk": "punk rock music | fast, loud punk",
+        "oldies": "oldies | old songs from the 1950s and 1960s",
+        "blues": "blues music | the blues with guitar",
+        "hard rock": "hard rock music | loud heavy rock",
+        "ambient": "ambient music | calm atmospheric background music",
+        "acoustic": "acoustic music | acoustic guitar, unplugged",
+        "experimental": "experimental music | strange, unusual sounds",
+        "female vocalist": "a female singer | a woman singing",
+        "guitar": "guitar music | a guitar playing",
+        "Hip-Hop": "hip-hop music | rap with beats",
+        "70s": "music from the 1970s | a 70s song",
+        "party": "party music | upbeat music for a party",
+        "country": "country music | country and western music with guitars",
+        "easy listening": "easy listening music | light, pleasant background music",
+        "sexy": "sexy music | sensual, seductive music",
+        "catchy": "catchy music | a catchy tune",
+        "funk": "funk music | funky bass and groove",
+        "electro": "electro music | electronic dance music",
+        "heavy metal": "heavy metal music | loud distorted guitars and drums",
+        "Progressive rock": "progressive rock music | long, complex rock songs",
+        "60s": "music from the 1960s | a 60s song",
+        "rnb": "R&B music | rhythm and blues",
+        "indie pop": "indie pop music | independent pop",
+        "sad": "sad music | a sad, melancholic song",
+        "House": "house music | electronic dance music with a four-on-the-floor beat",
+        "happy": "happy music | a happy, cheerful song",
+    },
+}
+
+
 def slaney_mel(sr, n_fft, n_mels):
     """librosa.filters.mel(sr, n_fft, n_mels) with its defaults (Slaney scale and norm)."""
     f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
@@ -130,12 +242,17 @@ def main():
     check_onnx(out_dir, "three_windows", path, {"waveform": x}, ref, 2e-3)
     with open(os.path.join(out_dir, "labels.txt"), "w") as f:
         f.write("\n".join(labels) + "\n")
+    texts = TAG_TEXTS[model_id]
+    assert list(texts) == list(labels), f"{model_id}: TAG_TEXTS must list the tags in the model's order"
+    with open(os.path.join(out_dir, "label_texts.txt"), "w") as f:
+        f.write("\n".join(texts.values()) + "\n")
     write_spec(out_dir, {
         "id": model_id, "role": "music_tagger",
         "source": f"PyPI musicnn==0.1.0 ({name} checkpoint)", "licence": "ISC",
         "graphs": [graph_spec(path, "model.onnx")],
         "tagger": {"file": "model.onnx", "input": "waveform", "sample_rate": RATE, "window": WINDOW, "tags": "tags",
-                   "labels": "labels.txt", "activation": "none", "embedding": "penultimate",
+                   "labels": "labels.txt", "label_texts": "label_texts.txt", "activation": "none",
+                   "embedding": "penultimate",
                    "embeddings": {"penultimate": 200, "mean_pool": 753, "max_pool": 753}},
     })
     print(f"exported {model_id} to {out_dir}")

@@ -3,27 +3,50 @@ use std::path::Path;
 use crate::{ModelError, TextEncoder, l2_normalize};
 
 /// ConSE (Norouzi et al., 2014): maps class probabilities into a text-embedding space as the
-/// probability-weighted sum of the embeddings of the top-k class names, so images (and later
+/// probability-weighted sum of the embeddings of the top-k classes' texts, so images (and
 /// audio tags) can be searched with text.
 pub struct LabelBridge {
     label_embeddings: Vec<Vec<f32>>,
     top_k: usize,
 }
 
+/// Bump when the way texts become embeddings changes, so caches made the old way are not read.
+const CACHE_FORMAT: &str = "mean-of-alternatives-1";
+
 impl LabelBridge {
-    /// Embed each label through `template` (`{}` is replaced by the label).
+    /// Separates phrasings of one label's text (`tabby | tabby cat | a cat with a grey ...`):
+    /// each is embedded alone and the label is their normalised mean.
+    pub const ALTERNATIVES: &str = " | ";
+
+    /// Embed each label's text through `template` (`{}` is replaced by the text). A text may
+    /// hold several phrasings separated by [`Self::ALTERNATIVES`]: each goes through the template
+    /// and the encoder alone, and the label's embedding is their mean, at unit length.
     pub fn new(text: &TextEncoder, labels: &[String], template: &str, top_k: usize) -> Result<Self, ModelError> {
-        let prompts: Vec<String> = labels.iter().map(|l| template.replace("{}", l)).collect();
-        let mut label_embeddings = Vec::with_capacity(prompts.len());
+        let mut owner = Vec::new();
+        let mut prompts = Vec::new();
+        for (i, label) in labels.iter().enumerate() {
+            for phrase in label.split(Self::ALTERNATIVES) {
+                owner.push(i);
+                prompts.push(template.replace("{}", phrase));
+            }
+        }
+        let mut embedded = Vec::with_capacity(prompts.len());
         for chunk in prompts.chunks(128) {
             let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-            label_embeddings.extend(text.encode(&refs)?);
+            embedded.extend(text.encode(&refs)?);
         }
+        let mut label_embeddings = vec![vec![0f32; text.dim()]; labels.len()];
+        for (i, e) in owner.into_iter().zip(embedded) {
+            for (o, x) in label_embeddings[i].iter_mut().zip(e) {
+                *o += x;
+            }
+        }
+        label_embeddings.iter_mut().for_each(|e| l2_normalize(e));
         Ok(Self { label_embeddings, top_k })
     }
 
     /// Like [`LabelBridge::new`], but keeps the label embeddings in `cache_dir` (keyed by the
-    /// text model, template and labels), so later runs skip embedding a thousand prompts.
+    /// text model, template and label texts), so later runs skip embedding a thousand prompts.
     /// A cache that cannot be written is not an error: the embeddings are just recomputed.
     pub fn cached(
         text: &TextEncoder,
@@ -32,7 +55,7 @@ impl LabelBridge {
         top_k: usize,
         cache_dir: &Path,
     ) -> Result<Self, ModelError> {
-        let key = fnv1a(format!("{}\n{template}\n{}", text.id(), labels.join("\n")).as_bytes());
+        let key = fnv1a(format!("{CACHE_FORMAT}\n{}\n{template}\n{}", text.id(), labels.join("\n")).as_bytes());
         let path = cache_dir.join(format!("label-embeddings-{}-{key:016x}.f32", text.id()));
         let dim = text.dim();
         if let Ok(bytes) = std::fs::read(&path)
@@ -48,6 +71,11 @@ impl LabelBridge {
             tracing::warn!("label embeddings not cached at {}: {e}", path.display());
         }
         Ok(bridge)
+    }
+
+    /// The unit-length embedding of each label's text, in label order.
+    pub fn label_embeddings(&self) -> &[Vec<f32>] {
+        &self.label_embeddings
     }
 
     /// The top-k `(class index, probability)` pairs, best first.

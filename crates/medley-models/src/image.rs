@@ -12,6 +12,8 @@ pub struct ImageEncoder {
     session: Mutex<Session>,
     spec: ImageSpec,
     labels: Vec<String>,
+    /// What the label bridge embeds per class (the spec's `label_texts`, else the labels).
+    label_texts: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -42,8 +44,21 @@ impl ImageEncoder {
             Some(file) => spec.labels(file)?,
             None => Vec::new(),
         };
+        let label_texts = match &section.label_texts {
+            Some(file) => {
+                let texts = spec.labels(file)?;
+                if texts.len() != labels.len() {
+                    return Err(ModelError::Spec {
+                        path: spec.dir.join(file),
+                        message: format!("{} label texts for {} labels", texts.len(), labels.len()),
+                    });
+                }
+                texts
+            }
+            None => labels.clone(),
+        };
         let session = rt.session(&spec.id, &spec.file(&section.file)?)?;
-        Ok(Self { id: spec.id.clone(), session, spec: section.clone(), labels })
+        Ok(Self { id: spec.id.clone(), session, spec: section.clone(), labels, label_texts })
     }
 
     pub fn id(&self) -> &str {
@@ -57,6 +72,11 @@ impl ImageEncoder {
     }
     pub fn labels(&self) -> &[String] {
         &self.labels
+    }
+    /// One text per label saying what it means, for the label bridge to embed: the spec's
+    /// `label_texts` file (phrasings separated by ` | `), else the labels themselves.
+    pub fn label_texts(&self) -> &[String] {
+        &self.label_texts
     }
 
     /// Normalise packed RGB24 images of `input_size()` squared pixels into an NCHW batch.
