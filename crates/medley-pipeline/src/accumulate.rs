@@ -61,8 +61,10 @@ impl<'a> VisualAccumulator<'a> {
             return;
         }
         self.last_read = Some(frame.rgb.clone());
-        // TODO(ocr): the whole uncropped picture once the decoder hands it out.
-        let (rgb, width, height) = (frame.rgb.as_slice(), frame.size, frame.size);
+        let (rgb, width, height) = match &frame.full {
+            Some(f) => (f.rgb.as_slice(), f.width, f.height),
+            None => (frame.rgb.as_slice(), frame.size, frame.size),
+        };
         match self.models.call(Busy::Ocr, || reader.read(rgb, width, height)) {
             Ok(lines) => self.read.extend(
                 lines
@@ -74,8 +76,10 @@ impl<'a> VisualAccumulator<'a> {
         }
     }
 
-    pub(crate) fn push(&mut self, frame: Frame) {
+    pub(crate) fn push(&mut self, mut frame: Frame) {
         self.read_text(&frame);
+        // The whole picture is only for the reader; the rest of the pipeline keeps the square.
+        frame.full = None;
         let nearer = |f: &Frame| (f.pts_s - self.middle_s).abs();
         if self.models.captioner.is_some() && self.middle.as_ref().is_none_or(|m| nearer(&frame) < nearer(m)) {
             self.middle = Some(frame.clone());

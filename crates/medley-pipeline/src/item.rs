@@ -47,6 +47,8 @@ pub(crate) fn build_item(
     let decode_opts = DecodeOptions {
         sampler: Some(config.sampler()),
         frame_size: stages.vision.then(|| models.vision.input_size()),
+        // The text reader needs whole pictures: the square crop cuts words at the sides.
+        full_frame_side: models.reader.as_ref().map(|_| config.ocr.max_side),
         audio_rate: (stages.audio && has_sound).then(|| models.sound.sample_rate()),
         threads: opts.decode_threads,
         ..Default::default()
