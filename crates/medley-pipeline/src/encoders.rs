@@ -64,6 +64,10 @@ const LABEL_TEMPLATE: &str = "a photo of a {}";
 /// Music tag texts already say what they are ("a woman singing", "slow music").
 const TAG_TEMPLATE: &str = "{}";
 const SOUND_TEMPLATE: &str = "the sound of {}";
+/// With `label_text = "name"`: the bridges as they were before label texts (top 5, bare tag
+/// names read as "music that is {}"), so that baseline can be measured against.
+const NAME_TOP_K: usize = 5;
+const NAME_TAG_TEMPLATE: &str = "music that is {}";
 
 /// The texts a label bridge embeds for a model's classes: with `meaning`, the model folder's
 /// label texts (names and definition) when it has them; else the names.
@@ -109,7 +113,12 @@ impl Encoders {
         let mode = config.text_space.label_text;
         let bridge_of = |id: &str, names: &[String], template: &str| -> Result<LabelBridge, ModelError> {
             let texts = bridge_texts(home, id, names, mode)?;
-            LabelBridge::cached(&text, &texts, template, BRIDGE_TOP_K, &home.model_dir(id)?)
+            let (template, k) = match mode {
+                LabelText::Meaning => (template, BRIDGE_TOP_K),
+                LabelText::Name if template == TAG_TEMPLATE => (NAME_TAG_TEMPLATE, NAME_TOP_K),
+                LabelText::Name => (template, NAME_TOP_K),
+            };
+            LabelBridge::cached(&text, &texts, template, k, &home.model_dir(id)?)
         };
         let bridge = bridge_of(image.id(), image.labels(), LABEL_TEMPLATE)?;
         let music = match (&m.music, config.stages.music) {
