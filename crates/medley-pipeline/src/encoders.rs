@@ -63,11 +63,14 @@ const BRIDGE_TOP_K: usize = 10;
 const LABEL_TEMPLATE: &str = "a photo of a {}";
 /// Music tag texts already say what they are ("a woman singing", "slow music").
 const TAG_TEMPLATE: &str = "{}";
-const SOUND_TEMPLATE: &str = "the sound of {}";
+/// AudioSet texts read "Bark (Dog): Principal communication sound produced by dogs.": they
+/// measured best as written; bare class names read best as "the sound of {}".
+const SOUND_TEMPLATE: &str = "{}";
 /// With `label_text = "name"`: the bridges as they were before label texts (top 5, bare tag
 /// names read as "music that is {}"), so that baseline can be measured against.
 const NAME_TOP_K: usize = 5;
 const NAME_TAG_TEMPLATE: &str = "music that is {}";
+const NAME_SOUND_TEMPLATE: &str = "the sound of {}";
 
 /// The texts a label bridge embeds for a model's classes: with `meaning`, the model folder's
 /// label texts (names and definition) when it has them; else the names.
@@ -111,20 +114,20 @@ impl Encoders {
         let audio = AudioEncoder::load(&rt, home, &m.audio)?;
         let text = TextEncoder::load(&rt, home, &m.text)?;
         let mode = config.text_space.label_text;
-        let bridge_of = |id: &str, names: &[String], template: &str| -> Result<LabelBridge, ModelError> {
-            let texts = bridge_texts(home, id, names, mode)?;
-            let (template, k) = match mode {
-                LabelText::Meaning => (template, BRIDGE_TOP_K),
-                LabelText::Name if template == TAG_TEMPLATE => (NAME_TAG_TEMPLATE, NAME_TOP_K),
-                LabelText::Name => (template, NAME_TOP_K),
+        let bridge_of =
+            |id: &str, names: &[String], [template, name_template]: [&str; 2]| -> Result<LabelBridge, ModelError> {
+                let texts = bridge_texts(home, id, names, mode)?;
+                let (template, k) = match mode {
+                    LabelText::Meaning => (template, BRIDGE_TOP_K),
+                    LabelText::Name => (name_template, NAME_TOP_K),
+                };
+                LabelBridge::cached(&text, &texts, template, k, &home.model_dir(id)?)
             };
-            LabelBridge::cached(&text, &texts, template, k, &home.model_dir(id)?)
-        };
-        let bridge = bridge_of(image.id(), image.labels(), LABEL_TEMPLATE)?;
+        let bridge = bridge_of(image.id(), image.labels(), [LABEL_TEMPLATE; 2])?;
         let music = match (&m.music, config.stages.music) {
             (Some(id), true) => {
                 let tagger = MusicTagger::load(&rt, home, id)?;
-                let bridge = bridge_of(id, tagger.labels(), TAG_TEMPLATE)?;
+                let bridge = bridge_of(id, tagger.labels(), [TAG_TEMPLATE, NAME_TAG_TEMPLATE])?;
                 Some(Arc::new(MusicStage { tagger, bridge }))
             }
             _ => None,
@@ -132,7 +135,7 @@ impl Encoders {
         let sound_events = match (&m.sound_events, config.stages.sound_events) {
             (Some(id), true) => {
                 let tagger = MusicTagger::load(&rt, home, id)?;
-                let bridge = bridge_of(id, tagger.labels(), SOUND_TEMPLATE)?;
+                let bridge = bridge_of(id, tagger.labels(), [SOUND_TEMPLATE, NAME_SOUND_TEMPLATE])?;
                 let music_class = tagger.labels().iter().position(|l| l == "Music");
                 Some(Arc::new(SoundEventStage { tagger, bridge, music_class }))
             }
