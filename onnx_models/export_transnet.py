@@ -119,14 +119,15 @@ def export_transnet(out_dir):
     t, m = torch_run(noise)
     check_onnx(out_dir, "random_frames", path, {"frames": noise}, {"transition": t, "many_hot": m}, 1e-4)
 
-    # One window of real frames with a hard cut at frame 48: two shots far apart in the film.
-    cut = np.concatenate([film_frames(100, 2)[:48], film_frames(300, 3)[:52]])[None]
+    # One window of real frames with one hard cut, at frame 48: two single shots of the film.
+    cut = np.concatenate([film_frames(100, 2)[:48], film_frames(382, 3)[:52]])[None]
     t, m = torch_run(cut)
     got = check_onnx(out_dir, "film_cut", path, {"frames": cut}, {"transition": t, "many_hot": m}, 1e-4)
     peak = int(np.argmax(got["transition"][0]))
     print(f"  film_cut: peak transition probability {got['transition'][0, peak]:.3f} at frame {peak} (cut at 48)")
-    if not (abs(peak - 48) <= 1 and got["transition"][0, peak] > THRESHOLD):
-        raise SystemExit(f"TransNetV2 misses the hard cut at frame 48 (peak {peak})")
+    above = np.flatnonzero(got["transition"][0] > THRESHOLD)
+    if not (abs(peak - 48) <= 1 and np.all(np.abs(above - peak) <= 1)):
+        raise SystemExit(f"TransNetV2 should see one hard cut at frame 48, not frames {above.tolist()}")
 
     # The whole sliding-window inference over a real clip of 187 frames (4 windows, both
     # paddings used) against the package's own predict_frames on PyTorch.
