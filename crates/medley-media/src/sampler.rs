@@ -140,8 +140,9 @@ pub(crate) const THUMB_W: usize = 64;
 pub(crate) const THUMB_H: usize = 36;
 const WINDOW: usize = 48;
 
-/// Frame-difference cut detector over small grey thumbnails: the mean absolute difference
-/// from the previous frame against an adaptive threshold over the recent past.
+/// Where shots start for the `shots` sampler: at the known cuts when there are any, otherwise
+/// where a frame-difference detector over small grey thumbnails says (the mean absolute
+/// difference from the previous frame against an adaptive threshold over the recent past).
 pub(crate) struct ShotDetector {
     params: ShotParams,
     /// Known cuts not yet passed, earliest first (from `params.known_cuts`).
