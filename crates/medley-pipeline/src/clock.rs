@@ -20,12 +20,14 @@ pub enum Busy {
     Sounds,
     /// Reading on-screen text.
     Ocr,
+    /// Shot boundaries (a pass over every frame).
+    Shots,
     Caption,
     /// Table commits.
     Write,
 }
 
-const STAGES: usize = 11;
+const STAGES: usize = 12;
 
 #[derive(Debug, Default)]
 pub struct StageClock {
@@ -66,6 +68,7 @@ impl StageClock {
             ("text", Busy::Text),
             ("sounds", Busy::Sounds),
             ("ocr", Busy::Ocr),
+            ("shots", Busy::Shots),
             ("caption", Busy::Caption),
             ("write", Busy::Write),
         ] {

@@ -6,13 +6,17 @@ use std::time::Duration;
 
 use medley_models::{
     AudioEncoder, Batcher, GenerateOptions, ImageCaptioner, ImageEncoder, ImageOutput, LabelBridge, ModelError,
-    ModelHome, ModelSpec, MusicTagger, Runtime, SpeechToText, TextEncoder, TextReader, TranscribeOptions, Transcript,
+    ModelHome, ModelSpec, MusicTagger, Runtime, ShotDetector, SpeechToText, TextEncoder, TextReader, TranscribeOptions,
+    Transcript,
 };
 use medley_store::VectorDims;
 
 use crate::clock::StageClock;
 use crate::config::{LabelText, PipelineConfig};
-use crate::models::{Caption, ModelSet, Music, Read, ReadLine, Sound, SoundEvents, Speech, Tagged, Text, Vision};
+use crate::models::{
+    Caption, CutsError, ModelSet, Music, Read, ReadLine, ShotBoundaries, Sound, SoundEvents, Speech, Tagged, Text,
+    Vision,
+};
 
 /// The models one index run uses, loaded once and shared.
 pub struct Encoders {
@@ -25,6 +29,7 @@ pub struct Encoders {
     pub captioner: Option<Arc<ImageCaptioner>>,
     pub sound_events: Option<Arc<SoundEventStage>>,
     pub reader: Option<Arc<TextReader>>,
+    pub shots: Option<Arc<ShotDetector>>,
     /// The image encoder behind its cross-file queue, with its label bridge.
     vision: Arc<VisionStage>,
     /// Busy time per stage across every run with these models.
@@ -145,6 +150,11 @@ impl Encoders {
             (Some(id), true) => Some(Arc::new(TextReader::load(&rt, home, id)?)),
             _ => None,
         };
+        // Only the `shots` sampler asks for cuts.
+        let shots = match (&m.shots, &config.sampler.video) {
+            (Some(id), medley_media::Sampler::Shots(_)) => Some(Arc::new(ShotDetector::load(&rt, home, id)?)),
+            _ => None,
+        };
         let speech = match (&m.speech, config.stages.speech) {
             (Some(id), true) => Some(Arc::new(SpeechToText::load(&rt, home, id)?)),
             _ => None,
@@ -162,6 +172,7 @@ impl Encoders {
             captioner,
             sound_events,
             reader,
+            shots,
             vision,
             clock: Arc::default(),
         })
@@ -180,6 +191,7 @@ impl Encoders {
             captioner: self.captioner.clone().map(|c| c as Arc<dyn Caption>),
             sound_events: self.sound_events.clone().map(|s| s as Arc<dyn SoundEvents>),
             reader: self.reader.clone().map(|r| r as Arc<dyn Read>),
+            shots: self.shots.clone().map(|s| s as Arc<dyn ShotBoundaries>),
             clock: self.clock.clone(),
         }
     }
@@ -203,6 +215,7 @@ impl Encoders {
         ids.extend(self.captioner.as_ref().map(|c| c.id()));
         ids.extend(self.sound_events.as_ref().map(|s| s.tagger.id()));
         ids.extend(self.reader.as_ref().map(|r| r.id()));
+        ids.extend(self.shots.as_ref().map(|s| s.id()));
         format!("{}:{}", self.config.pipeline.name, ids.join("+"))
     }
 }
@@ -288,6 +301,28 @@ impl Read for TextReader {
             .into_iter()
             .map(|l| ReadLine { text: l.text, score: l.score })
             .collect())
+    }
+}
+
+impl ShotBoundaries for ShotDetector {
+    fn cuts(&self, probe: &medley_media::Probe) -> Result<Vec<f64>, CutsError> {
+        let (width, height) = self.frame_size();
+        let mut stream = self.stream();
+        let mut times = Vec::new();
+        let mut error = None;
+        medley_media::decode_thumbnails(probe, width, height, &mut |t| {
+            if error.is_none() {
+                match stream.push(&t.rgb) {
+                    Ok(()) => times.push(t.pts_s),
+                    Err(e) => error = Some(e),
+                }
+            }
+        })?;
+        if let Some(e) = error {
+            return Err(e.into());
+        }
+        let probabilities = stream.finish()?;
+        Ok(ShotDetector::cuts(self, &probabilities, &times))
     }
 }
 

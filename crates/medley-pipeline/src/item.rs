@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 pub use medley_core::hash_file;
 use medley_core::now_us;
-use medley_media::{DecodeOptions, DecodeStats, MediaKind, Probe};
+use medley_media::{DecodeOptions, DecodeStats, MediaKind, Probe, Sampler, ShotParams};
 use medley_models::{ModelError, Segment};
 use medley_store::{Label, MediaRow, SegmentRow};
 
@@ -45,7 +45,7 @@ pub(crate) fn build_item(
     let stages = config.stages;
     let has_sound = probe.audio.is_some() && probe.kind != MediaKind::Image;
     let decode_opts = DecodeOptions {
-        sampler: Some(config.sampler()),
+        sampler: Some(sampler(models, &probe)),
         frame_size: stages.vision.then(|| models.vision.input_size()),
         // The text reader needs whole pictures: the square crop cuts words at the sides.
         full_frame_side: models.reader.as_ref().map(|_| config.ocr.max_side),
@@ -148,6 +148,23 @@ pub(crate) fn build_item(
         .finish(models, duration_s, &stats.shots, &heard.speech, &read, opts.top_labels)
         .map_err(model_err)?;
     Ok(Indexed { row, segments })
+}
+
+/// The pipeline's sampler; with a shot-boundary model and the `shots` sampler, driven by the
+/// cuts the model finds in the video. When the model cannot run on the file, the sampler's own
+/// frame-difference detector finds the cuts (with a warning).
+fn sampler(models: &ModelSet, probe: &Probe) -> Sampler {
+    let sampler = models.config.sampler();
+    let (Sampler::Shots(params), Some(shots), true) = (&sampler, &models.shots, probe.kind == MediaKind::Video) else {
+        return sampler;
+    };
+    match models.call(Busy::Shots, || shots.cuts(probe)) {
+        Ok(cuts) => Sampler::Shots(ShotParams { known_cuts: Some(cuts), ..params.clone() }),
+        Err(e) => {
+            tracing::warn!("{}: shot-boundary model failed ({e}); cutting by frame differences", probe.path.display());
+            sampler
+        }
+    }
 }
 
 /// The distinct lines read on screen, in the order first seen, one per line (a title shown

@@ -79,6 +79,22 @@ pub trait Read: Send + Sync {
     fn read(&self, rgb: &[u8], width: u32, height: u32) -> Result<Vec<ReadLine>, ModelError>;
 }
 
+/// Shot boundaries of a whole video (TransNetV2 over every frame).
+pub trait ShotBoundaries: Send + Sync {
+    /// Cut times in seconds, in order: where each shot after the first begins.
+    fn cuts(&self, probe: &medley_media::Probe) -> Result<Vec<f64>, CutsError>;
+}
+
+/// Why shot boundaries could not be found (the pipeline then falls back to the frame-difference
+/// detector).
+#[derive(Debug, thiserror::Error)]
+pub enum CutsError {
+    #[error(transparent)]
+    Media(#[from] medley_media::MediaError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
 /// Speech recognition over 16 kHz mono samples.
 pub trait Speech: Send + Sync {
     fn transcribe(&self, samples: &[f32]) -> Result<Transcript, ModelError>;
@@ -105,6 +121,7 @@ pub struct ModelSet {
     pub captioner: Option<Arc<dyn Caption>>,
     pub sound_events: Option<Arc<dyn SoundEvents>>,
     pub reader: Option<Arc<dyn Read>>,
+    pub shots: Option<Arc<dyn ShotBoundaries>>,
     /// Busy time per stage, shared by every run with these models.
     pub clock: Arc<StageClock>,
 }

@@ -138,6 +138,7 @@ pub fn stub_models(panic_on_red: bool) -> ModelSet {
         captioner: None,
         sound_events: None,
         reader: None,
+        shots: None,
         clock: Arc::default(),
     }
 }
