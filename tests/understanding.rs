@@ -113,3 +113,37 @@ fn a_title_card_is_found_by_the_words_on_it() {
     assert!(read.contains("renoir"), "the whole line, not a square crop of it: {read:?}");
     assert_eq!(search("Bal du moulin de la Galette").first().map(String::as_str), Some("text-001.mp4"));
 }
+
+#[test]
+fn shot_segments_follow_the_cuts_transnetv2_finds() {
+    // Six shots of Big Buck Bunny cut together, one of them 0.75 s long (the frame-difference
+    // detector's 1 s minimum shot misses it): fixtures/expect.toml.
+    let film = env_path("MEDLEY_TEST_FIXTURES").join("cuts/film_hard.mp4");
+    let pipeline = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/shorts-cold-start.toml");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("db");
+    let out = medley()
+        .arg("index")
+        .arg(&film)
+        .arg("--pipeline")
+        .arg(&pipeline)
+        .arg("--db")
+        .arg(&db)
+        .output()
+        .expect("medley runs");
+    assert!(out.status.success(), "index failed: {}", String::from_utf8_lossy(&out.stderr));
+    let python = env_path("MEDLEY_TEST_PYTHON");
+    let script = r#"
+import json, sys, lancedb
+rows = lancedb.connect(sys.argv[1]).open_table("segments").to_arrow().to_pylist()
+print(json.dumps(sorted(r["start_s"] for r in rows)))
+"#;
+    let out = std::process::Command::new(python).arg("-c").arg(script).arg(&db).output().expect("python runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let starts: Vec<f64> = serde_json::from_slice(&out.stdout).expect("json");
+    let expected = [0.0, 3.0, 5.5, 7.5, 10.5, 11.25];
+    assert_eq!(starts.len(), expected.len(), "segments start at {starts:?}");
+    for (s, e) in starts.iter().zip(expected) {
+        assert!((s - e).abs() <= 0.1, "segments start at {starts:?}, cuts at {expected:?}");
+    }
+}
