@@ -362,8 +362,10 @@ fn db_boxes(prob: &[f32], dw: usize, dh: usize, w: usize, h: usize, s: &OcrSpec)
         }
         let sx = w as f32 / dw as f32;
         let sy = h as f32 / dh as f32;
-        // Scaled, rounded and kept inside the picture (last pixel inclusive, as rapidocr clips).
-        let fit = |v: f32, scale: f32, n: usize| (v * scale).round().clamp(0.0, (n - 1) as f32) as u32;
+        // Rounded to the map's grid (rapidocr's polygon offsetting works in whole pixels),
+        // scaled, rounded again and kept inside the picture (last pixel inclusive, as rapidocr
+        // clips): a pixel off either way can change how a crop reads.
+        let fit = |v: f32, scale: f32, n: usize| (v.round() * scale).round().clamp(0.0, (n - 1) as f32) as u32;
         let bbox = [
             fit(x0 as f32 - d, sx, w),
             fit(y0 as f32 - d, sy, h),

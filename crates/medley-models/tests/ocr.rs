@@ -1,6 +1,6 @@
 //! PP-OCRv4: the Rust pipeline reads the golden title cards of `export_ocr.py` (rendered
-//! with DejaVu fonts, read exactly by rapidocr's Python pipeline) word for word, and reads
-//! nothing on a blank picture. Needs `cargo xtask models --only pp-ocrv4`.
+//! with DejaVu fonts, read exactly by rapidocr's Python pipeline) word for word, with its
+//! boxes where rapidocr put them, and reads nothing on a blank picture. Needs `cargo xtask models --only pp-ocrv4`.
 
 mod common;
 
@@ -20,6 +20,13 @@ fn reader() -> (&'static TextReader, PathBuf) {
 
 fn normalise(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+}
+
+fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let area = |r: [f32; 4]| (r[2] - r[0]) * (r[3] - r[1]);
+    w * h / (area(a) + area(b) - w * h)
 }
 
 #[test]
@@ -49,8 +56,9 @@ fn golden_cards_read_word_for_word() {
         assert_eq!(reader.read(&rgb, w, h).unwrap(), lines, "{name}: read = detect + recognize");
         let got: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
         eprintln!(
-            "{name} ({w}x{h}): {got:?} scores {:?} (det {:.2} s, rec {:.2} s)",
+            "{name} ({w}x{h}): {got:?} scores {:?} boxes {:?} (det {:.2} s, rec {:.2} s)",
             lines.iter().map(|l| (l.score * 100.0).round() / 100.0).collect::<Vec<_>>(),
+            lines.iter().map(|l| l.bbox.map(|v| v as u32)).collect::<Vec<_>>(),
             t_det,
             t_rec
         );
@@ -61,6 +69,29 @@ fn golden_cards_read_word_for_word() {
         }
         if normalise(&got.join(" ")) != normalise(&want.join(" ")) {
             wrong.push(format!("{name}: read {got:?}, expected {want:?}"));
+        }
+        // Where rapidocr found a line, the Rust box covers the same words.
+        for r in card["reference"].as_array().unwrap() {
+            let pts: Vec<[f32; 2]> = r["box"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| [p[0].as_f64().unwrap() as f32, p[1].as_f64().unwrap() as f32])
+                .collect();
+            let fold = |i: usize, f: fn(f32, f32) -> f32, init: f32| pts.iter().map(|p| p[i]).fold(init, f);
+            let reference = [
+                fold(0, f32::min, f32::MAX),
+                fold(1, f32::min, f32::MAX),
+                fold(0, f32::max, 0.0),
+                fold(1, f32::max, 0.0),
+            ];
+            let best = lines.iter().map(|l| iou(l.bbox, reference)).fold(0.0, f32::max);
+            if best < 0.8 {
+                wrong.push(format!(
+                    "{name}: no box matches rapidocr's {reference:?} for {} (best IoU {best:.2})",
+                    r["text"]
+                ));
+            }
         }
     }
     eprintln!(
