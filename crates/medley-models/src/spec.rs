@@ -80,7 +80,8 @@ pub struct ImageSpec {
     pub logits: Option<String>,
     pub labels: Option<String>,
     /// Texts that say what each label means (one per line, in `labels` order: all its names,
-    /// its definition), embedded by the label bridge instead of the bare names.
+    /// its definition), embedded by the label bridge instead of the bare names; a line may
+    /// hold several phrasings separated by ` | `, embedded apart and averaged.
     #[serde(default)]
     pub label_texts: Option<String>,
     /// `softmax` (default), `sigmoid` or `none`, applied to `logits`.
@@ -138,8 +139,9 @@ pub struct TaggerSpec {
     pub window: usize,
     pub tags: String,
     pub labels: String,
-    /// Texts that say what each tag means (one per line, in `labels` order), embedded by the
-    /// label bridge instead of the bare names.
+    /// Texts that say what each tag means (one per line, in `labels` order; ` | ` separates
+    /// phrasings, embedded apart and averaged), embedded by the label bridge instead of the
+    /// bare names.
     #[serde(default)]
     pub label_texts: Option<String>,
     /// `sigmoid` when the graph gives logits, `none` (default) when it gives probabilities.
