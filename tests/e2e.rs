@@ -295,10 +295,15 @@ fn bad_configuration_is_refused_before_work() {
         ("by = \"window\"", "by = \"scenes\"", "segments.by"),
         ("by = \"window\"", "by = \"shots\"", "segments.by"),
         ("window_s = 10.0", "window_s = 0.0", "segments.window_s"),
+        ("label_text = \"meaning\"", "label_text = \"lemmas\"", "text_space.label_text"),
+        ("speech = 1.0", "speech = -1.0", "text_space.speech"),
+        ("every = 5", "every = 0", "ocr.every"),
+        ("min_score = 0.6", "min_score = 2.0", "ocr.min_score"),
     ];
     for (from, bad, named) in edits {
         let file = dir.path().join("bad.toml");
-        std::fs::write(&file, default.replace(from, bad)).unwrap();
+        // The first occurrence: `visual = 1.0` is both a fusion weight and a text-space one.
+        std::fs::write(&file, default.replacen(from, bad, 1)).unwrap();
         let out = medley().args(["pipeline", "check"]).arg(&file).output().unwrap();
         assert_eq!(out.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&out.stderr).contains(named), "{}", String::from_utf8_lossy(&out.stderr));
