@@ -145,8 +145,9 @@ impl Ctx {
         let python = self.runtime_venv()?.join("bin/python");
         let t = Instant::now();
         // Built under a temporary name and renamed when complete: an interrupted build is
-        // never taken for the set.
-        let tmp = self.home.join(".eval-set.partial");
+        // never taken for the set. The name is this process's own, so two commands building
+        // at once (`test` and `eval` from two shells) do not write into one folder.
+        let tmp = self.home.join(format!(".eval-set.partial-{}", std::process::id()));
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
         }
@@ -155,7 +156,13 @@ impl Ctx {
         if dest.exists() {
             std::fs::remove_dir_all(&dest).with_context(|| format!("removing {}", dest.display()))?;
         }
-        std::fs::rename(&tmp, &dest)?;
+        if let Err(e) = std::fs::rename(&tmp, &dest) {
+            // Another command finished the same build first: keep its copy.
+            let _ = std::fs::remove_dir_all(&tmp);
+            if std::fs::read_to_string(&stamp_file).ok().as_deref() != Some(stamp.as_str()) {
+                return Err(e).with_context(|| format!("moving {} to {}", tmp.display(), dest.display()));
+            }
+        }
         eprintln!("media: evaluation set built in {:.0} s ({})", t.elapsed().as_secs_f64(), dest.display());
         Ok(dest)
     }
