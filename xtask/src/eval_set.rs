@@ -107,14 +107,14 @@ pub const VARIANTS: &[Variant] = &[
     },
 ];
 
-/// What `--floor` runs (CI): the baseline and the variant the floor applies to. Indexing the
-/// set takes minutes per variant on two cores, so the single additions are left to a plain
-/// `cargo xtask eval`.
-const FLOOR_VARIANTS: &[&str] = &["today", "new"];
+/// What `--floor` runs (CI): only the variant the floor applies to. Indexing the set takes
+/// minutes per variant on two cores, so the baseline and the single additions are left to a
+/// plain `cargo xtask eval` (which prints them side by side).
+const FLOOR_VARIANTS: &[&str] = &["new"];
 
 /// `--floor` fails when this variant's recall@5 over all queries is below `FLOOR_RECALL_AT_5`.
 const FLOOR_VARIANT: &str = "new";
-/// Below what `new` measured (0.366 over 292 queries on 2025-11-30, `today` 0.212): a loss
+/// Below what `new` measured (0.366-0.373 over 292 queries on 2026-11-30, `today` 0.209): a loss
 /// of about 19 queries found in the top 5 trips it (OCR finding nothing loses 22, falling back
 /// to today's pipeline 45), tie-breaks and small model updates do not. Raise it with the
 /// pipeline.
