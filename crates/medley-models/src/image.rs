@@ -44,19 +44,7 @@ impl ImageEncoder {
             Some(file) => spec.labels(file)?,
             None => Vec::new(),
         };
-        let label_texts = match &section.label_texts {
-            Some(file) => {
-                let texts = spec.labels(file)?;
-                if texts.len() != labels.len() {
-                    return Err(ModelError::Spec {
-                        path: spec.dir.join(file),
-                        message: format!("{} label texts for {} labels", texts.len(), labels.len()),
-                    });
-                }
-                texts
-            }
-            None => labels.clone(),
-        };
+        let label_texts = spec.label_texts(section.label_texts.as_deref(), &labels)?;
         let session = rt.session(&spec.id, &spec.file(&section.file)?)?;
         Ok(Self { id: spec.id.clone(), session, spec: section.clone(), labels, label_texts })
     }

@@ -244,6 +244,20 @@ impl ModelSpec {
         Ok(text.lines().map(str::to_string).collect())
     }
 
+    /// The label texts in `file` (one per label, checked), or the labels themselves when the
+    /// model has none.
+    pub(crate) fn label_texts(&self, file: Option<&str>, labels: &[String]) -> Result<Vec<String>, ModelError> {
+        let Some(file) = file else { return Ok(labels.to_vec()) };
+        let texts = self.labels(file)?;
+        if texts.len() != labels.len() {
+            return Err(ModelError::Spec {
+                path: self.dir.join(file),
+                message: format!("{} label texts for {} labels", texts.len(), labels.len()),
+            });
+        }
+        Ok(texts)
+    }
+
     pub(crate) fn section<'a, T>(&self, s: &'a Option<T>, name: &str) -> Result<&'a T, ModelError> {
         s.as_ref().ok_or_else(|| ModelError::Spec {
             path: self.dir.join("model.toml"),

@@ -47,19 +47,7 @@ impl MusicTagger {
     pub fn from_spec(rt: &Runtime, spec: &ModelSpec) -> Result<Self, ModelError> {
         let section = spec.section(&spec.tagger, "tagger")?.clone();
         let labels = spec.labels(&section.labels)?;
-        let label_texts = match &section.label_texts {
-            Some(file) => {
-                let texts = spec.labels(file)?;
-                if texts.len() != labels.len() {
-                    return Err(ModelError::Spec {
-                        path: spec.dir.join(file),
-                        message: format!("{} label texts for {} labels", texts.len(), labels.len()),
-                    });
-                }
-                texts
-            }
-            None => labels.clone(),
-        };
+        let label_texts = spec.label_texts(section.label_texts.as_deref(), &labels)?;
         // The default embedding must be one of the declared outputs (or empty: none).
         if !section.embedding.is_empty() && !section.embeddings.contains_key(&section.embedding) {
             return Err(ModelError::Spec {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use medley_models::{
     AudioEncoder, Batcher, GenerateOptions, ImageCaptioner, ImageEncoder, ImageOutput, LabelBridge, ModelError,
-    ModelHome, ModelSpec, MusicTagger, Runtime, ShotDetector, SpeechToText, TextEncoder, TextReader, TranscribeOptions,
+    ModelHome, MusicTagger, Runtime, ShotDetector, SpeechToText, TextEncoder, TextReader, TranscribeOptions,
     Transcript,
 };
 use medley_store::VectorDims;
@@ -77,33 +77,6 @@ const NAME_TOP_K: usize = 5;
 const NAME_TAG_TEMPLATE: &str = "music that is {}";
 const NAME_SOUND_TEMPLATE: &str = "the sound of {}";
 
-/// The texts a label bridge embeds for a model's classes: with `meaning`, the model folder's
-/// label texts (names and definition) when it has them; else the names.
-fn bridge_texts(home: &ModelHome, id: &str, names: &[String], mode: LabelText) -> Result<Vec<String>, ModelError> {
-    if mode == LabelText::Name {
-        return Ok(names.to_vec());
-    }
-    let spec = ModelSpec::load(home, id)?;
-    let file = spec
-        .image
-        .as_ref()
-        .and_then(|i| i.label_texts.clone())
-        .or_else(|| spec.tagger.as_ref().and_then(|t| t.label_texts.clone()));
-    match file {
-        Some(f) => {
-            let texts = spec.labels(&f)?;
-            if texts.len() != names.len() {
-                return Err(ModelError::Spec {
-                    path: spec.dir.join(&f),
-                    message: format!("{} label texts for {} labels", texts.len(), names.len()),
-                });
-            }
-            Ok(texts)
-        }
-        None => Ok(names.to_vec()),
-    }
-}
-
 impl Encoders {
     pub fn load(home: &ModelHome, config: PipelineConfig) -> Result<Self, ModelError> {
         let rt = Runtime::load(home)?;
@@ -119,20 +92,24 @@ impl Encoders {
         let audio = AudioEncoder::load(&rt, home, &m.audio)?;
         let text = TextEncoder::load(&rt, home, &m.text)?;
         let mode = config.text_space.label_text;
-        let bridge_of =
-            |id: &str, names: &[String], [template, name_template]: [&str; 2]| -> Result<LabelBridge, ModelError> {
-                let texts = bridge_texts(home, id, names, mode)?;
-                let (template, k) = match mode {
-                    LabelText::Meaning => (template, BRIDGE_TOP_K),
-                    LabelText::Name => (name_template, NAME_TOP_K),
-                };
-                LabelBridge::cached(&text, &texts, template, k, &home.model_dir(id)?)
+        // A label bridge embeds each class's label text (names and definition) with `meaning`,
+        // its name with `name`.
+        let bridge_of = |id: &str,
+                         (names, texts): (&[String], &[String]),
+                         [template, name_template]: [&str; 2]|
+         -> Result<LabelBridge, ModelError> {
+            let texts = if mode == LabelText::Name { names } else { texts };
+            let (template, k) = match mode {
+                LabelText::Meaning => (template, BRIDGE_TOP_K),
+                LabelText::Name => (name_template, NAME_TOP_K),
             };
-        let bridge = bridge_of(image.id(), image.labels(), [LABEL_TEMPLATE; 2])?;
+            LabelBridge::cached(&text, texts, template, k, &home.model_dir(id)?)
+        };
+        let bridge = bridge_of(image.id(), (image.labels(), image.label_texts()), [LABEL_TEMPLATE; 2])?;
         let music = match (&m.music, config.stages.music) {
             (Some(id), true) => {
                 let tagger = MusicTagger::load(&rt, home, id)?;
-                let bridge = bridge_of(id, tagger.labels(), [TAG_TEMPLATE, NAME_TAG_TEMPLATE])?;
+                let bridge = bridge_of(id, (tagger.labels(), tagger.label_texts()), [TAG_TEMPLATE, NAME_TAG_TEMPLATE])?;
                 Some(Arc::new(MusicStage { tagger, bridge }))
             }
             _ => None,
@@ -140,7 +117,8 @@ impl Encoders {
         let sound_events = match (&m.sound_events, config.stages.sound_events) {
             (Some(id), true) => {
                 let tagger = MusicTagger::load(&rt, home, id)?;
-                let bridge = bridge_of(id, tagger.labels(), [SOUND_TEMPLATE, NAME_SOUND_TEMPLATE])?;
+                let bridge =
+                    bridge_of(id, (tagger.labels(), tagger.label_texts()), [SOUND_TEMPLATE, NAME_SOUND_TEMPLATE])?;
                 let music_class = tagger.labels().iter().position(|l| l == "Music");
                 Some(Arc::new(SoundEventStage { tagger, bridge, music_class }))
             }
