@@ -1,0 +1,1 @@
+//! Speech only where someone speaks (voice activity before Whisper), on real files.
