@@ -245,3 +245,32 @@ fn relative_database_paths_of_any_name_work() {
         assert!(top.ends_with("cat_upright.mp4") || top.ends_with("slideshow.mp4"), "{db}: {hits:#}");
     }
 }
+
+/// `medley doctor` describes what this machine has (ONNX Runtime version and providers,
+/// FFmpeg, the models set up) and the database: rows per table for one medley wrote (exit 0),
+/// the column it cannot read for a foreign one (exit 2).
+#[test]
+fn doctor_describes_the_machine_and_the_database() {
+    let b = base();
+    let out = medley().args(["doctor", "--json", "--db"]).arg(&b.db).output().unwrap();
+    assert_success(&out);
+    let r = stdout_json(&out);
+    let version = r["onnx_runtime"]["version"].as_str().unwrap();
+    assert!(version.starts_with("1.") && version.split('.').count() == 3, "{version}");
+    let providers = r["onnx_runtime"]["execution_providers"].as_array().unwrap();
+    assert!(providers.iter().any(|p| p == "CPUExecutionProvider"), "{providers:?}");
+    assert!(["cpu", "cuda"].contains(&r["device_auto"]["device"].as_str().unwrap()), "{r}");
+    assert!(r["ffmpeg"]["version"].as_str().is_some_and(|v| !v.is_empty()), "{r}");
+    let models = r["models"].as_array().unwrap();
+    let minilm = models.iter().find(|m| m["id"] == "minilm-l6").expect("the text model is listed");
+    assert_eq!(minilm["role"], "text");
+    assert!(minilm["size_bytes"].as_u64().unwrap() > 1_000_000, "{minilm}");
+    assert_eq!(r["database"]["media_rows"], FIXTURES.len());
+    assert!(r["database"]["segments_rows"].as_u64().unwrap() > 0, "{r}");
+
+    let (_dir, dbs) = foreign(&[(b.db.as_path(), "media", "drop", "labels")]);
+    let out = medley().args(["doctor", "--json", "--db"]).arg(&dbs[0]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let error = stdout_json(&out)["database"]["error"].as_str().unwrap().to_string();
+    assert!(error.contains("`media`") && error.contains("`labels`"), "{error}");
+}

@@ -7,6 +7,7 @@
 //! 130 interrupted by Ctrl-C (what was done is committed).
 
 mod admin;
+mod doctor;
 mod index;
 mod query;
 mod serve;
@@ -46,6 +47,7 @@ enum Command {
     Export(admin::ExportArgs),
     Serve(serve::ServeArgs),
     Watch(watch::WatchArgs),
+    Doctor(doctor::DoctorArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
             Command::Export(a) => admin::export(a).await,
             Command::Serve(a) => serve::run(&home, a).await,
             Command::Watch(a) => watch::run(&home, a).await,
+            Command::Doctor(a) => doctor::run(&home, a).await,
         }
     });
     match result {

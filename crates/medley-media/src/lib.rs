@@ -50,3 +50,31 @@ pub(crate) fn init() {
         ffmpeg_next::util::log::set_level(level);
     });
 }
+
+/// The FFmpeg libraries this process decodes with: their version string and the hardware
+/// device types they were built with (`cuda`, `vaapi`, ...), for `medley doctor`.
+#[derive(Debug, Clone)]
+pub struct FfmpegInfo {
+    pub version: String,
+    pub hwaccels: Vec<String>,
+}
+
+pub fn ffmpeg_info() -> FfmpegInfo {
+    use ffmpeg_next::ffi;
+    init();
+    // SAFETY: both functions return pointers to static NUL-terminated strings owned by FFmpeg;
+    // the iteration starts and ends at AV_HWDEVICE_TYPE_NONE.
+    unsafe {
+        let version = std::ffi::CStr::from_ptr(ffi::av_version_info()).to_string_lossy().into_owned();
+        let mut hwaccels = Vec::new();
+        let mut t = ffi::av_hwdevice_iterate_types(ffi::AVHWDeviceType::AV_HWDEVICE_TYPE_NONE);
+        while t != ffi::AVHWDeviceType::AV_HWDEVICE_TYPE_NONE {
+            let name = ffi::av_hwdevice_get_type_name(t);
+            if !name.is_null() {
+                hwaccels.push(std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned());
+            }
+            t = ffi::av_hwdevice_iterate_types(t);
+        }
+        FfmpegInfo { version, hwaccels }
+    }
+}

@@ -102,6 +102,57 @@ impl Runtime {
         }
     }
 
+    /// What the loaded ONNX Runtime library says about its build (version branch, commit).
+    pub fn build_info(&self) -> String {
+        ort::info().trim().to_string()
+    }
+
+    /// The ONNX Runtime library's version string (for example `1.32.0`).
+    pub fn library_version(home: &ModelHome) -> Result<String, ModelError> {
+        let lib = home.ort_library()?;
+        let err = |e: &dyn std::fmt::Display| ModelError::RuntimeLoad { path: lib.clone(), message: e.to_string() };
+        // SAFETY: the library is ONNX Runtime (already loaded by the environment, so this only
+        // adds a reference); `OrtGetApiBase` has this signature in every release and returns a
+        // static struct whose `GetVersionString` returns a static NUL-terminated string.
+        unsafe {
+            let handle = libloading::Library::new(&lib).map_err(|e| err(&e))?;
+            let get_base: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> =
+                handle.get(b"OrtGetApiBase").map_err(|e| err(&e))?;
+            let base = get_base();
+            if base.is_null() {
+                return Err(err(&"OrtGetApiBase returned null"));
+            }
+            Ok(std::ffi::CStr::from_ptr(((*base).GetVersionString)()).to_string_lossy().into_owned())
+        }
+    }
+
+    /// The execution providers the loaded library was built with (for example
+    /// `CUDAExecutionProvider`, `CPUExecutionProvider`), in its order of preference.
+    pub fn execution_providers(&self) -> Result<Vec<String>, ModelError> {
+        let api = ort::api();
+        let list_err = |what: &str| ModelError::Device { device: "any", message: what.to_string() };
+        let (get, release) = (api.GetAvailableProviders, api.ReleaseAvailableProviders);
+        let mut names: *mut *mut std::ffi::c_char = std::ptr::null_mut();
+        let mut count: std::ffi::c_int = 0;
+        // SAFETY: the API fills `names` with `count` NUL-terminated strings that stay valid
+        // until `release` is called with the same pointer and count, which happens below.
+        unsafe {
+            let status = get(&mut names, &mut count);
+            if !status.0.is_null() {
+                (api.ReleaseStatus)(status.0);
+                return Err(list_err("GetAvailableProviders failed"));
+            }
+            if names.is_null() {
+                return Ok(Vec::new());
+            }
+            let out = (0..count.max(0) as usize)
+                .map(|i| std::ffi::CStr::from_ptr(*names.add(i)).to_string_lossy().into_owned())
+                .collect();
+            let _ = release(names, count);
+            Ok(out)
+        }
+    }
+
     /// Intra-op threads per session (the machine's cores).
     pub fn threads(&self) -> usize {
         self.threads

@@ -60,6 +60,27 @@ pub enum HwAccel {
     Cuda,
 }
 
+impl HwAccel {
+    /// Whether this machine can decode this way: `Err` says what is missing (for `cuda`: the
+    /// FFmpeg build's CUDA support, the driver or a device), so a run that asks for it can be
+    /// refused before any work.
+    pub fn check(self) -> Result<(), String> {
+        match self {
+            Self::None => Ok(()),
+            Self::Cuda => super::video::cuda_device_check(),
+        }
+    }
+}
+
+impl std::fmt::Display for HwAccel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::None => "none",
+            Self::Cuda => "cuda",
+        })
+    }
+}
+
 impl std::str::FromStr for HwAccel {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

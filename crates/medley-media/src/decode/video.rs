@@ -24,6 +24,15 @@ fn cuda_device() -> Result<*mut ff::ffi::AVBufferRef, String> {
     if r < 0 || device.is_null() { Err(format!("no CUDA device ({})", ff::Error::from(r))) } else { Ok(device) }
 }
 
+/// Create and release a CUDA device context: `Err` says why decoding with NVDEC cannot work.
+pub(crate) fn cuda_device_check() -> Result<(), String> {
+    crate::init();
+    let mut device = cuda_device()?;
+    // SAFETY: `device` is the one reference created above; unref frees it and nulls the pointer.
+    unsafe { ff::ffi::av_buffer_unref(&mut device) };
+    Ok(())
+}
+
 enum Mode {
     Fps { interval: f64, next_s: f64 },
     Uniform { targets: Vec<f64>, next: usize, seeked_for: Option<usize> },
