@@ -19,6 +19,7 @@ mod shots;
 mod spec;
 mod tagger;
 mod text;
+mod vad;
 mod whisper;
 
 pub use audio::AudioEncoder;
@@ -36,6 +37,7 @@ pub use shots::{ShotDetector, ShotSpec, ShotStream};
 pub use spec::{ModelSpec, TensorSpec};
 pub use tagger::{MusicTagger, TagOutput};
 pub use text::TextEncoder;
+pub use vad::{VadOptions, VadSpec, VoiceActivity, speech_regions};
 pub use whisper::{Segment, SpeechToText, TranscribeOptions, Transcript};
 
 /// A CLIP-style dual encoder: an image tower and a text tower into one space, from one

@@ -1,5 +1,8 @@
 //! Whisper speech to text on the [`Seq2Seq`] loop: language detection, 30 s windows over long
-//! audio with seeking by timestamps, segment timestamps, greedy or beam search.
+//! audio with seeking by timestamps, segment timestamps, greedy or beam search; and
+//! transcription of speech regions only (from a voice-activity model), grouped into windows.
+
+use std::ops::Range;
 
 use crate::runtime::Array;
 use crate::seq2seq::{EncoderState, GenerateOptions, LogitsProcessor, Seq2Seq, log_softmax};
@@ -122,18 +125,69 @@ impl SpeechToText {
 
     /// Transcribe 16 kHz mono samples of any length.
     pub fn transcribe(&self, samples: &[f32], opts: &TranscribeOptions) -> Result<Transcript, ModelError> {
-        let rate = self.w.sample_rate as f32;
-        let mut seek = 0usize;
+        let all = 0..samples.len();
+        self.transcribe_spans(samples, std::slice::from_ref(&all), opts)
+    }
+
+    /// Transcribe only where someone speaks: `regions` are sample ranges of `samples` (in
+    /// order, from a voice-activity model). Consecutive regions are grouped into windows of at
+    /// most 30 s (cut on region boundaries; a longer region is windowed on its own), the
+    /// language is identified on the first window (speech), and segment times are the file's.
+    /// `None` when there are no regions: nothing is decoded.
+    pub fn transcribe_regions(
+        &self,
+        samples: &[f32],
+        regions: &[Range<usize>],
+        opts: &TranscribeOptions,
+    ) -> Result<Option<Transcript>, ModelError> {
+        let regions: Vec<Range<usize>> = regions
+            .iter()
+            .map(|r| r.start.min(samples.len())..r.end.min(samples.len()))
+            .filter(|r| !r.is_empty())
+            .collect();
+        if regions.is_empty() {
+            return Ok(None);
+        }
+        let spans = group_regions(&regions, self.w.chunk);
+        self.transcribe_spans(samples, &spans, opts).map(Some)
+    }
+
+    /// The windowed decode over each span of `samples` in turn: windows of at most 30 s from
+    /// the span's start, each next one starting where the last segment ended, none past the
+    /// span's end.
+    fn transcribe_spans(
+        &self,
+        samples: &[f32],
+        spans: &[Range<usize>],
+        opts: &TranscribeOptions,
+    ) -> Result<Transcript, ModelError> {
         let mut segments = Vec::new();
         let mut language: Option<(String, f32)> = opts.language.clone().map(|l| (l, 1.0));
-        while seek < samples.len() {
-            let window = &samples[seek..(seek + self.w.chunk).min(samples.len())];
-            if window.len() < (rate * 0.1) as usize && seek > 0 {
+        for span in spans {
+            self.transcribe_span(samples, span.clone(), opts, &mut language, &mut segments)?;
+        }
+        let (language, language_probability) = language.unwrap_or_else(|| ("en".into(), 0.0));
+        Ok(Transcript { language, language_probability, segments })
+    }
+
+    fn transcribe_span(
+        &self,
+        samples: &[f32],
+        span: Range<usize>,
+        opts: &TranscribeOptions,
+        language: &mut Option<(String, f32)>,
+        segments: &mut Vec<Segment>,
+    ) -> Result<(), ModelError> {
+        let rate = self.w.sample_rate as f32;
+        let mut seek = span.start;
+        while seek < span.end {
+            let window = &samples[seek..(seek + self.w.chunk).min(span.end)];
+            if window.len() < (rate * 0.1) as usize && seek > span.start {
                 break;
             }
             let state = self.encode_window(window)?;
             if language.is_none() {
-                language = self.detect_language(&state)?.into_iter().next();
+                *language = self.detect_language(&state)?.into_iter().next();
             }
             let (lang, _) = language.clone().ok_or_else(|| ModelError::output(self.id(), "no language"))?;
             let lang_pos = self
@@ -162,12 +216,14 @@ impl SpeechToText {
             let offset = seek as f32 / rate;
             let window_s = window.len() as f32 / rate;
             let (segs, consumed) = self.segments(&generated.tokens, offset, window_s)?;
-            segments.extend(segs);
+            // A timestamp can point into the zero padding after a short window: what was said
+            // lies in the window.
+            let end = offset + window_s;
+            segments.extend(segs.into_iter().map(|s| Segment { start: s.start.min(end), end: s.end.min(end), ..s }));
             let advance = consumed.map(|s| (s * rate) as usize).filter(|&a| a > 0).unwrap_or(window.len());
             seek += advance.min(window.len());
         }
-        let (language, language_probability) = language.unwrap_or_else(|| ("en".into(), 0.0));
-        Ok(Transcript { language, language_probability, segments })
+        Ok(())
     }
 
     /// Split a window's tokens into segments at timestamp pairs. Returns the segments and, when
@@ -259,5 +315,35 @@ impl LogitsProcessor for TimestampRules<'_> {
         if ts_lse > text_max {
             logits[..tb].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
         }
+    }
+}
+
+/// Consecutive regions grouped into spans of at most `max` samples, each from its first
+/// region's start to its last region's end; a region longer than `max` is a span of its own.
+fn group_regions(regions: &[Range<usize>], max: usize) -> Vec<Range<usize>> {
+    let mut spans: Vec<Range<usize>> = Vec::new();
+    for r in regions {
+        match spans.last_mut() {
+            Some(last) if r.end.saturating_sub(last.start) <= max => last.end = last.end.max(r.end),
+            _ => spans.push(r.clone()),
+        }
+    }
+    spans
+}
+
+#[cfg(test)]
+mod tests {
+    use super::group_regions;
+
+    #[test]
+    fn regions_group_into_windows_on_their_boundaries() {
+        // 30 s windows at 16 kHz; regions at 1-5 s, 10-20 s, 25-32 s, 40-100 s, 101-102 s.
+        let s = |a: f32, b: f32| (a * 16_000.0) as usize..(b * 16_000.0) as usize;
+        let regions = [s(1.0, 5.0), s(10.0, 20.0), s(25.0, 32.0), s(40.0, 100.0), s(101.0, 102.0)];
+        let spans = group_regions(&regions, 480_000);
+        assert_eq!(spans, vec![s(1.0, 20.0), s(25.0, 32.0), s(40.0, 100.0), s(101.0, 102.0)]);
+        // A region ending exactly 30 s after the window start still joins it.
+        assert_eq!(group_regions(&[s(1.0, 5.0), s(25.0, 31.0)], 480_000), vec![s(1.0, 31.0)]);
+        assert!(group_regions(&[], 480_000).is_empty());
     }
 }
