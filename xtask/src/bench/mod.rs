@@ -13,6 +13,7 @@ mod index;
 mod memory;
 mod models;
 mod pipeline;
+mod reference;
 mod sid;
 mod store;
 
@@ -26,7 +27,8 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
         "sid" => sid::run(ctx, rest),
         "store" => store::run(ctx, rest),
         "pipeline" => pipeline::run(ctx, rest),
-        other => bail!("unknown benchmark {other}; known: index, decode, memory, models, sid, store, pipeline"),
+        "reference" => reference::run(ctx, rest),
+        other => bail!("unknown benchmark {other}; known: index, decode, memory, models, sid, store, pipeline, reference"),
     }
 }
 
