@@ -417,7 +417,43 @@ impl Ctx {
         let media = self.media()?;
         let out = self.home.join("fixtures");
         run(Command::new(self.root.join("fixtures/make.sh")).arg(&media).arg(&out))?;
+        self.hf_fixtures(&out)?;
         Ok(out)
+    }
+
+    /// Tiny random-weight Hugging Face models exported as users get them (optimum and
+    /// transformers.js layouts) for `medley models add` tests: `<fixtures>/hf/<family>-<layout>/`.
+    /// Rebuilt when the script or the export environment's requirements change; moved into
+    /// place only once the whole script succeeded.
+    fn hf_fixtures(&self, fixtures: &Path) -> Result<()> {
+        let dir = self.root.join("onnx_models");
+        let script = dir.join("export_hf_tiny.py");
+        let requirements = dir.join("requirements.txt");
+        let fingerprint = format!("{:x}", fnv(&[std::fs::read(&script)?, std::fs::read(&requirements)?].concat()));
+        let dest = fixtures.join("hf");
+        if std::fs::read_to_string(dest.join(".medley-export")).ok().as_deref() == Some(fingerprint.as_str()) {
+            return Ok(());
+        }
+        // The export environment exactly as `models` makes it (same requirement files, so
+        // the venv's stamp matches and nothing is reinstalled).
+        let manifest: toml::Table = std::fs::read_to_string(dir.join("manifest.toml"))?.parse()?;
+        let env = manifest.get("env").and_then(|e| e.get("export")).context("no [env.export] in the manifest")?;
+        let no_deps = env.get("no_deps").and_then(|v| v.as_str()).map(|f| dir.join(f));
+        let venv = self.venv("venv-export", &requirements, no_deps.as_deref())?;
+        let t = Instant::now();
+        let tmp = fixtures.join(".hf.partial");
+        let _ = std::fs::remove_dir_all(&tmp);
+        run(Command::new(venv.join("bin/python"))
+            .arg(&script)
+            .arg(&tmp)
+            .env("PYTHONWARNINGS", "ignore")
+            .env("HF_HUB_OFFLINE", "1")
+            .env("TRANSFORMERS_OFFLINE", "1"))?;
+        std::fs::write(tmp.join(".medley-export"), &fingerprint)?;
+        let _ = std::fs::remove_dir_all(&dest);
+        std::fs::rename(&tmp, &dest)?;
+        eprintln!("fixtures: Hugging Face export folders built in {:.0} s", t.elapsed().as_secs_f64());
+        Ok(())
     }
 
     /// Builds what the tests build (same packages and targets, so the same dependency
