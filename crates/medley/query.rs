@@ -117,13 +117,25 @@ fn text_encoder(home: &ModelHome) -> Result<TextEncoder> {
 }
 
 pub async fn search(home: &ModelHome, a: SearchArgs) -> Result<ExitCode> {
-    let store = open_db(&a.db).await?;
-    let encoder = text_encoder(home)?;
     let (k, filter) = (a.k as usize, a.filter.as_deref());
+    if a.full_text {
+        // Words only: no model to load.
+        let store = open_db(&a.db).await?;
+        let hits = store.full_text(&a.text, k, filter).await.map_err(query_error)?;
+        print_hits(&hits, a.json, &format!("no items with a text-searchable vector in {}", a.db))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The text model (and nothing else) loads on a blocking thread while the database opens:
+    // the two are most of a call's time and need nothing from each other.
+    let loading = {
+        let home = home.clone();
+        tokio::task::spawn_blocking(move || text_encoder(&home))
+    };
+    let store = open_db(&a.db).await;
+    let encoder = loading.await.context("loading the text model")??;
+    let store = store?;
     let hits = if a.hybrid {
         search_hybrid(&store, &encoder, &a.text, k, filter).await
-    } else if a.full_text {
-        store.full_text(&a.text, k, filter).await.map_err(QueryError::Store)
     } else if a.segments {
         search_segments(&store, &encoder, &a.text, k, filter).await
     } else {
@@ -143,14 +155,24 @@ fn shared_query_error(e: QueryError) -> anyhow::Error {
 }
 
 /// The vectors of an item given by id, or of a file embedded on the fly (nothing is written).
+/// With `lean`, a file is embedded with only the stages its visual, audio and bridge vectors
+/// come from (what `similar` compares): no speech, sound events, on-screen text or captions,
+/// whose models are most of the load time of the default pipeline.
 async fn item_vectors(
     home: &ModelHome,
     store: &medley_store::Store,
     db: &str,
     item: &str,
+    lean: bool,
 ) -> Result<(String, ItemVectorSet)> {
     Ok(if Path::new(item).is_file() {
-        let config = crate::index::load_pipeline(home, None)?;
+        let mut config = crate::index::load_pipeline(home, None)?;
+        if lean {
+            config.stages.speech = false;
+            config.stages.sound_events = false;
+            config.stages.ocr = false;
+            config.models.captioner = None;
+        }
         let encoders = Arc::new(Encoders::load(home, config).map_err(config_err)?);
         let row = Indexer::new(encoders, medley_store::Store::open_existing(db).await?, IndexOptions::default())
             .embed(Path::new(item))
@@ -166,7 +188,7 @@ async fn item_vectors(
 
 pub async fn music_for(home: &ModelHome, a: MusicForArgs) -> Result<ExitCode> {
     let store = open_db(&a.db).await?;
-    let (hash, vectors) = item_vectors(home, &store, &a.db, &a.video).await?;
+    let (hash, vectors) = item_vectors(home, &store, &a.db, &a.video, false).await?;
     let hits = rank_music(&store, &a.video, &hash, vectors, a.k as usize).await.map_err(shared_query_error)?;
     print_hits(&hits, a.json, "no music or audio items with tags in this database")?;
     Ok(ExitCode::SUCCESS)
@@ -174,7 +196,7 @@ pub async fn music_for(home: &ModelHome, a: MusicForArgs) -> Result<ExitCode> {
 
 pub async fn similar(home: &ModelHome, a: SimilarArgs) -> Result<ExitCode> {
     let store = open_db(&a.db).await?;
-    let (hash, vectors) = item_vectors(home, &store, &a.db, &a.item).await?;
+    let (hash, vectors) = item_vectors(home, &store, &a.db, &a.item, true).await?;
     let hits = similar_items(&store, &a.item, &hash, vectors, a.by.as_deref(), a.k as usize, a.filter.as_deref())
         .await
         .map_err(shared_query_error)?;

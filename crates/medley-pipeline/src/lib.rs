@@ -36,6 +36,7 @@ pub use query::{
     ItemVectorSet, QueryError, SIMILAR_COLUMNS, resolve_vectors, search_hybrid, search_segments, search_text,
     short_id, similar_items, stored_vectors,
 };
+pub use query::{search_segments_vector, search_vector};
 pub use run::{Indexer, Progress};
 pub use sid_ops::{SidAssignment, assign_missing_sids, sid_report};
 pub use sids::{SidAssigner, SidError, TrainedSids, train_sids};

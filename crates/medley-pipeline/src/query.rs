@@ -58,11 +58,8 @@ pub async fn resolve_vectors(store: &Store, id: &str) -> Result<Option<(String, 
 
 /// The stored vectors of one indexed item, by content hash.
 pub async fn stored_vectors(store: &Store, content_hash: &str) -> Result<ItemVectorSet, StoreError> {
-    let mut vectors = SIMILAR_COLUMNS.map(|c| (c, None));
-    for (column, v) in vectors.iter_mut() {
-        *v = store.vector(column, content_hash).await?;
-    }
-    Ok(vectors)
+    let mut found = store.vectors(&SIMILAR_COLUMNS, content_hash).await?.into_iter();
+    Ok(SIMILAR_COLUMNS.map(|c| (c, found.next().flatten())))
 }
 
 /// Items whose content best matches `text`, by the `semantic` vector (the text space fused
@@ -79,8 +76,9 @@ pub async fn search_text(
 }
 
 /// Items nearest a text-space vector, by `semantic`; a table indexed before `semantic` existed
-/// (no such column, or no item with one) is searched by its `bridge` vectors.
-pub(crate) async fn search_vector(
+/// (no such column, or no item with one) is searched by its `bridge` vectors. What
+/// [`search_text`] does once the text is embedded (the server embeds texts its own way).
+pub async fn search_vector(
     store: &Store,
     query: &[f32],
     k: usize,
@@ -108,13 +106,23 @@ pub async fn search_segments(
     filter: Option<&str>,
 ) -> Result<Vec<SearchHit>, QueryError> {
     let query = encode_query(encoder, text)?;
+    search_segments_vector(store, &query, k, filter).await
+}
+
+/// What [`search_segments`] does once the text is embedded.
+pub async fn search_segments_vector(
+    store: &Store,
+    query: &[f32],
+    k: usize,
+    filter: Option<&str>,
+) -> Result<Vec<SearchHit>, QueryError> {
     if store.media_has_column(SEARCH_COLUMN).await? {
-        let hits = store.search_segments(SEARCH_COLUMN, &query, k, filter).await?;
+        let hits = store.search_segments(SEARCH_COLUMN, query, k, filter).await?;
         if !hits.is_empty() {
             return Ok(hits);
         }
     }
-    Ok(store.search_segments(LEGACY_SEARCH_COLUMN, &query, k, filter).await?)
+    Ok(store.search_segments(LEGACY_SEARCH_COLUMN, query, k, filter).await?)
 }
 
 /// Hybrid search: the vector ranking of [`search_text`] fused with full-text (BM25) ranking

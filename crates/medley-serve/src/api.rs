@@ -13,13 +13,14 @@ use axum::{Json, Router};
 use medley_media::MediaErrorKind;
 use medley_pipeline::{
     EvalError, EvalQuery, QueryError, SIMILAR_COLUMNS, evaluate, hash_file, music_for, resolve_vectors,
-    search_segments, search_text, similar_items,
+    search_segments_vector, search_vector, similar_items,
 };
 use medley_store::StoreError;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
+use crate::embed::AnswerKey;
 use crate::{AppState, OPENAPI};
 
 /// An error answered as `{"error": message}` with its status.
@@ -398,13 +399,26 @@ async fn search(
     let Query(p) = params.map_err(bad_query)?;
     let q = p.q.filter(|q| !q.trim().is_empty()).ok_or_else(|| ApiError::bad_request("missing query parameter q"))?;
     let k = check_k(p.k)?;
-    let (store, text) = (app.indexer.store(), &app.encoders.text);
-    let hits = if p.segments {
-        search_segments(store, text, &q, k, None).await?
+    let key = AnswerKey { text: q, k, segments: p.segments };
+    let generation = app.answers.generation();
+    if let Some(answer) = app.answers.get(generation, &key) {
+        return Ok(json_bytes(answer));
+    }
+    let vector = app.queries.embed(&key.text).await.map_err(|e| ApiError::internal(e.to_string()))?;
+    let store = app.indexer.store();
+    let hits = if key.segments {
+        search_segments_vector(store, &vector, k, None).await?
     } else {
-        search_text(store, text, &q, k, None).await?
+        search_vector(store, &vector, k, None).await?
     };
-    Ok(Json(hits).into_response())
+    let answer = Bytes::from(serde_json::to_vec(&hits).map_err(|e| ApiError::internal(e.to_string()))?);
+    app.answers.insert(generation, key, answer.clone());
+    Ok(json_bytes(answer))
+}
+
+/// A JSON body already serialised (as `Json` would answer it).
+fn json_bytes(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 #[derive(Deserialize)]

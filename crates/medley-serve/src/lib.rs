@@ -6,6 +6,7 @@
 //! The API is described in `openapi.json` (served at `/openapi.json`).
 
 mod api;
+mod embed;
 mod jobs;
 mod metrics;
 mod worker;
@@ -79,6 +80,10 @@ pub(crate) struct App {
     jobs: JobQueue,
     indexer: Indexer,
     encoders: Arc<Encoders>,
+    /// Search texts into the text space: cached, batched across requests, off the async workers.
+    queries: embed::QueryEmbedder,
+    /// Search answers for the table as the worker last committed it.
+    answers: embed::Answers,
     metrics: metrics::Metrics,
     worker: worker::Health,
     /// Set on shutdown: the worker finishes its batch and takes no other.
@@ -115,6 +120,8 @@ pub async fn run(
         config,
         jobs,
         indexer,
+        queries: embed::QueryEmbedder::new(encoders.text.clone()),
+        answers: embed::Answers::default(),
         encoders,
         metrics: metrics::Metrics::default(),
         worker: worker::Health::default(),

@@ -248,11 +248,10 @@ async fn index_batch(app: &AppState, batch: Vec<crate::Job>) -> Result<(), Worke
         }
     };
     // A database error leaves the jobs `running`: the supervisor queues them again.
-    let summary = app
-        .indexer
-        .run(&discovery, &mut on_event)
-        .await
-        .map_err(|source| WorkerError::IndexRun { files: discovery.files.len(), source })?;
+    let summary = app.indexer.run(&discovery, &mut on_event).await;
+    // Committed or not, the tables may have moved: cached search answers are stale.
+    app.answers.invalidate();
+    let summary = summary.map_err(|source| WorkerError::IndexRun { files: discovery.files.len(), source })?;
     app.metrics.add_run(summary.wall_seconds, summary.media_seconds);
     for job in batch {
         let outcome = outcomes

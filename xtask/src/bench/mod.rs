@@ -14,6 +14,7 @@ mod memory;
 mod models;
 mod pipeline;
 mod reference;
+mod serve;
 mod sid;
 mod store;
 
@@ -28,7 +29,8 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
         "store" => store::run(ctx, rest),
         "pipeline" => pipeline::run(ctx, rest),
         "reference" => reference::run(ctx, rest),
-        other => bail!("unknown benchmark {other}; known: index, decode, memory, models, sid, store, pipeline, reference"),
+        "serve" => serve::run(ctx, rest),
+        other => bail!("unknown benchmark {other}; known: index, decode, memory, models, sid, store, pipeline, reference, serve"),
     }
 }
 
