@@ -15,6 +15,8 @@ pub enum Busy {
     Audio,
     Music,
     Speech,
+    /// Voice activity (where Whisper listens).
+    Vad,
     Text,
     /// Sound events (AudioSet classes).
     Sounds,
@@ -27,7 +29,7 @@ pub enum Busy {
     Write,
 }
 
-const STAGES: usize = 12;
+const STAGES: usize = 13;
 
 #[derive(Debug, Default)]
 pub struct StageClock {
@@ -65,6 +67,7 @@ impl StageClock {
             ("audio", Busy::Audio),
             ("music", Busy::Music),
             ("speech", Busy::Speech),
+            ("vad", Busy::Vad),
             ("text", Busy::Text),
             ("sounds", Busy::Sounds),
             ("ocr", Busy::Ocr),

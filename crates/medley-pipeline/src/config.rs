@@ -48,6 +48,81 @@ pub struct PipelineConfig {
     pub text_space: TextSpaceConfig,
     #[serde(default)]
     pub ocr: OcrConfig,
+    #[serde(default)]
+    pub speech: SpeechConfig,
+}
+
+/// `[speech]`: where Whisper listens. The voice-activity model (`models.vad`) gives a speech
+/// probability per 32 ms; regions of speech (padded, merged when close) are what Whisper
+/// transcribes, and a file without any is not transcribed at all.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpeechConfig {
+    /// A 32 ms chunk at or above this speech probability is speech (0..1, exclusive).
+    #[serde(default = "default_vad_threshold")]
+    pub vad_threshold: f32,
+    /// Shorter bursts of speech are dropped (milliseconds).
+    #[serde(default = "default_min_speech_ms")]
+    pub min_speech_ms: u32,
+    /// Silence shorter than this does not end a region (milliseconds).
+    #[serde(default = "default_min_silence_ms")]
+    pub min_silence_ms: u32,
+    /// Kept on each side of a region, so words at its edges are heard whole (milliseconds).
+    #[serde(default = "default_speech_pad_ms")]
+    pub speech_pad_ms: u32,
+}
+
+fn default_vad_threshold() -> f32 {
+    0.5
+}
+fn default_min_speech_ms() -> u32 {
+    250
+}
+fn default_min_silence_ms() -> u32 {
+    medley_models::VadOptions::for_transcription().min_silence_ms
+}
+fn default_speech_pad_ms() -> u32 {
+    medley_models::VadOptions::for_transcription().speech_pad_ms
+}
+
+impl Default for SpeechConfig {
+    fn default() -> Self {
+        Self {
+            vad_threshold: default_vad_threshold(),
+            min_speech_ms: default_min_speech_ms(),
+            min_silence_ms: default_min_silence_ms(),
+            speech_pad_ms: default_speech_pad_ms(),
+        }
+    }
+}
+
+impl SpeechConfig {
+    fn check(&self) -> Result<(), String> {
+        let t = self.vad_threshold;
+        if !(t > 0.0 && t < 1.0) {
+            return Err(format!("speech.vad_threshold: must be between 0 and 1 (exclusive), got {t}"));
+        }
+        for (key, ms, max) in [
+            ("min_speech_ms", self.min_speech_ms, 30_000),
+            ("min_silence_ms", self.min_silence_ms, 30_000),
+            ("speech_pad_ms", self.speech_pad_ms, 5_000),
+        ] {
+            if ms > max {
+                return Err(format!("speech.{key}: must be at most {max} milliseconds, got {ms}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The region settings of the voice-activity model.
+    pub fn vad_options(&self) -> medley_models::VadOptions {
+        medley_models::VadOptions {
+            threshold: self.vad_threshold,
+            min_speech_ms: self.min_speech_ms,
+            min_silence_ms: self.min_silence_ms,
+            speech_pad_ms: self.speech_pad_ms,
+        }
+    }
 }
 
 /// `[text_space]`: how an item reaches the text model's space, where text search looks. Each
@@ -404,6 +479,9 @@ pub struct Models {
     pub text: String,
     pub music: Option<String>,
     pub speech: Option<String>,
+    /// A voice-activity model (Silero VAD): needed by `stages.speech`, which transcribes only
+    /// the speech it finds.
+    pub vad: Option<String>,
     /// An image captioner (VisionEncoderDecoder / BLIP-style export): when set, it captions
     /// the frame nearest the middle of each item into `description`.
     pub captioner: Option<String>,
@@ -488,6 +566,7 @@ impl PipelineConfig {
         }
         if self.stages.speech {
             wanted.push(("models.speech", m.speech.as_ref()));
+            wanted.push(("models.vad", m.vad.as_ref()));
         }
         if self.stages.sound_events {
             wanted.push(("models.sound_events", m.sound_events.as_ref()));
@@ -513,6 +592,7 @@ impl PipelineConfig {
         self.fusion.check()?;
         self.text_space.check()?;
         self.ocr.check()?;
+        self.speech.check()?;
         if self.stages.ocr && !self.stages.vision {
             return Err("stages.ocr: needs stages.vision (it reads sampled frames)".into());
         }

@@ -1,13 +1,14 @@
 //! The ONNX models of a pipeline, loaded once and shared, and their side of the seam in
 //! [`crate::models`].
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
 use medley_models::{
     AudioEncoder, Batcher, GenerateOptions, ImageCaptioner, ImageEncoder, ImageOutput, LabelBridge, ModelError,
     ModelHome, MusicTagger, Runtime, ShotDetector, SpeechToText, TextEncoder, TextReader, TranscribeOptions,
-    Transcript,
+    Transcript, VadOptions, VoiceActivity,
 };
 use medley_store::VectorDims;
 
@@ -25,7 +26,7 @@ pub struct Encoders {
     pub audio: Arc<AudioEncoder>,
     pub text: Arc<TextEncoder>,
     pub music: Option<Arc<MusicStage>>,
-    pub speech: Option<Arc<SpeechToText>>,
+    pub speech: Option<Arc<SpeechStage>>,
     pub captioner: Option<Arc<ImageCaptioner>>,
     pub sound_events: Option<Arc<SoundEventStage>>,
     pub reader: Option<Arc<TextReader>>,
@@ -50,6 +51,13 @@ pub struct MusicStage {
     pub tagger: MusicTagger,
     /// ConSE from the tagger's tags into the text space.
     pub bridge: LabelBridge,
+}
+
+/// Whisper behind a voice-activity model: it transcribes only the speech regions found.
+pub struct SpeechStage {
+    pub stt: SpeechToText,
+    pub vad: VoiceActivity,
+    pub vad_options: VadOptions,
 }
 
 pub struct SoundEventStage {
@@ -133,8 +141,24 @@ impl Encoders {
             (Some(id), medley_media::Sampler::Shots(_)) => Some(Arc::new(ShotDetector::load(&rt, home, id)?)),
             _ => None,
         };
-        let speech = match (&m.speech, config.stages.speech) {
-            (Some(id), true) => Some(Arc::new(SpeechToText::load(&rt, home, id)?)),
+        let speech = match (&m.speech, &m.vad, config.stages.speech) {
+            (Some(id), Some(vad), true) => {
+                let stt = SpeechToText::load(&rt, home, id)?;
+                let vad = VoiceActivity::load(&rt, home, vad)?;
+                // Both hear the same 16 kHz samples.
+                if vad.sample_rate() != stt.sample_rate() {
+                    return Err(ModelError::Input {
+                        model: vad.id().to_string(),
+                        message: format!(
+                            "listens at {} Hz, but {} at {} Hz",
+                            vad.sample_rate(),
+                            stt.id(),
+                            stt.sample_rate()
+                        ),
+                    });
+                }
+                Some(Arc::new(SpeechStage { stt, vad, vad_options: config.speech.vad_options() }))
+            }
             _ => None,
         };
         let captioner =
@@ -189,7 +213,8 @@ impl Encoders {
     pub fn models(&self) -> String {
         let mut ids = vec![self.image.id(), self.audio.id(), self.text.id()];
         ids.extend(self.music.as_ref().map(|m| m.tagger.id()));
-        ids.extend(self.speech.as_ref().map(|s| s.id()));
+        ids.extend(self.speech.as_ref().map(|s| s.stt.id()));
+        ids.extend(self.speech.as_ref().map(|s| s.vad.id()));
         ids.extend(self.captioner.as_ref().map(|c| c.id()));
         ids.extend(self.sound_events.as_ref().map(|s| s.tagger.id()));
         ids.extend(self.reader.as_ref().map(|r| r.id()));
@@ -304,10 +329,13 @@ impl ShotBoundaries for ShotDetector {
     }
 }
 
-impl Speech for SpeechToText {
-    fn transcribe(&self, samples: &[f32]) -> Result<Transcript, ModelError> {
+impl Speech for SpeechStage {
+    fn regions(&self, samples: &[f32]) -> Result<Vec<Range<usize>>, ModelError> {
+        self.vad.regions(samples, &self.vad_options)
+    }
+    fn transcribe(&self, samples: &[f32], regions: &[Range<usize>]) -> Result<Option<Transcript>, ModelError> {
         let options = TranscribeOptions { max_new_tokens: 160, ..Default::default() };
-        SpeechToText::transcribe(self, samples, &options)
+        self.stt.transcribe_regions(samples, regions, &options)
     }
 }
 

@@ -334,12 +334,17 @@ fn listen(
     if let Some(stt) = &models.speech
         && !speech.is_empty()
     {
-        let transcript = models.call(Busy::Speech, || stt.transcribe(&speech)).map_err(model_err)?;
-        let text = transcript.text();
-        if !text.trim().is_empty() {
-            heard.transcript = Some(text);
-            heard.language = Some(transcript.language.clone());
-            heard.speech = transcript.segments;
+        // Whisper hears only the speech the voice-activity model finds: a file without any is
+        // not transcribed (no transcript, no language).
+        let regions = models.call(Busy::Vad, || stt.regions(&speech)).map_err(model_err)?;
+        let transcript = models.call(Busy::Speech, || stt.transcribe(&speech, &regions)).map_err(model_err)?;
+        if let Some(transcript) = transcript {
+            let text = transcript.text();
+            if !text.trim().is_empty() {
+                heard.transcript = Some(text);
+                heard.language = Some(transcript.language.clone());
+                heard.speech = transcript.segments;
+            }
         }
     }
     Ok(heard)

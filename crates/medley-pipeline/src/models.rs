@@ -2,6 +2,7 @@
 //! traits. [`crate::Encoders`] implements them with the ONNX models; tests implement them with
 //! stubs, so staging, batching, commits, failures and pooling run without any model.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use medley_models::{ImageOutput, ModelError, Transcript};
@@ -95,9 +96,13 @@ pub enum CutsError {
     Model(#[from] ModelError),
 }
 
-/// Speech recognition over 16 kHz mono samples.
+/// Speech recognition over 16 kHz mono samples, where a voice-activity model hears speech.
 pub trait Speech: Send + Sync {
-    fn transcribe(&self, samples: &[f32]) -> Result<Transcript, ModelError>;
+    /// Where someone speaks: sample ranges of `samples`, in order.
+    fn regions(&self, samples: &[f32]) -> Result<Vec<Range<usize>>, ModelError>;
+    /// What is said in `regions` (segment times are the file's); `None` when there are no
+    /// regions, and nothing is decoded.
+    fn transcribe(&self, samples: &[f32], regions: &[Range<usize>]) -> Result<Option<Transcript>, ModelError>;
 }
 
 /// A caption for one square RGB24 frame.
