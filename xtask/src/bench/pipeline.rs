@@ -4,6 +4,10 @@
 //! frames at 1 fps to 224x224 RGB and the soundtrack resampled, by the `decode_bench`
 //! example), and the pipeline's busy seconds per stage, so the bottleneck is visible. The
 //! pipeline runs twice: one file at a time (`--workers 1`) and two at once (`--workers 2`).
+//! Then the cost of the speech stage where nobody speaks: the evaluation set's 31 short
+//! sounds (instruments, sound effects; `cargo xtask media`) indexed by the default pipeline
+//! and by the same pipeline with `stages.speech` off, as a ratio of wall times (Whisper ran
+//! a 30 s window over every clip before the voice-activity stage: 5.6x).
 
 use std::process::Command;
 use std::time::Instant;
@@ -13,7 +17,8 @@ use anyhow::{Context, Result, bail};
 use super::json_field;
 use crate::Ctx;
 
-const STAGES: [&str; 9] = ["hash", "decode", "vision", "audio", "music", "speech", "text", "caption", "write"];
+const STAGES: [&str; 11] =
+    ["hash", "decode", "vision", "audio", "music", "sounds", "vad", "speech", "text", "caption", "write"];
 
 pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
     if let Some(a) = args.first() {
@@ -89,5 +94,50 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
     }
     let (top, _) = busy.iter().copied().fold(("", 0.0), |a, b| if b.1 > a.1 { b } else { a });
     println!("bottleneck: {top}");
+    speech_where_nobody_speaks(ctx)
+}
+
+/// The default pipeline against the same pipeline without the speech stage, on short sounds
+/// with no speech in them: the wall-time ratio, and the voice-activity and Whisper busy
+/// seconds.
+fn speech_where_nobody_speaks(ctx: &Ctx) -> Result<()> {
+    let sounds = ctx.home.join("eval-set/sounds");
+    if !sounds.is_dir() {
+        println!("no {} (run `cargo xtask media`): speech-stage cost on sounds not measured", sounds.display());
+        return Ok(());
+    }
+    let default = std::fs::read_to_string(ctx.root.join("pipelines/video-default.toml"))?;
+    let without = ctx.home.join("bench/no-speech.toml");
+    std::fs::create_dir_all(ctx.home.join("bench"))?;
+    std::fs::write(&without, default.replacen("speech = true", "speech = false", 1))?;
+    let mut runs = Vec::new();
+    for pipeline in [None, Some(&without)] {
+        let db = ctx.home.join("bench/sounds.lance");
+        let _ = std::fs::remove_dir_all(&db);
+        let mut cmd = Command::new(ctx.medley_bin());
+        cmd.env("MEDLEY_HOME", &ctx.home).arg("index").arg(&sounds).arg("--db").arg(&db).arg("--json");
+        if let Some(p) = pipeline {
+            cmd.arg("--pipeline").arg(p);
+        }
+        let t = Instant::now();
+        let out = cmd.output()?;
+        let wall = t.elapsed().as_secs_f64();
+        if !out.status.success() {
+            bail!("medley index {} failed: {}", sounds.display(), String::from_utf8_lossy(&out.stderr));
+        }
+        runs.push((wall, String::from_utf8_lossy(&out.stdout).into_owned()));
+    }
+    let field = |json: &str, k: &str| json_field(json, k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let (with, without) = (&runs[0], &runs[1]);
+    println!();
+    println!("speech stage on {:.0} files of sound without speech ({}):", field(&with.1, "indexed"), sounds.display());
+    println!("  default pipeline        {:>8.1} s wall", with.0);
+    println!("  without stages.speech   {:>8.1} s wall", without.0);
+    println!(
+        "  ratio {:.2}x (target at most 1.5x); busy: vad {:.1} s, speech (Whisper) {:.1} s",
+        with.0 / without.0,
+        field(&with.1, "vad"),
+        field(&with.1, "speech")
+    );
     Ok(())
 }
