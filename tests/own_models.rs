@@ -1,1 +1,341 @@
-//! Bring your own models: Hugging Face ONNX export folders added with `medley models add`, then indexed and searched.
+//! Bring your own models: Hugging Face ONNX export folders added with `medley models add`.
+//!
+//! The folders are tiny random-weight models of the real architectures, exported at setup
+//! exactly as users get them (`onnx_models/export_hf_tiny.py`: optimum's layout and the
+//! transformers.js layout) into `$MEDLEY_TEST_FIXTURES/hf/<family>-<layout>/`. Every test adds
+//! into a temporary model cache (`--home`), never the real one.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::{env_path, medley, stdout_json};
+use serde_json::Value;
+
+/// Each fixture folder and the role `models add` must give it.
+const FOLDERS: [(&str, &str); 7] = [
+    ("clip-optimum", "dual_image_text"),
+    ("clip-tjs", "dual_image_text"),
+    ("siglip-optimum", "dual_image_text"),
+    ("siglip-tjs", "dual_image_text"),
+    ("clap-tjs", "dual_audio_text"),
+    ("vit-gpt2-optimum", "captioner"),
+    ("vit-gpt2-tjs", "captioner"),
+];
+
+fn fixtures() -> PathBuf {
+    let dir = env_path("MEDLEY_TEST_FIXTURES").join("hf");
+    assert!(
+        dir.join("clip-optimum/config.json").is_file(),
+        "{} has no export folders: run `cargo xtask fixtures`",
+        dir.display()
+    );
+    dir
+}
+
+/// A model cache of its own: the runtime library comes from the real one.
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new() -> Self {
+        Self { dir: tempfile::tempdir().unwrap() }
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        let lib = env_path("MEDLEY_HOME").join("onnxruntime/libonnxruntime.so");
+        medley().arg("--home").arg(self.path()).args(args).env("MEDLEY_ORT_LIB", lib).output().unwrap()
+    }
+    fn add(&self, dir: &Path, extra: &[&str]) -> Output {
+        let mut args = vec!["models", "add", dir.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+    /// Everything in the models folder, hidden entries included.
+    fn entries(&self) -> Vec<String> {
+        match std::fs::read_dir(self.path().join("models")) {
+            Ok(rd) => rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn every_family_and_layout_is_added_checked_and_listed() {
+    let hf = fixtures();
+    let home = Home::new();
+    for (folder, role) in FOLDERS {
+        let out = home.add(&hf.join(folder), &["--json"]);
+        assert!(out.status.success(), "models add {folder} failed\n{}", text(&out));
+        let added = stdout_json(&out);
+        assert_eq!(added["id"], folder, "{added}");
+        assert_eq!(added["role"], role, "{folder}: {added}");
+        assert_eq!(added["check"]["status"], "passed", "{folder}: {added}");
+        let layout = if folder.ends_with("-tjs") { "transformers.js" } else { "optimum" };
+        assert_eq!(added["layout"], layout, "{folder}: {added}");
+        assert!(!added["pipeline_keys"].as_array().unwrap().is_empty(), "{folder}: {added}");
+        assert!(home.path().join("models").join(folder).join("model.toml").is_file());
+    }
+    let out = home.run(&["models", "list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let list = stdout_json(&out);
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), FOLDERS.len(), "{list:?}");
+    for (folder, role) in FOLDERS {
+        let m = list.iter().find(|m| m["id"] == folder).unwrap_or_else(|| panic!("{folder} not listed: {list:?}"));
+        assert_eq!(m["role"], role, "{m}");
+        assert_eq!(m["check"]["status"], "passed", "{m}");
+        assert!(m["source"].as_str().unwrap().starts_with("added from "), "{m}");
+        assert!(m["bytes"].as_u64().unwrap() > 10_000, "{m}");
+    }
+    // The human listing names each model with its role and check.
+    let out = home.run(&["models", "list"]);
+    let listing = String::from_utf8_lossy(&out.stdout);
+    for (folder, role) in FOLDERS {
+        assert!(
+            listing.lines().any(|l| l.starts_with(folder) && l.contains(role) && l.contains("passed")),
+            "{listing}"
+        );
+    }
+    // `models check` re-runs the check on the cached copy.
+    let out = home.run(&["models", "check", "siglip-tjs", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report = stdout_json(&out);
+    assert_eq!(report["status"], "passed", "{report}");
+    assert_eq!(report["lines"].as_array().unwrap().len(), 2, "image and text towers: {report}");
+}
+
+/// The two layouts of one model are the same model: the separate towers of the
+/// transformers.js folder and the joint graph of optimum's give the same vectors.
+#[test]
+fn the_joint_graph_and_the_separate_towers_agree() {
+    let hf = fixtures();
+    let home = Home::new();
+    for folder in ["clip-optimum", "clip-tjs"] {
+        let out = home.add(&hf.join(folder), &["--json"]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let spec = |id: &str| std::fs::read_to_string(home.path().join("models").join(id).join("model.toml")).unwrap();
+    assert!(spec("clip-optimum").contains("file = \"model.onnx\""), "{}", spec("clip-optimum"));
+    assert!(spec("clip-tjs").contains("file = \"vision_model.onnx\""), "{}", spec("clip-tjs"));
+    let lines = |id: &str| {
+        let out = home.run(&["models", "check", id, "--json"]);
+        assert!(out.status.success(), "{}", text(&out));
+        stdout_json(&out)["lines"].clone()
+    };
+    // The lines carry the largest difference between the two inputs' vectors, to 3 places.
+    assert_eq!(lines("clip-optimum"), lines("clip-tjs"));
+}
+
+#[test]
+fn a_narrower_role_keeps_one_tower_and_a_wrong_one_is_refused() {
+    let hf = fixtures();
+    let home = Home::new();
+    let out = home.add(&hf.join("clip-tjs"), &["--role", "image", "--id", "clip-image", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout_json(&out)["role"], "image");
+    let spec = std::fs::read_to_string(home.path().join("models/clip-image/model.toml")).unwrap();
+    assert!(spec.contains("[image]") && !spec.contains("[text]"), "{spec}");
+
+    let out = home.add(&hf.join("clip-tjs"), &["--role", "audio", "--id", "clip-audio"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("config.json") && err.contains("role \"audio\""), "{err}");
+    assert!(!home.path().join("models/clip-audio").exists());
+
+    // The same id twice: refused, the first left as it was.
+    let before = std::fs::read_to_string(home.path().join("models/clip-image/model.toml")).unwrap();
+    let out = home.add(&hf.join("siglip-tjs"), &["--id", "clip-image"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(home.path().join("models/clip-image/model.toml")).unwrap(), before);
+}
+
+/// Replace every occurrence of `from` in an ONNX file by `to` (same length): protobuf strings
+/// carry their length, so this renames a tensor consistently in the graph's inputs and in the
+/// nodes that read it, and the graph stays valid.
+fn rename_in_graph(path: &Path, from: &str, to: &str) {
+    assert_eq!(from.len(), to.len());
+    let bytes = std::fs::read(path).unwrap();
+    let (f, t) = (from.as_bytes(), to.as_bytes());
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    let mut n = 0;
+    while i < bytes.len() {
+        if bytes[i..].starts_with(f) {
+            out.extend_from_slice(t);
+            i += f.len();
+            n += 1;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    assert!(n > 0, "{from} not in {}", path.display());
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn malformed_folders_are_refused_naming_the_file_and_leave_nothing() {
+    let hf = fixtures();
+    let work = tempfile::tempdir().unwrap();
+    struct Case {
+        name: &'static str,
+        from: &'static str,
+        /// What to break in the copy.
+        breaks: fn(&Path),
+        /// What the message must say (all of them).
+        says: &'static [&'static str],
+    }
+    let cases = [
+        Case {
+            name: "no-image-graph",
+            from: "clip-tjs",
+            breaks: |d| {
+                std::fs::remove_file(d.join("onnx/vision_model.onnx")).unwrap();
+                std::fs::remove_file(d.join("onnx/model.onnx")).unwrap();
+            },
+            says: &["no-image-graph", "no image tower graph", "onnx/vision_model.onnx"],
+        },
+        Case {
+            name: "no-encoder",
+            from: "vit-gpt2-optimum",
+            breaks: |d| std::fs::remove_file(d.join("encoder_model.onnx")).unwrap(),
+            says: &["no-encoder", "no encoder graph", "encoder_model.onnx"],
+        },
+        Case {
+            name: "nonsense-type",
+            from: "siglip-optimum",
+            breaks: |d| {
+                let path = d.join("config.json");
+                let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+                v["model_type"] = "nonsense".into();
+                std::fs::write(&path, v.to_string()).unwrap();
+            },
+            says: &["nonsense-type/config.json", "model_type \"nonsense\"", "clip, siglip, clap"],
+        },
+        Case {
+            name: "renamed-input",
+            from: "clip-tjs",
+            breaks: |d| rename_in_graph(&d.join("onnx/vision_model.onnx"), "pixel_values", "pixel_valuez"),
+            says: &["renamed-input/onnx/vision_model.onnx", "wrong input names", "pixel_values", "pixel_valuez"],
+        },
+        Case {
+            name: "renamed-audio-input",
+            from: "clap-tjs",
+            breaks: |d| rename_in_graph(&d.join("onnx/audio_model.onnx"), "input_features", "input_featurez"),
+            says: &["onnx/audio_model.onnx", "wrong input names", "input_features"],
+        },
+        Case {
+            name: "no-preprocessor",
+            from: "clip-optimum",
+            breaks: |d| std::fs::remove_file(d.join("preprocessor_config.json")).unwrap(),
+            says: &["no-preprocessor/preprocessor_config.json", "missing"],
+        },
+        Case {
+            name: "broken-config",
+            from: "clap-tjs",
+            breaks: |d| std::fs::write(d.join("config.json"), "{ not json").unwrap(),
+            says: &["broken-config/config.json", "cannot read"],
+        },
+        Case {
+            name: "truncated-graph",
+            from: "siglip-tjs",
+            breaks: |d| {
+                let path = d.join("onnx/text_model.onnx");
+                let bytes = std::fs::read(&path).unwrap();
+                std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
+            },
+            says: &["truncated-graph/onnx/text_model.onnx", "cannot read"],
+        },
+    ];
+    for case in &cases {
+        let dir = work.path().join(case.name);
+        copy_dir(&hf.join(case.from), &dir);
+        (case.breaks)(&dir);
+        let home = Home::new();
+        let out = home.add(&dir, &[]);
+        assert_eq!(out.status.code(), Some(2), "{}: expected exit 2\n{}", case.name, text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        for s in case.says {
+            assert!(err.contains(s), "{}: the message should say {s:?}: {err}", case.name);
+        }
+        assert_eq!(home.entries(), Vec::<String>::new(), "{}: something was left in the cache", case.name);
+    }
+}
+
+#[test]
+fn a_registry_model_is_listed_and_checked() {
+    let home = Home::new();
+    let real = env_path("MEDLEY_HOME").join("models/tiny-clip");
+    copy_dir(&real, &home.path().join("models/tiny-clip"));
+    let out = home.run(&["models", "list", "--json"]);
+    let list = stdout_json(&out);
+    assert_eq!(list[0]["id"], "tiny-clip", "{list}");
+    assert_eq!(list[0]["source"], "registry export", "{list}");
+    assert!(list[0]["check"].is_null(), "never checked yet: {list}");
+    let out = home.run(&["models", "check", "tiny-clip", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout_json(&out)["status"], "passed");
+    let list = stdout_json(&home.run(&["models", "list", "--json"]));
+    assert_eq!(list[0]["check"]["status"], "passed", "{list}");
+    // An id that is not in the cache: exit 2, naming it.
+    let out = home.run(&["models", "check", "no-such-model"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-model"), "{}", text(&out));
+}
+
+/// CLAP's log-mel front end, computed in Rust, against the Hugging Face ClapFeatureExtractor
+/// on the same waveform (written by the fixture script).
+#[test]
+fn clap_features_match_the_hugging_face_extractor() {
+    let hf = fixtures();
+    let golden: Value =
+        serde_json::from_str(&std::fs::read_to_string(hf.join("golden/clap_features.json")).unwrap()).unwrap();
+    let pre: Value =
+        serde_json::from_str(&std::fs::read_to_string(hf.join("clap-tjs/preprocessor_config.json")).unwrap()).unwrap();
+    let num = |k: &str| pre[k].as_f64().unwrap();
+    let window = num("nb_max_samples") as usize;
+    let hop = num("hop_length") as usize;
+    let spec = medley_models::MelSpec {
+        n_fft: num("fft_window_size") as usize,
+        hop,
+        n_mels: num("feature_size") as usize,
+        f_min: num("frequency_min"),
+        f_max: num("frequency_max"),
+        mel_scale: "slaney".into(),
+        norm: Some("slaney".into()),
+        frames: 1 + window / hop,
+    };
+    let mel = medley_models::LogMel::new(&spec, num("sampling_rate") as u32, window).unwrap();
+    let wave: Vec<f32> = golden["waveform"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    let want: Vec<f32> = golden["features"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    let shape: Vec<usize> = golden["shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
+    assert_eq!(shape, vec![1, 1, spec.frames, spec.n_mels]);
+    let got = mel.features(&wave);
+    assert_eq!(got.len(), want.len());
+    let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    // dB values around -60..+20: float32 rounding of the reference is ~1e-5.
+    assert!(diff < 1e-3, "max |rust - transformers| = {diff} dB");
+}

@@ -9,6 +9,7 @@
 mod admin;
 mod doctor;
 mod index;
+mod models;
 mod query;
 mod serve;
 mod sid;
@@ -48,6 +49,10 @@ enum Command {
     Serve(serve::ServeArgs),
     Watch(watch::WatchArgs),
     Doctor(doctor::DoctorArgs),
+    /// The model cache: `models add DIR` brings a Hugging Face ONNX export in, `models list`,
+    /// `models check ID`.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +80,7 @@ fn main() -> ExitCode {
             Command::Serve(a) => serve::run(&home, a).await,
             Command::Watch(a) => watch::run(&home, a).await,
             Command::Doctor(a) => doctor::run(&home, a).await,
+            Command::Models(c) => models::run(&home, c),
         }
     });
     match result {

@@ -2,7 +2,7 @@ use std::sync::Mutex;
 
 use ort::{session::Session, value::TensorRef};
 
-use crate::spec::{AudioSpec, ModelSpec};
+use crate::spec::{AudioSpec, MelSpec, ModelSpec};
 use crate::{ModelError, ModelHome, Runtime, l2_normalize, runtime::rows};
 
 /// An audio encoder on raw mono waveforms built from a model's `[audio]` section (the front
@@ -11,6 +11,8 @@ pub struct AudioEncoder {
     id: String,
     session: Mutex<Session>,
     spec: AudioSpec,
+    /// The log-mel front end when the graph takes features rather than samples (CLAP).
+    mel: Option<LogMel>,
 }
 
 impl AudioEncoder {
@@ -25,8 +27,14 @@ impl AudioEncoder {
 
     pub fn from_spec(rt: &Runtime, spec: &ModelSpec) -> Result<Self, ModelError> {
         let section = spec.section(&spec.audio, "audio")?.clone();
+        let mel = match &section.features {
+            Some(m) => Some(LogMel::new(m, section.sample_rate, section.window).map_err(|message| {
+                ModelError::Spec { path: spec.dir.join("model.toml"), message: format!("[audio.features]: {message}") }
+            })?),
+            None => None,
+        };
         let session = rt.session(&spec.id, &spec.file(&section.file)?)?;
-        Ok(Self { id: spec.id.clone(), session, spec: section })
+        Ok(Self { id: spec.id.clone(), session, spec: section, mel })
     }
 
     pub fn id(&self) -> &str {
@@ -48,12 +56,23 @@ impl AudioEncoder {
             return Ok(Vec::new());
         }
         let input = concat_windows(&self.id, windows, self.spec.window)?;
-        let tensor = TensorRef::from_array_view(([windows.len(), self.spec.window], input.as_slice()))
-            .map_err(|e| ModelError::input(&self.id, e))?;
+        let (shape, input) = match &self.mel {
+            Some(mel) => {
+                let per = mel.spec.frames * mel.spec.n_mels;
+                let mut feats = Vec::with_capacity(windows.len() * per);
+                for w in windows {
+                    feats.extend(mel.features(w));
+                }
+                (vec![windows.len(), 1, mel.spec.frames, mel.spec.n_mels], feats)
+            }
+            None => (vec![windows.len(), self.spec.window], input),
+        };
+        let tensor =
+            TensorRef::from_array_view((shape, input.as_slice())).map_err(|e| ModelError::input(&self.id, e))?;
+        let mut inputs = ort::inputs![self.spec.input.as_str() => tensor];
+        inputs.extend(crate::spec::fixed_values(&self.spec.fixed_inputs, &self.id)?);
         let mut session = crate::runtime::lock(&self.session);
-        let outputs = session
-            .run(ort::inputs![self.spec.input.as_str() => tensor])
-            .map_err(|e| ModelError::session(&self.id, e))?;
+        let outputs = session.run(inputs).map_err(|e| ModelError::session(&self.id, e))?;
         let mut out = rows(&outputs, &self.spec.embedding, &self.id, self.spec.dim)?;
         if self.spec.normalize {
             out.iter_mut().for_each(|e| l2_normalize(e));
@@ -71,4 +90,173 @@ pub(crate) fn concat_windows(id: &str, windows: &[&[f32]], window: usize) -> Res
         input.extend_from_slice(w);
     }
     Ok(input)
+}
+
+/// The Hugging Face feature extractors' log-mel spectrogram (`audio_utils.spectrogram` with
+/// `log_mel="dB"`, as ClapFeatureExtractor calls it): periodic Hann window, centred reflect
+/// padding, power spectrum, mel filter bank, `10 log10(max(x, 1e-10))`. In f64 like numpy.
+pub struct LogMel {
+    spec: MelSpec,
+    window: Vec<f64>,
+    /// `[n_mels][n_fft / 2 + 1]`.
+    filters: Vec<Vec<f64>>,
+}
+
+impl LogMel {
+    pub fn new(spec: &MelSpec, sample_rate: u32, samples: usize) -> Result<Self, String> {
+        if spec.n_fft < 2 || spec.hop == 0 || spec.n_mels == 0 {
+            return Err(format!("n_fft {}, hop {}, n_mels {}", spec.n_fft, spec.hop, spec.n_mels));
+        }
+        if samples <= spec.n_fft / 2 {
+            return Err(format!("window of {samples} samples is too short for n_fft {}", spec.n_fft));
+        }
+        let frames = 1 + samples / spec.hop;
+        if frames != spec.frames {
+            return Err(format!("{samples} samples at hop {} give {frames} frames, not {}", spec.hop, spec.frames));
+        }
+        let n = spec.n_fft;
+        let window = (0..n).map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos()).collect();
+        let filters = mel_filters(n / 2 + 1, spec, sample_rate)?;
+        Ok(Self { spec: spec.clone(), window, filters })
+    }
+
+    /// `[frames, n_mels]` row-major features of one window.
+    pub fn features(&self, samples: &[f32]) -> Vec<f32> {
+        let n = self.spec.n_fft;
+        let half = n / 2;
+        let len = samples.len() as isize;
+        // numpy's "reflect": the edge sample is not repeated.
+        let at = |i: isize| -> f64 {
+            let mut j = i;
+            if len == 1 {
+                return f64::from(samples[0]);
+            }
+            while j < 0 || j >= len {
+                j = if j < 0 { -j } else { 2 * (len - 1) - j };
+            }
+            f64::from(samples[j as usize])
+        };
+        let bins = half + 1;
+        let mut out = Vec::with_capacity(self.spec.frames * self.spec.n_mels);
+        let mut re = vec![0f64; n];
+        let mut im = vec![0f64; n];
+        let mut power = vec![0f64; bins];
+        for f in 0..self.spec.frames {
+            let start = (f * self.spec.hop) as isize - half as isize;
+            for k in 0..n {
+                re[k] = at(start + k as isize) * self.window[k];
+                im[k] = 0.0;
+            }
+            fft(&mut re, &mut im);
+            for b in 0..bins {
+                power[b] = re[b] * re[b] + im[b] * im[b];
+            }
+            for filter in &self.filters {
+                let mel: f64 = filter.iter().zip(&power).map(|(w, p)| w * p).sum();
+                out.push((10.0 * mel.max(1e-10).log10()) as f32);
+            }
+        }
+        out
+    }
+}
+
+/// In-place DFT: radix-2 when `re.len()` is a power of two, else the direct sum.
+fn fft(re: &mut [f64], im: &mut [f64]) {
+    let n = re.len();
+    if !n.is_power_of_two() {
+        let (r0, i0) = (re.to_vec(), im.to_vec());
+        for k in 0..n {
+            let (mut sr, mut si) = (0.0, 0.0);
+            for t in 0..n {
+                let a = -2.0 * std::f64::consts::PI * ((k * t) % n) as f64 / n as f64;
+                sr += r0[t] * a.cos() - i0[t] * a.sin();
+                si += r0[t] * a.sin() + i0[t] * a.cos();
+            }
+            re[k] = sr;
+            im[k] = si;
+        }
+        return;
+    }
+    let mut j = 0;
+    for i in 1..n {
+        let mut bit = n >> 1;
+        while j & bit != 0 {
+            j ^= bit;
+            bit >>= 1;
+        }
+        j |= bit;
+        if i < j {
+            re.swap(i, j);
+            im.swap(i, j);
+        }
+    }
+    let mut len = 2;
+    while len <= n {
+        let ang = -2.0 * std::f64::consts::PI / len as f64;
+        for start in (0..n).step_by(len) {
+            for k in 0..len / 2 {
+                let (s, c) = (ang * k as f64).sin_cos();
+                let (a, b) = (start + k, start + k + len / 2);
+                let (tr, ti) = (re[b] * c - im[b] * s, re[b] * s + im[b] * c);
+                re[b] = re[a] - tr;
+                im[b] = im[a] - ti;
+                re[a] += tr;
+                im[a] += ti;
+            }
+        }
+        len <<= 1;
+    }
+}
+
+/// transformers' `mel_filter_bank` (triangles in Hz between mel-spaced edges), as
+/// `[n_mels][bins]`.
+fn mel_filters(bins: usize, spec: &MelSpec, sample_rate: u32) -> Result<Vec<Vec<f64>>, String> {
+    let htk = match spec.mel_scale.as_str() {
+        "htk" => true,
+        "slaney" => false,
+        other => return Err(format!("mel_scale {other:?} (slaney or htk)")),
+    };
+    let (min_log_hz, min_log_mel, logstep) = (1000.0, 15.0, 27.0 / 6.4f64.ln());
+    let to_mel = |f: f64| {
+        if htk {
+            2595.0 * (1.0 + f / 700.0).log10()
+        } else if f >= min_log_hz {
+            min_log_mel + (f / min_log_hz).ln() * logstep
+        } else {
+            3.0 * f / 200.0
+        }
+    };
+    let to_hz = |m: f64| {
+        if htk {
+            700.0 * (10f64.powf(m / 2595.0) - 1.0)
+        } else if m >= min_log_mel {
+            min_log_hz * ((m - min_log_mel) / logstep).exp()
+        } else {
+            200.0 * m / 3.0
+        }
+    };
+    let n = spec.n_mels;
+    let (lo, hi) = (to_mel(spec.f_min), to_mel(spec.f_max));
+    let edges: Vec<f64> = (0..n + 2).map(|i| to_hz(lo + (hi - lo) * i as f64 / (n + 1) as f64)).collect();
+    let nyquist = f64::from(sample_rate / 2);
+    let fft_freqs: Vec<f64> =
+        (0..bins).map(|i| if bins == 1 { 0.0 } else { nyquist * i as f64 / (bins - 1) as f64 }).collect();
+    let slaney_norm = match spec.norm.as_deref() {
+        None => false,
+        Some("slaney") => true,
+        Some(other) => return Err(format!("norm {other:?} (slaney or none)")),
+    };
+    Ok((0..n)
+        .map(|m| {
+            let enorm = if slaney_norm { 2.0 / (edges[m + 2] - edges[m]) } else { 1.0 };
+            fft_freqs
+                .iter()
+                .map(|&f| {
+                    let down = (f - edges[m]) / (edges[m + 1] - edges[m]);
+                    let up = (edges[m + 2] - f) / (edges[m + 2] - edges[m + 1]);
+                    down.min(up).max(0.0) * enorm
+                })
+                .collect()
+        })
+        .collect())
 }

@@ -86,10 +86,10 @@ impl ImageEncoder {
         let n = self.spec.size as usize;
         let tensor =
             TensorRef::from_array_view(([batch, 3, n, n], nchw)).map_err(|e| ModelError::input(&self.id, e))?;
+        let mut inputs = ort::inputs![self.spec.input.as_str() => tensor];
+        inputs.extend(crate::spec::fixed_values(&self.spec.fixed_inputs, &self.id)?);
         let mut session = crate::runtime::lock(&self.session);
-        let outputs = session
-            .run(ort::inputs![self.spec.input.as_str() => tensor])
-            .map_err(|e| ModelError::session(&self.id, e))?;
+        let outputs = session.run(inputs).map_err(|e| ModelError::session(&self.id, e))?;
         let mut embeddings = rows(&outputs, &self.spec.embedding, &self.id, self.spec.dim)?;
         if self.spec.normalize {
             embeddings.iter_mut().for_each(|e| l2_normalize(e));

@@ -38,7 +38,7 @@ pub struct ModelSpec {
     pub dir: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct GraphSpec {
     pub file: String,
     /// A float16 variant of the graph (`<stem>.fp16.onnx`, same inputs and outputs), written
@@ -51,7 +51,7 @@ pub struct GraphSpec {
     pub outputs: Vec<TensorSpec>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct TensorSpec {
     pub name: String,
     #[serde(default = "f32_name")]
@@ -66,7 +66,7 @@ fn f32_name() -> String {
 }
 
 /// Square RGB images in, an embedding (and optionally class scores) out.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct ImageSpec {
     pub file: String,
     pub input: String,
@@ -90,10 +90,47 @@ pub struct ImageSpec {
     /// L2-normalise the embedding (CLIP-style towers).
     #[serde(default)]
     pub normalize: bool,
+    /// Constant inputs the graph takes besides the image (a joint CLIP-style graph's text
+    /// inputs): fed as given, their outputs ignored.
+    #[serde(default)]
+    pub fixed_inputs: Vec<FixedInput>,
 }
 
-/// Fixed-length raw mono windows in, an embedding out (the front end is in the graph).
-#[derive(Debug, Clone, Deserialize)]
+/// A constant input of a graph: a tensor of `shape` filled with `value`. A joint CLIP/SigLIP
+/// export (`model.onnx`) takes both towers' inputs in every run; the adapter of one tower
+/// feeds the other a one-item placeholder this way.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+pub struct FixedInput {
+    pub name: String,
+    /// `int64` or `float32`.
+    pub dtype: String,
+    pub shape: Vec<usize>,
+    #[serde(default)]
+    pub value: f64,
+}
+
+/// A log-mel front end computed in Rust before the graph (the Hugging Face feature
+/// extractors' `spectrogram` with a Hann window, centred reflect padding, power 2, a mel filter
+/// bank and dB): CLAP's audio tower takes `input_features [B, 1, frames, n_mels]`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+pub struct MelSpec {
+    pub n_fft: usize,
+    pub hop: usize,
+    pub n_mels: usize,
+    pub f_min: f64,
+    pub f_max: f64,
+    /// `slaney` or `htk`.
+    pub mel_scale: String,
+    /// `slaney` (area-normalised filters) or none.
+    #[serde(default)]
+    pub norm: Option<String>,
+    /// Frames per window (`1 + window / hop`), checked against the window.
+    pub frames: usize,
+}
+
+/// Fixed-length raw mono windows in, an embedding out (the front end is in the graph, or
+/// computed by medley when `features` is set).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct AudioSpec {
     pub file: String,
     pub input: String,
@@ -103,10 +140,16 @@ pub struct AudioSpec {
     pub dim: usize,
     #[serde(default)]
     pub normalize: bool,
+    /// Log-mel features computed before the graph (its input is then `[B, 1, frames, n_mels]`).
+    #[serde(default)]
+    pub features: Option<MelSpec>,
+    /// Constant inputs besides the audio (a joint CLAP graph's text inputs).
+    #[serde(default)]
+    pub fixed_inputs: Vec<FixedInput>,
 }
 
 /// Texts in (tokenised with `tokenizer`), an embedding out.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct TextSpec {
     pub file: String,
     pub tokenizer: String,
@@ -124,6 +167,19 @@ pub struct TextSpec {
     pub max_length: usize,
     #[serde(default)]
     pub normalize: bool,
+    /// `longest` (default: each batch padded to its longest text) or `max_length` (every
+    /// text padded to `max_length`, as SigLIP was trained and its processor does).
+    #[serde(default)]
+    pub padding: Option<String>,
+    /// The padding token and id when tokenizer.json names none (hub tokenizer.json files
+    /// often have `"padding": null`; the processor's pad token is in tokenizer_config.json).
+    #[serde(default)]
+    pub pad_token: Option<String>,
+    #[serde(default)]
+    pub pad_id: Option<u32>,
+    /// Constant inputs besides the text (a joint CLIP-style graph's image input).
+    #[serde(default)]
+    pub fixed_inputs: Vec<FixedInput>,
 }
 
 fn max_len() -> usize {
@@ -156,7 +212,7 @@ pub struct TaggerSpec {
 }
 
 /// An encoder plus an autoregressive decoder with past key/values.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct Seq2SeqSpec {
     /// Optional preprocessing graph (e.g. waveform -> log-mel) run before the encoder.
     pub frontend: Option<String>,
@@ -185,6 +241,15 @@ pub struct Seq2SeqSpec {
     pub suppress_ids: Vec<u32>,
     #[serde(default)]
     pub begin_suppress_ids: Vec<u32>,
+    /// The names the decoder takes the encoder outputs under, in `encoder_outputs` order,
+    /// when they differ (optimum exports: encoder `last_hidden_state`, decoder
+    /// `encoder_hidden_states`). Empty: the same names.
+    #[serde(default)]
+    pub decoder_encoder_inputs: Vec<String>,
+    /// A merged decoder's boolean `[1]` switch between its first-step and cached branches
+    /// (optimum's `decoder_model_merged.onnx`: `use_cache_branch`), false on the first step.
+    #[serde(default)]
+    pub use_cache_branch: Option<String>,
     /// For captioners: image preprocessing of the encoder input.
     pub image: Option<ImageSpec>,
 }
@@ -264,4 +329,27 @@ impl ModelSpec {
             message: format!("model {} (role {}) has no [{name}] section", self.id, self.role),
         })
     }
+}
+
+/// The session inputs for `fixed` (owned tensors, so they outlive nothing but the run).
+pub(crate) fn fixed_values(
+    fixed: &[FixedInput],
+    model: &str,
+) -> Result<Vec<(std::borrow::Cow<'static, str>, ort::session::SessionInputValue<'static>)>, ModelError> {
+    use ort::value::Tensor;
+    fixed
+        .iter()
+        .map(|f| {
+            let n: usize = f.shape.iter().product();
+            let value = match f.dtype.as_str() {
+                "int64" => Tensor::from_array((f.shape.clone(), vec![f.value as i64; n])).map(|t| t.into_dyn()),
+                "float32" => Tensor::from_array((f.shape.clone(), vec![f.value as f32; n])).map(|t| t.into_dyn()),
+                other => {
+                    return Err(ModelError::input(model, format!("fixed input {}: unknown dtype {other:?}", f.name)));
+                }
+            }
+            .map_err(|e| ModelError::input(model, e))?;
+            Ok((std::borrow::Cow::Owned(f.name.clone()), value.into()))
+        })
+        .collect()
 }

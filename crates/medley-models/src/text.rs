@@ -36,8 +36,17 @@ impl TextEncoder {
             // Pad each batch to its longest text, keeping the tokenizer's pad token. A fixed
             // length from tokenizer.json (MiniLM's says 128) would be shorter than the
             // truncation length below, and a batch holding a longer text would be ragged.
-            let params = tokenizer.get_padding().cloned().unwrap_or_default();
-            tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..params }));
+            // SigLIP pads every text to the full length (`padding = "max_length"`).
+            let mut params = tokenizer.get_padding().cloned().unwrap_or_default();
+            if let (Some(token), Some(id)) = (&section.pad_token, section.pad_id) {
+                params.pad_token = token.clone();
+                params.pad_id = id;
+            }
+            let strategy = match section.padding.as_deref() {
+                Some("max_length") => PaddingStrategy::Fixed(section.max_length),
+                _ => PaddingStrategy::BatchLongest,
+            };
+            tokenizer.with_padding(Some(PaddingParams { strategy, ..params }));
         }
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: section.max_length, ..Default::default() }))
@@ -111,6 +120,7 @@ impl TextEncoder {
         if let Some(name) = &self.spec.token_type_ids {
             inputs.push((name.as_str().into(), t(types, shape, &self.id)?.into()));
         }
+        inputs.extend(crate::spec::fixed_values(&self.spec.fixed_inputs, &self.id)?);
         self.embed(inputs)
     }
 
