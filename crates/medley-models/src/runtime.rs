@@ -186,6 +186,11 @@ impl Runtime {
             .with_intra_threads(self.threads)
             .map_err(|e| err(&e))?
             .with_inter_threads(1)
+            .map_err(|e| err(&e))?
+            // Idle intra-op threads spin by default, waiting for the next call: with several
+            // sessions and FFmpeg's decoder threads sharing a few cores, that spinning takes
+            // the CPU the others need. `MEDLEY_ORT_SPINNING=1` restores it.
+            .with_intra_op_spinning(std::env::var_os("MEDLEY_ORT_SPINNING").is_some_and(|v| v == "1"))
             .map_err(|e| err(&e))?;
         if cuda {
             builder = builder
