@@ -11,13 +11,14 @@ use std::process::Command;
 use common::{env_path, medley, stdout_json};
 use serde_json::Value;
 
-/// The default pipeline with only the speech stage on (and 1 s segments, so where the words
-/// were said shows in which segments hold them).
+/// The default pipeline with only the sound-embedding and speech stages on (segments are cut
+/// from what the stages pool, so the audio stage stays), with 1 s segments, so where the words
+/// were said shows in which segments hold them.
 fn speech_pipeline(dir: &Path) -> PathBuf {
     let default = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/video-default.toml"))
         .expect("default pipeline");
     let mut text = default.replace("window_s = 10.0", "window_s = 1.0");
-    for stage in ["vision", "audio", "music", "sound_events", "ocr"] {
+    for stage in ["vision", "music", "sound_events", "ocr"] {
         text = text.replacen(&format!("{stage} = true"), &format!("{stage} = false"), 1);
     }
     let file = dir.join("speech-only.toml");
