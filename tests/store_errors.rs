@@ -274,3 +274,40 @@ fn doctor_describes_the_machine_and_the_database() {
     let error = stdout_json(&out)["database"]["error"].as_str().unwrap().to_string();
     assert!(error.contains("`media`") && error.contains("`labels`"), "{error}");
 }
+
+/// `--device` / `--hwaccel`: `cuda` on a machine without it is refused before any work (exit
+/// 2, naming what is missing, no database created); `auto` runs and the summary says what it
+/// used, as `medley doctor` predicts.
+#[test]
+fn device_flags_are_resolved_before_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = env_path("MEDLEY_TEST_FIXTURES").join(FIXTURES[1]);
+    let doctor = stdout_json(&medley().args(["doctor", "--json"]).output().unwrap());
+    let auto_device = doctor["device_auto"]["device"].as_str().unwrap().to_string();
+    let has_cuda =
+        doctor["onnx_runtime"]["execution_providers"].as_array().unwrap().iter().any(|p| p == "CUDAExecutionProvider");
+    if !has_cuda {
+        let db = dir.path().join("refused");
+        let out = medley().arg("index").arg(&input).args(["--device", "cuda", "--db"]).arg(&db).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("CUDA execution provider"), "{stderr}");
+        assert!(!db.exists(), "nothing is written");
+    }
+    let out =
+        medley().arg("index").arg(&input).args(["--hwaccel", "sometimes", "--db"]).arg(dir.path().join("x")).output();
+    assert_eq!(out.unwrap().status.code(), Some(2), "a bad value is a usage error");
+    let db = dir.path().join("auto");
+    let out = medley()
+        .arg("index")
+        .arg(&input)
+        .args(["--device", "auto", "--hwaccel", "auto", "--json", "--db"])
+        .arg(&db)
+        .output();
+    let out = out.unwrap();
+    assert_success(&out);
+    let summary = stdout_json(&out);
+    assert_eq!(summary["device"], auto_device.as_str(), "{summary}");
+    let expected_hwaccel = if auto_device == "cuda" { ["cuda", "none"].as_slice() } else { ["none"].as_slice() };
+    assert!(expected_hwaccel.contains(&summary["hwaccel"].as_str().unwrap()), "{summary}");
+}

@@ -43,6 +43,8 @@ pub struct IndexArgs {
     /// Pipeline file (see pipelines/) [default: the built-in video-default].
     #[arg(long)]
     pipeline: Option<PathBuf>,
+    #[command(flatten)]
+    runtime: crate::runtime_args::RuntimeArgs,
     /// Items gathered before one table commit (each commit is a LanceDB version)
     /// [default: the pipeline's index.commit_every].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -79,7 +81,7 @@ pub async fn run(home: &ModelHome, args: IndexArgs) -> Result<ExitCode> {
     if let Some((i, n)) = args.shard {
         discovery.files = shard(discovery.files, i, n);
     }
-    let config = load_pipeline(home, args.pipeline.as_deref())?;
+    let config = crate::runtime_args::load_pipeline(home, args.pipeline.as_deref(), &args.runtime)?;
     let (frame_batch, commit_every) = (config.index.frame_batch, config.index.commit_every);
     let encoders = Arc::new(Encoders::load(home, config).map_err(config_err)?);
     let store = Store::open(&args.db, encoders.dims()).await.map_err(config_err)?;

@@ -11,6 +11,7 @@ mod doctor;
 mod index;
 mod models;
 mod query;
+mod runtime_args;
 mod serve;
 mod sid;
 mod watch;

@@ -37,6 +37,8 @@ pub struct ServeArgs {
     /// Pipeline file (see pipelines/) [default: the built-in video-default].
     #[arg(long)]
     pipeline: Option<PathBuf>,
+    #[command(flatten)]
+    runtime: crate::runtime_args::RuntimeArgs,
     /// Folder for uploads and the job queue [default: <db>.serve next to a local --db].
     #[arg(long)]
     state: Option<PathBuf>,
@@ -91,7 +93,7 @@ pub async fn run(home: &ModelHome, args: ServeArgs) -> Result<ExitCode> {
         keep_finished: args.keep_finished_for,
     };
     config.check().map_err(config_err)?;
-    let pipeline = crate::index::load_pipeline(home, args.pipeline.as_deref())?;
+    let pipeline = crate::runtime_args::load_pipeline(home, args.pipeline.as_deref(), &args.runtime)?;
     let frame_batch = pipeline.index.frame_batch;
     let encoders = Arc::new(Encoders::load(home, pipeline).map_err(config_err)?);
     let store = Store::open(&args.db, encoders.dims()).await.map_err(config_err)?;

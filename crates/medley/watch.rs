@@ -11,7 +11,7 @@ use medley_pipeline::{Discoverer, Discovery, Encoders, Event, IndexOptions, Inde
 use medley_store::Store;
 
 use crate::config_err;
-use crate::index::{load_pipeline, partial_line};
+use crate::index::partial_line;
 
 /// Watch folders and index media files as they appear or change.
 ///
@@ -30,6 +30,8 @@ pub struct WatchArgs {
     /// Pipeline file (see pipelines/) [default: the built-in video-default].
     #[arg(long)]
     pipeline: Option<PathBuf>,
+    #[command(flatten)]
+    runtime: crate::runtime_args::RuntimeArgs,
     /// Seconds between scans.
     #[arg(long, default_value_t = 2.0)]
     interval: f64,
@@ -55,7 +57,7 @@ pub async fn run(home: &ModelHome, args: WatchArgs) -> Result<ExitCode> {
     }
     let mut discoverer = Discoverer::default();
     discoverer.discover(&args.dirs).map_err(config_err)?;
-    let config = load_pipeline(home, args.pipeline.as_deref())?;
+    let config = crate::runtime_args::load_pipeline(home, args.pipeline.as_deref(), &args.runtime)?;
     let encoders = Arc::new(Encoders::load(home, config).map_err(config_err)?);
     let store = Store::open(&args.db, encoders.dims()).await.map_err(config_err)?;
     let indexer = Indexer::new(encoders, store, IndexOptions { command: "medley watch".into(), ..Default::default() });

@@ -50,6 +50,8 @@ pub struct PipelineConfig {
     pub ocr: OcrConfig,
     #[serde(default)]
     pub speech: SpeechConfig,
+    #[serde(default)]
+    pub runtime: crate::RuntimeConfig,
 }
 
 /// `[speech]`: where Whisper listens. The voice-activity model (`models.vad`) gives a speech

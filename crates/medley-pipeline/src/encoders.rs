@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use medley_models::{
     AudioEncoder, Batcher, GenerateOptions, ImageCaptioner, ImageEncoder, ImageOutput, LabelBridge, ModelError,
-    ModelHome, MusicTagger, Runtime, ShotDetector, SpeechToText, TextEncoder, TextReader, TranscribeOptions,
-    Transcript, VadOptions, VoiceActivity,
+    ModelHome, MusicTagger, ShotDetector, SpeechToText, TextEncoder, TextReader, TranscribeOptions, Transcript,
+    VadOptions, VoiceActivity,
 };
 use medley_store::VectorDims;
 
@@ -86,8 +86,10 @@ const NAME_TAG_TEMPLATE: &str = "music that is {}";
 const NAME_SOUND_TEMPLATE: &str = "the sound of {}";
 
 impl Encoders {
-    pub fn load(home: &ModelHome, config: PipelineConfig) -> Result<Self, ModelError> {
-        let rt = Runtime::load(home)?;
+    pub fn load(home: &ModelHome, mut config: PipelineConfig) -> Result<Self, ModelError> {
+        let resolved = config.runtime.resolve(home)?;
+        let rt = resolved.runtime;
+        config.runtime.used = Some(crate::UsedRuntime { device: rt.device(), hwaccel: resolved.hwaccel });
         let m = &config.models;
         let image = Arc::new(ImageEncoder::load(&rt, home, &m.image)?);
         let shared = image.clone();

@@ -51,6 +51,7 @@ pub(crate) fn build_item(
         full_frame_side: models.reader.as_ref().map(|_| config.ocr.max_side),
         audio_rate: (stages.audio && has_sound).then(|| models.sound.sample_rate()),
         threads: opts.decode_threads,
+        hwaccel: config.runtime.used.map_or(medley_media::HwAccel::None, |u| u.hwaccel),
         ..Default::default()
     };
     let middle_s = probe.duration_s.unwrap_or(0.0) / 2.0;
@@ -121,7 +122,9 @@ pub(crate) fn build_item(
     .fuse(&config.text_space);
     let description = match caption {
         Some(c) => c,
-        None => describe(&probe, duration_s, &labels, &sound_tags, &music_tags, heard.transcript.as_deref()),
+        None => {
+            describe(&probe, duration_s, &labels, &sound_tags, &music_tags, music_presence, heard.transcript.as_deref())
+        }
     };
     let mut row = media_row(&probe, content_hash, duration_s, &stats, models.id.clone());
     row.visual = visual.embedding.mean();
@@ -352,14 +355,26 @@ fn listen(
 
 /// A short description composed from what the models found, for full-text search and for
 /// people; it says that it was composed (no captioning model is configured).
+/// Sound events named in a description need at least this probability (the `sound_tags`
+/// column keeps the top classes with their scores): the tagger gives every class some, and
+/// "hears: Speech" for a silent clip at 0.0001 is untrue.
+const HEARD_MIN: f32 = 0.1;
+/// Music tags are named only when the sound-event model hears music at least this likely
+/// (always without one): on speech or silence the music tagger still ranks its tags, and
+/// "sounds like: techno" for an audiobook is untrue.
+const MUSIC_MIN: f32 = 0.2;
+
 fn describe(
     probe: &Probe,
     duration_s: Option<f64>,
     labels: &[Label],
     sounds: &[Label],
     tags: &[Label],
+    music_presence: f32,
     transcript: Option<&str>,
 ) -> String {
+    let heard: Vec<Label> = sounds.iter().filter(|l| l.score >= HEARD_MIN).cloned().collect();
+    let (sounds, tags) = (heard.as_slice(), if music_presence >= MUSIC_MIN { tags } else { &[] });
     let names = |l: &[Label]| l.iter().take(3).map(|l| l.label.as_str()).collect::<Vec<_>>().join(", ");
     let mut parts = vec![match duration_s {
         Some(d) => format!("{} of {:.0} s", probe.kind.as_str(), d),

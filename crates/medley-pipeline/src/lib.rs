@@ -15,6 +15,7 @@ mod options;
 mod pool;
 mod query;
 mod run;
+mod runtime_config;
 mod segments;
 mod sid_ops;
 mod sids;
@@ -33,11 +34,12 @@ pub use models::{Caption, ModelSet, Music, Sound, Speech, Tagged, Text, Vision};
 pub use music::music_for;
 pub use options::IndexOptions;
 pub use query::{
-    ItemVectorSet, QueryError, SIMILAR_COLUMNS, resolve_vectors, search_hybrid, search_segments, search_text,
-    short_id, similar_items, stored_vectors,
+    ItemVectorSet, QueryError, SIMILAR_COLUMNS, resolve_vectors, search_hybrid, search_segments, search_text, short_id,
+    similar_items, stored_vectors,
 };
 pub use query::{search_segments_vector, search_vector};
 pub use run::{Indexer, Progress};
+pub use runtime_config::{DeviceChoice, HwAccelChoice, ResolvedRuntime, RuntimeConfig, UsedRuntime};
 pub use sid_ops::{SidAssignment, assign_missing_sids, sid_report};
 pub use sids::{SidAssigner, SidError, TrainedSids, train_sids};
 pub use summary::{Event, FailureSummary, Partial, Summary};

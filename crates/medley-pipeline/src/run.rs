@@ -134,6 +134,9 @@ impl Indexer {
         let started_at_us = now_us();
         let mut summary =
             Summary { files: discovery.files.len(), skipped_not_media: discovery.skipped.len(), ..Default::default() };
+        let used = self.models.config.runtime.used;
+        summary.device = used.map_or(medley_models::Device::Cpu, |u| u.device).to_string();
+        summary.hwaccel = used.map_or(medley_media::HwAccel::None, |u| u.hwaccel).to_string();
         let models = self.models.id.as_str();
         let clock_before = self.models.clock.snapshot();
         let known = self.store.indexed().await?;

@@ -53,6 +53,9 @@ pub struct Summary {
     pub stage_seconds: BTreeMap<&'static str, f64>,
     /// Semantic IDs given with the table's latest codebook (none without one).
     pub sids_assigned: usize,
+    /// Where the models ran (`cpu` or `cuda`) and how video was decoded (`none` or `cuda`).
+    pub device: String,
+    pub hwaccel: String,
     /// Index upkeep after the writes: vector indexes built, new rows added to indexes.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub index_upkeep: Vec<String>,
