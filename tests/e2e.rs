@@ -390,7 +390,13 @@ fn optimize_and_export_leave_tables_python_can_use() {
     assert_eq!(tables["tables"], serde_json::json!(["failures", "media", "runs", "segments"]));
     // Every table has exactly the columns docs/schema.md lists.
     assert_eq!(tables["schema_differences"], serde_json::json!({}));
-    assert!(!tables["runs"].as_array().unwrap().is_empty(), "runs are recorded");
+    let runs = tables["runs"].as_array().unwrap();
+    assert!(!runs.is_empty(), "runs are recorded");
+    // Where the models ran and how video was decoded, as resolved (CI has no GPU: cpu, none).
+    for run in runs {
+        assert!(["cpu", "cuda"].contains(&run["device"].as_str().unwrap()), "{run}");
+        assert!(["none", "cuda"].contains(&run["hwaccel"].as_str().unwrap()), "{run}");
+    }
     // Full-text search from the CLI and from Python's lancedb over the same indexes: the same
     // items, the same best score.
     let rust = run_json(&["search", "cat", "--full-text", "-k", "20"], &c.db);

@@ -311,3 +311,32 @@ fn device_flags_are_resolved_before_work() {
     let expected_hwaccel = if auto_device == "cuda" { ["cuda", "none"].as_slice() } else { ["none"].as_slice() };
     assert!(expected_hwaccel.contains(&summary["hwaccel"].as_str().unwrap()), "{summary}");
 }
+
+/// After `cargo xtask setup --gpu`, medley prefers `onnxruntime-gpu/libonnxruntime.so` for
+/// `--device auto|cuda`, and first loads the NVIDIA libraries in the folders its
+/// `cuda-lib-dirs` lists, with no `LD_LIBRARY_PATH`; `--device cpu` keeps the CPU build. Here
+/// that "GPU build" is the CPU library (CI has no GPU wheels) and the listed folders hold no
+/// CUDA: doctor names the library it loaded, and auto falls back to CPU saying why.
+#[test]
+fn the_gpu_build_of_onnx_runtime_is_found_where_setup_puts_it() {
+    let home = tempfile::tempdir().unwrap();
+    let real = PathBuf::from(std::env::var_os("MEDLEY_HOME").expect("MEDLEY_HOME"));
+    let gpu = home.path().join("onnxruntime-gpu");
+    std::fs::create_dir_all(&gpu).unwrap();
+    std::os::unix::fs::symlink(real.join("onnxruntime/libonnxruntime.so"), gpu.join("libonnxruntime.so")).unwrap();
+    std::fs::write(gpu.join("cuda-lib-dirs"), format!("{}\n/nonexistent/nvidia/lib\n", home.path().display())).unwrap();
+    std::os::unix::fs::symlink(real.join("models"), home.path().join("models")).unwrap();
+    let doctor = |home: &Path| medley().args(["doctor", "--json"]).env("MEDLEY_HOME", home).output().unwrap();
+    let out = doctor(home.path());
+    assert_success(&out);
+    let r = stdout_json(&out);
+    assert_eq!(r["onnx_runtime"]["library"], gpu.join("libonnxruntime.so").display().to_string(), "{r}");
+    if !r["onnx_runtime"]["execution_providers"].as_array().unwrap().iter().any(|p| p == "CUDAExecutionProvider") {
+        assert_eq!(r["device_auto"]["device"], "cpu", "{r}");
+        assert!(r["device_auto"]["reason"].as_str().unwrap().contains("no CUDA execution provider"), "{r}");
+    }
+    // Without the GPU build, the CPU one (and a missing one is named).
+    std::fs::remove_file(gpu.join("libonnxruntime.so")).unwrap();
+    let r = stdout_json(&doctor(home.path()));
+    assert!(r["onnx_runtime"]["error"].as_str().unwrap().contains("onnxruntime/libonnxruntime.so"), "{r}");
+}

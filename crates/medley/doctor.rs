@@ -121,10 +121,11 @@ pub async fn run(home: &ModelHome, a: DoctorArgs) -> Result<ExitCode> {
 }
 
 fn onnx_runtime(home: &ModelHome) -> (OnnxRuntime, DeviceChoice) {
-    let library = home.ort_library().ok().map(|p| p.display().to_string());
-    let version = Runtime::library_version(home).ok();
+    let library = home.gpu_ort_library().or_else(|| home.ort_library().ok()).map(|p| p.display().to_string());
     match Runtime::with_device(home, Device::Auto) {
         Ok(rt) => {
+            let library = Some(rt.library().display().to_string());
+            let version = rt.library_version().ok();
             let (execution_providers, error) = match rt.execution_providers() {
                 Ok(eps) => (eps, None),
                 Err(e) => (Vec::new(), Some(e.to_string())),
@@ -136,7 +137,7 @@ fn onnx_runtime(home: &ModelHome) -> (OnnxRuntime, DeviceChoice) {
         Err(e) => (
             OnnxRuntime {
                 library,
-                version,
+                version: None,
                 build_info: None,
                 execution_providers: Vec::new(),
                 error: Some(e.to_string()),

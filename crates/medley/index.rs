@@ -49,12 +49,26 @@ pub struct IndexArgs {
     /// [default: the pipeline's index.commit_every].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     commit_every: Option<u32>,
-    /// Frames per vision-model call [default: the pipeline's index.frame_batch].
+    /// Frames per vision-model call [default: the pipeline's index.frame_batch, else 16 on CPU
+    /// and 64 on CUDA].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     frame_batch: Option<u32>,
-    /// Files decoded and encoded at once [default: half the cores, 1 to 4].
+    /// Files decoded and encoded at once [default: half the cores (1 to 4) on CPU, the cores
+    /// (2 to 8) on CUDA].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
     workers: Option<u32>,
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM (what `timeout`, `kill` and job schedulers send):
+/// both stop a run the same way, committing what is finished. False if no handler could be set.
+pub async fn interrupted() -> bool {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+        return tokio::signal::ctrl_c().await.is_ok();
+    };
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.is_ok(),
+        t = term.recv() => t.is_some(),
+    }
 }
 
 /// The pipeline file given, or the built-in default, checked.
@@ -82,25 +96,25 @@ pub async fn run(home: &ModelHome, args: IndexArgs) -> Result<ExitCode> {
         discovery.files = shard(discovery.files, i, n);
     }
     let config = crate::runtime_args::load_pipeline(home, args.pipeline.as_deref(), &args.runtime)?;
-    let (frame_batch, commit_every) = (config.index.frame_batch, config.index.commit_every);
     let encoders = Arc::new(Encoders::load(home, config).map_err(config_err)?);
     let store = Store::open(&args.db, encoders.dims()).await.map_err(config_err)?;
+    let defaults = encoders.index_options();
     let opts = IndexOptions {
-        frame_batch: args.frame_batch.map_or(frame_batch, |n| n as usize),
-        commit_every: args.commit_every.map_or(commit_every, |n| n as usize),
+        frame_batch: args.frame_batch.map_or(defaults.frame_batch, |n| n as usize),
+        commit_every: args.commit_every.map_or(defaults.commit_every, |n| n as usize),
+        workers: args.workers.map_or(defaults.workers, |n| n as usize),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         shard: args.shard.map(|(i, n)| format!("{i}/{n}")),
-        ..Default::default()
+        ..defaults
     };
-    let opts = IndexOptions { workers: args.workers.map_or(opts.workers, |n| n as usize), ..opts };
     let indexer = Indexer::new(encoders, store, opts);
 
     let stop = indexer.stop_flag();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
+        if interrupted().await {
             eprintln!("\ninterrupted: finishing the files in progress and committing (Ctrl-C again to abort)");
             stop.store(true, Ordering::Relaxed);
-            let _ = tokio::signal::ctrl_c().await;
+            interrupted().await;
             std::process::exit(130);
         }
     });

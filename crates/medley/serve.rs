@@ -94,15 +94,13 @@ pub async fn run(home: &ModelHome, args: ServeArgs) -> Result<ExitCode> {
     };
     config.check().map_err(config_err)?;
     let pipeline = crate::runtime_args::load_pipeline(home, args.pipeline.as_deref(), &args.runtime)?;
-    let frame_batch = pipeline.index.frame_batch;
     let encoders = Arc::new(Encoders::load(home, pipeline).map_err(config_err)?);
     let store = Store::open(&args.db, encoders.dims()).await.map_err(config_err)?;
     let opts = IndexOptions {
-        frame_batch,
         // One commit per batch of jobs.
         commit_every: config.batch,
         command: std::env::args().collect::<Vec<_>>().join(" "),
-        ..Default::default()
+        ..encoders.index_options()
     };
     let indexer = Indexer::new(encoders.clone(), store, opts);
     medley_serve::run(config, encoders, indexer, medley_serve::shutdown_signal()).await?;

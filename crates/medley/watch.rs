@@ -60,10 +60,11 @@ pub async fn run(home: &ModelHome, args: WatchArgs) -> Result<ExitCode> {
     let config = crate::runtime_args::load_pipeline(home, args.pipeline.as_deref(), &args.runtime)?;
     let encoders = Arc::new(Encoders::load(home, config).map_err(config_err)?);
     let store = Store::open(&args.db, encoders.dims()).await.map_err(config_err)?;
-    let indexer = Indexer::new(encoders, store, IndexOptions { command: "medley watch".into(), ..Default::default() });
+    let opts = IndexOptions { command: "medley watch".into(), ..encoders.index_options() };
+    let indexer = Indexer::new(encoders, store, opts);
     let stop = indexer.stop_flag();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
+        if crate::index::interrupted().await {
             eprintln!("\nstopping after the current batch");
             stop.store(true, Ordering::Relaxed);
         }

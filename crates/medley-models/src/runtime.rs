@@ -47,6 +47,8 @@ impl std::fmt::Display for Device {
 #[derive(Clone)]
 pub struct Runtime {
     env: ort::environment::Environment,
+    /// The shared library the process's environment was loaded from.
+    library: std::path::PathBuf,
     threads: usize,
     requested: Device,
     /// Why `Auto` runs on CPU (set once, printed once).
@@ -62,11 +64,22 @@ impl Runtime {
     /// Load ONNX Runtime and choose a device. `Cuda` fails here when the library has no CUDA
     /// execution provider; `Auto` then runs on CPU and says why once (on stderr and in
     /// [`Runtime::fallback_reason`]).
+    ///
+    /// The library is the GPU build when setup installed one and the device may be CUDA
+    /// ([`ModelHome::gpu_ort_library`]), else the CPU build; the first `Runtime` of a process
+    /// decides, as ONNX Runtime has one environment per process.
     pub fn with_device(home: &ModelHome, device: Device) -> Result<Self, ModelError> {
-        let lib = home.ort_library()?;
-        let env = environment(&lib)?;
+        let wanted = match device {
+            Device::Cpu => None,
+            Device::Auto | Device::Cuda => home.gpu_ort_library(),
+        };
+        let wanted = match wanted {
+            Some(lib) => lib,
+            None => home.ort_library()?,
+        };
+        let (env, lib) = environment(&wanted)?;
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let rt = Self { env, threads, requested: device, fallback: Arc::new(OnceLock::new()) };
+        let rt = Self { env, library: lib.clone(), threads, requested: device, fallback: Arc::new(OnceLock::new()) };
         if device != Device::Cpu {
             use ort::ep::ExecutionProvider;
             let available = ort::ep::CUDA::is_available().unwrap_or(false);
@@ -91,6 +104,13 @@ impl Runtime {
         }
     }
 
+    /// The same environment with sessions on the CPU: for models made of many tiny sequential
+    /// calls (voice activity, one 32 ms chunk per call), where a GPU's per-call launch and copy
+    /// costs exceed the work.
+    pub fn on_cpu(&self) -> Self {
+        Self { requested: Device::Cpu, ..self.clone() }
+    }
+
     /// Why `Auto` fell back to CPU, if it did.
     pub fn fallback_reason(&self) -> Option<&str> {
         self.fallback.get().map(String::as_str)
@@ -107,9 +127,14 @@ impl Runtime {
         ort::info().trim().to_string()
     }
 
-    /// The ONNX Runtime library's version string (for example `1.32.0`).
-    pub fn library_version(home: &ModelHome) -> Result<String, ModelError> {
-        let lib = home.ort_library()?;
+    /// The shared library this process's ONNX Runtime was loaded from.
+    pub fn library(&self) -> &Path {
+        &self.library
+    }
+
+    /// The loaded ONNX Runtime library's version string (for example `1.32.0`).
+    pub fn library_version(&self) -> Result<String, ModelError> {
+        let lib = self.library.clone();
         let err = |e: &dyn std::fmt::Display| ModelError::RuntimeLoad { path: lib.clone(), message: e.to_string() };
         // SAFETY: the library is ONNX Runtime (already loaded by the environment, so this only
         // adds a reference); `OrtGetApiBase` has this signature in every release and returns a
@@ -193,12 +218,28 @@ impl Runtime {
             .with_intra_op_spinning(std::env::var_os("MEDLEY_ORT_SPINNING").is_some_and(|v| v == "1"))
             .map_err(|e| err(&e))?;
         if cuda {
-            builder = builder
-                .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
-                .map_err(|e| err(&e))?;
+            builder =
+                builder.with_execution_providers([cuda_provider().build().error_on_failure()]).map_err(|e| err(&e))?;
         }
         builder.commit_from_file(path).map_err(|e| err(&e))
     }
+}
+
+/// The CUDA execution provider's options: cuDNN's exhaustive convolution search (ONNX
+/// Runtime's default) and NHWC layouts for convolutions, which Hopper's tensor cores prefer
+/// (EfficientNet-Lite0 fp16 on an H200: 17,075 against 14,165 images/s at batch 128 with I/O
+/// binding, 7,882 against 5,973 at batch 32 from host arrays; `xtask/gpu/check.sh`). Two
+/// variables override them for measuring: `MEDLEY_CUDNN_CONV_SEARCH=heuristic|default`,
+/// `MEDLEY_CUDA_NHWC=0`.
+fn cuda_provider() -> ort::ep::CUDA {
+    use ort::ep::cuda::ConvAlgorithmSearch;
+    let mut ep = ort::ep::CUDA::default();
+    match std::env::var("MEDLEY_CUDNN_CONV_SEARCH").as_deref() {
+        Ok("heuristic") => ep = ep.with_conv_algorithm_search(ConvAlgorithmSearch::Heuristic),
+        Ok("default") => ep = ep.with_conv_algorithm_search(ConvAlgorithmSearch::Default),
+        _ => {}
+    }
+    ep.with_prefer_nhwc(std::env::var_os("MEDLEY_CUDA_NHWC").is_none_or(|v| v != "0"))
 }
 
 /// Lock a mutex even when a thread panicked while holding it: what it guards here (sessions,
@@ -208,18 +249,72 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// ONNX Runtime allows one environment per process: it is built on first use and shared by
-/// every `Runtime` (whatever its device) after that.
-fn environment(lib: &Path) -> Result<ort::environment::Environment, ModelError> {
-    static ENV: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
+/// every `Runtime` (whatever its device) after that; the library it came from is returned with it.
+fn environment(lib: &Path) -> Result<(ort::environment::Environment, std::path::PathBuf), ModelError> {
+    type Loaded = (ort::environment::Environment, std::path::PathBuf);
+    static ENV: Mutex<Option<Loaded>> = Mutex::new(None);
     let mut env = lock(&ENV);
     if let Some(e) = env.as_ref() {
         return Ok(e.clone());
     }
     let load_err =
         |e: &dyn std::fmt::Display| ModelError::RuntimeLoad { path: lib.to_path_buf(), message: e.to_string() };
+    if let Some(dir) = lib.parent() {
+        preload_cuda_libraries(dir);
+    }
     let built = ort::init_from(lib).map_err(|e| load_err(&e))?.with_name("medley").build().map_err(|e| load_err(&e))?;
-    *env = Some(built.clone());
-    Ok(built)
+    *env = Some((built.clone(), lib.to_path_buf()));
+    Ok((built, lib.to_path_buf()))
+}
+
+/// The CUDA, cuBLAS, cuFFT, cuRAND and cuDNN libraries ONNX Runtime's CUDA provider needs, by
+/// file-name prefix (what onnxruntime's own `preload_dlls` loads).
+const CUDA_LIBRARIES: [&str; 6] =
+    ["libcudart.so", "libcublasLt.so", "libcublas.so", "libcufft.so", "libcurand.so", "libcudnn"];
+
+/// Load, process-wide (`RTLD_GLOBAL`), the CUDA libraries found in the folders `dir/cuda-lib-dirs`
+/// lists (one per line; setup writes it beside the GPU build of ONNX Runtime). The CUDA provider
+/// and cuDNN then find them by soname when they are loaded, without `LD_LIBRARY_PATH`. A library
+/// that fails to load is skipped: the provider then reports what it lacks when a session asks
+/// for CUDA, which is where the user hears of it.
+fn preload_cuda_libraries(dir: &Path) {
+    use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
+    let Ok(list) = std::fs::read_to_string(dir.join("cuda-lib-dirs")) else { return };
+    let mut pending: Vec<std::path::PathBuf> = list
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flat_map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            CUDA_LIBRARIES.iter().any(|prefix| name.starts_with(prefix)) && name.contains(".so")
+        })
+        .collect();
+    pending.sort();
+    // Dependencies among them (cuBLAS needs cuBLASLt, cuDNN's parts need cuDNN) are met by
+    // retrying what failed until a pass loads nothing new.
+    loop {
+        let before = pending.len();
+        pending.retain(|path| {
+            // SAFETY: these are the NVIDIA runtime libraries; their initialisers have no
+            // preconditions. The handles are leaked on purpose: they must stay loaded for the
+            // life of the process, as the ONNX Runtime environment does.
+            match unsafe { Library::open(Some(path), RTLD_NOW | RTLD_GLOBAL) } {
+                Ok(lib) => {
+                    std::mem::forget(lib);
+                    false
+                }
+                Err(_) => true,
+            }
+        });
+        if pending.is_empty() || pending.len() == before {
+            break;
+        }
+    }
+    for path in &pending {
+        tracing::debug!("CUDA library not loaded: {}", path.display());
+    }
 }
 
 /// A float or integer tensor with its shape, as adapters pass them between graphs.

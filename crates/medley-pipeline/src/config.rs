@@ -501,20 +501,19 @@ pub struct Models {
 pub struct IndexConfig {
     #[serde(default = "default_commit_every")]
     pub commit_every: usize,
-    #[serde(default = "default_frame_batch")]
-    pub frame_batch: usize,
+    /// Frames per image-encoder call; unset, it follows the device (see
+    /// [`crate::IndexOptions::for_device`]).
+    #[serde(default)]
+    pub frame_batch: Option<usize>,
 }
 
 fn default_commit_every() -> usize {
     32
 }
-fn default_frame_batch() -> usize {
-    16
-}
 
 impl Default for IndexConfig {
     fn default() -> Self {
-        Self { commit_every: default_commit_every(), frame_batch: default_frame_batch() }
+        Self { commit_every: default_commit_every(), frame_batch: None }
     }
 }
 
@@ -608,7 +607,7 @@ impl PipelineConfig {
         if self.index.commit_every == 0 {
             return Err("index.commit_every: must be at least 1".into());
         }
-        if !(1..=1024).contains(&self.index.frame_batch) {
+        if self.index.frame_batch.is_some_and(|n| !(1..=1024).contains(&n)) {
             return Err("index.frame_batch: must be between 1 and 1024".into());
         }
         if self.models.captioner.is_some() && !self.stages.vision {

@@ -90,12 +90,14 @@ impl Encoders {
         let resolved = config.runtime.resolve(home)?;
         let rt = resolved.runtime;
         config.runtime.used = Some(crate::UsedRuntime { device: rt.device(), hwaccel: resolved.hwaccel });
+        let frame_batch =
+            *config.index.frame_batch.get_or_insert(crate::IndexOptions::for_device(rt.device()).frame_batch);
         let m = &config.models;
         let image = Arc::new(ImageEncoder::load(&rt, home, &m.image)?);
         let shared = image.clone();
         // No wait for more: a call takes what is queued, so one file alone pays no latency.
         let image_batches =
-            Batcher::new(config.index.frame_batch * CROSS_FILE_BATCHES, Duration::ZERO, move |frames: Vec<Vec<u8>>| {
+            Batcher::new(frame_batch * CROSS_FILE_BATCHES, Duration::ZERO, move |frames: Vec<Vec<u8>>| {
                 let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
                 shared.encode(&refs)
             });
@@ -146,7 +148,12 @@ impl Encoders {
         let speech = match (&m.speech, &m.vad, config.stages.speech) {
             (Some(id), Some(vad), true) => {
                 let stt = SpeechToText::load(&rt, home, id)?;
-                let vad = VoiceActivity::load(&rt, home, vad)?;
+                // On the CPU whatever the device: Silero is one call per 32 ms chunk, each
+                // waiting for the last (18,600 calls for a 10-minute film), so a GPU's per-call
+                // launch and copy costs exceed the work. On an H200 with it on CUDA, that film
+                // did not finish in 190 s while 12 other files did (the cause was not isolated
+                // there); on the same machine's 16 cores it took 8.5 s for all 13 files.
+                let vad = VoiceActivity::load(&rt.on_cpu(), home, vad)?;
                 // Both hear the same 16 kHz samples.
                 if vad.sample_rate() != stt.sample_rate() {
                     return Err(ModelError::Input {
@@ -183,6 +190,18 @@ impl Encoders {
     }
 
     /// The models as an index run sees them.
+    /// Index options for where these models run, with the pipeline's `frame_batch` and
+    /// `commit_every`.
+    pub fn index_options(&self) -> crate::IndexOptions {
+        let device = self.config.runtime.used.map_or(medley_models::Device::Cpu, |u| u.device);
+        let defaults = crate::IndexOptions::for_device(device);
+        crate::IndexOptions {
+            frame_batch: self.config.index.frame_batch.unwrap_or(defaults.frame_batch),
+            commit_every: self.config.index.commit_every,
+            ..defaults
+        }
+    }
+
     pub fn model_set(&self) -> ModelSet {
         ModelSet {
             config: self.config.clone(),

@@ -1,5 +1,7 @@
 //! How an index run works: batch sizes, commit size, parallelism, and what it records.
 
+use medley_models::Device;
+
 #[derive(Debug, Clone)]
 pub struct IndexOptions {
     /// Frames per encoder call.
@@ -22,17 +24,27 @@ pub struct IndexOptions {
 
 impl Default for IndexOptions {
     fn default() -> Self {
+        Self::for_device(Device::Cpu)
+    }
+}
+
+impl IndexOptions {
+    /// Defaults that suit where the models run. On CPU, small batches (the cores are busy
+    /// either way) and half the cores' worth of files in flight: several files overlap one's
+    /// decoding with another's inference, and the models' own threads already use every core,
+    /// so on 2 cores one is as fast as two (`cargo xtask bench pipeline`: 16.9 vs 16.3 media
+    /// s/s). On CUDA, a kernel launch costs the same for 1 frame as for 64, so batches are
+    /// GPU-sized, and more files are decoded at once to keep the device fed.
+    pub fn for_device(device: Device) -> Self {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let gpu = device == Device::Cuda;
         Self {
-            frame_batch: 16,
-            window_batch: 8,
+            frame_batch: if gpu { 64 } else { 16 },
+            window_batch: if gpu { 64 } else { 8 },
             commit_every: 32,
             decode_threads: cores,
             top_labels: 5,
-            // Several files in flight overlap one's decoding with another's inference; the
-            // models' own threads already use every core, so on 2 cores one is as fast as two
-            // (`cargo xtask bench pipeline`: 16.9 vs 16.3 media s/s).
-            workers: (cores / 2).clamp(1, 4),
+            workers: if gpu { cores.clamp(2, 8) } else { (cores / 2).clamp(1, 4) },
             command: String::new(),
             shard: None,
         }

@@ -27,6 +27,10 @@ const COMMIT_RETRIES: u32 = 5;
 
 /// Files hashed ahead of the decode-and-encode stage.
 const HASH_AHEAD: usize = 4;
+/// Finished items wait at most this long for their commit, even while a long file is still
+/// being indexed and `commit_every` is not reached: a run that is killed loses at most this much
+/// finished work (a GPU run killed during a 10-minute film had 12 finished files uncommitted).
+const COMMIT_AFTER: Duration = Duration::from_secs(30);
 
 pub struct Indexer {
     models: Arc<ModelSet>,
@@ -175,7 +179,23 @@ impl Indexer {
         let mut built =
             hashed.map(|(i, step)| self.build(i, &files[i], step)).buffer_unordered(self.opts.workers.max(1));
         let mut seen = 0;
-        while let Some((i, done)) = built.next().await {
+        let mut last_commit = Instant::now();
+        loop {
+            let pending = !batch.rows.is_empty() || !batch.failures.is_empty();
+            let next = if pending {
+                // `next` on a stream is cancel-safe: a timeout loses no item.
+                match tokio::time::timeout(COMMIT_AFTER.saturating_sub(last_commit.elapsed()), built.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        self.commit(&mut batch, &mut sids, &mut summary).await?;
+                        last_commit = Instant::now();
+                        continue;
+                    }
+                }
+            } else {
+                built.next().await
+            };
+            let Some((i, done)) = next else { break };
             if matches!(done, Done::NotStarted) {
                 continue;
             }
@@ -232,8 +252,11 @@ impl Indexer {
                     });
                 }
             }
-            if batch.rows.len() + batch.failures.len() >= self.opts.commit_every.max(1) {
+            if batch.rows.len() + batch.failures.len() >= self.opts.commit_every.max(1)
+                || last_commit.elapsed() >= COMMIT_AFTER
+            {
                 self.commit(&mut batch, &mut sids, &mut summary).await?;
+                last_commit = Instant::now();
             }
         }
         drop(built);
@@ -267,6 +290,8 @@ impl Indexer {
             wall_seconds: summary.wall_seconds,
             started_at_us,
             finished_at_us: now_us(),
+            device: Some(summary.device.clone()),
+            hwaccel: Some(summary.hwaccel.clone()),
         };
         let mut warnings = Vec::new();
         let recorded = retry_races(&self.store, &mut warnings, "the run record", || self.store.record_run(&run)).await;

@@ -14,8 +14,8 @@ use lancedb::{Connection, Table};
 use crate::StoreError;
 use crate::schema::{
     ADDED_MEDIA_COLUMNS, FAILURES_TABLE, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION, SEGMENTS_TABLE, TEXT_SPACE_COLUMNS,
-    VECTOR_COLUMNS, VectorDims, added_null_media_fields, added_null_segment_fields, check_columns, describe,
-    failures_schema, media_schema, runs_schema, vector_width, version_of,
+    VECTOR_COLUMNS, VectorDims, added_null_media_fields, added_null_run_fields, added_null_segment_fields,
+    check_columns, describe, failures_schema, media_schema, runs_schema, vector_width, version_of,
 };
 use crate::segments::segments_schema;
 
@@ -143,7 +143,8 @@ impl Store {
             self.settle(&self.media, added.map(|_| ()), &names).await?;
         }
         self.add_null_columns(&self.media, added_null_media_fields(self.dims)).await?;
-        self.add_null_columns(&self.segments, added_null_segment_fields(self.dims)).await
+        self.add_null_columns(&self.segments, added_null_segment_fields(self.dims)).await?;
+        self.add_null_columns(&self.runs, added_null_run_fields()).await
     }
 
     /// Add the `fields` that `table` lacks, as nulls.
@@ -229,6 +230,7 @@ fn added_media_names() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = ADDED_MEDIA_COLUMNS.map(|(name, ..)| name).to_vec();
     names.extend(["sound_tags", "ocr_text"]);
     names.extend(TEXT_SPACE_COLUMNS);
+    names.extend(["device", "hwaccel"]);
     names
 }
 

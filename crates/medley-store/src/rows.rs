@@ -100,6 +100,9 @@ pub struct RunRow {
     pub wall_seconds: f64,
     pub started_at_us: i64,
     pub finished_at_us: i64,
+    /// Where the models ran (`cpu`, `cuda`) and how video was decoded (`none`, `cuda`).
+    pub device: Option<String>,
+    pub hwaccel: Option<String>,
 }
 
 /// One result of a vector search.
@@ -261,6 +264,8 @@ pub(crate) fn run_batch(schema: SchemaRef, r: &RunRow) -> Result<RecordBatch, Ar
         Arc::new(Float64Array::from(vec![r.wall_seconds])),
         utc(r.started_at_us),
         utc(r.finished_at_us),
+        opt_strings([r.device.as_deref()].into_iter()),
+        opt_strings([r.hwaccel.as_deref()].into_iter()),
     ];
     RecordBatch::try_new(schema, columns)
 }

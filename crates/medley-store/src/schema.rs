@@ -222,23 +222,33 @@ pub(crate) fn failures_schema() -> SchemaRef {
 }
 
 pub(crate) fn runs_schema() -> SchemaRef {
-    with_version(vec![
-        Field::new("run_id", DataType::Utf8, false),
-        Field::new("command", DataType::Utf8, false),
-        Field::new("medley_version", DataType::Utf8, false),
-        Field::new("models", DataType::Utf8, false),
-        Field::new("shard", DataType::Utf8, true),
-        Field::new("files", DataType::UInt64, false),
-        Field::new("indexed", DataType::UInt64, false),
-        Field::new("already_indexed", DataType::UInt64, false),
-        Field::new("skipped", DataType::UInt64, false),
-        Field::new("failed", DataType::UInt64, false),
-        Field::new("interrupted", DataType::Boolean, false),
-        Field::new("media_seconds", DataType::Float64, false),
-        Field::new("wall_seconds", DataType::Float64, false),
-        utc_micros("started_at"),
-        utc_micros("finished_at"),
-    ])
+    with_version(
+        vec![
+            Field::new("run_id", DataType::Utf8, false),
+            Field::new("command", DataType::Utf8, false),
+            Field::new("medley_version", DataType::Utf8, false),
+            Field::new("models", DataType::Utf8, false),
+            Field::new("shard", DataType::Utf8, true),
+            Field::new("files", DataType::UInt64, false),
+            Field::new("indexed", DataType::UInt64, false),
+            Field::new("already_indexed", DataType::UInt64, false),
+            Field::new("skipped", DataType::UInt64, false),
+            Field::new("failed", DataType::UInt64, false),
+            Field::new("interrupted", DataType::Boolean, false),
+            Field::new("media_seconds", DataType::Float64, false),
+            Field::new("wall_seconds", DataType::Float64, false),
+            utc_micros("started_at"),
+            utc_micros("finished_at"),
+        ]
+        .into_iter()
+        .chain(added_null_run_fields())
+        .collect(),
+    )
+}
+
+/// The `runs` columns added after the first version (nullable: older runs did not record them).
+pub(crate) fn added_null_run_fields() -> Vec<Field> {
+    vec![Field::new("device", DataType::Utf8, true), Field::new("hwaccel", DataType::Utf8, true)]
 }
 
 /// The schema version a table was written with (`None` for tables not written by medley).
