@@ -339,3 +339,107 @@ fn clap_features_match_the_hugging_face_extractor() {
     // dB values around -60..+20: float32 rounding of the reference is ~1e-5.
     assert!(diff < 1e-3, "max |rust - transformers| = {diff} dB");
 }
+
+/// The media rows' `clip` vectors and the `clip` field's model, as pyarrow reads an export.
+fn clip_columns(home: &Home, db: &Path) -> Value {
+    let parquet = db.with_extension("parquet");
+    let out = home.run(&["export", "--db", db.to_str().unwrap(), parquet.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let script = "import json, sys, pyarrow.parquet as pq\n\
+        t = pq.read_table(sys.argv[1])\n\
+        meta = t.schema.field('clip').metadata or {}\n\
+        print(json.dumps({'model': meta.get(b'medley.model', b'').decode(),\n\
+            'rows': {p.split('/')[-1]: c for p, c in zip(t['path'].to_pylist(), t['clip'].to_pylist())}}))";
+    let out = std::process::Command::new(env_path("MEDLEY_TEST_PYTHON")).args(["-c", script]).arg(&parquet).output();
+    let out = out.unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    stdout_json(&out)
+}
+
+/// Two commands from an export folder to a searchable table: `models add` a CLIP export, then
+/// `index` with a pipeline naming it in `models.clip`. Each picture gets a unit `clip` vector
+/// of the model's width (one per picture, all different), a sound gets none, the column names
+/// its model, and `search` embeds the query with that model's text tower and fuses the two
+/// spaces' rankings. Another image-text model on the same table, or a model of another role,
+/// is refused before any work.
+#[test]
+fn an_added_clip_model_fills_the_clip_column_that_search_uses() {
+    let home = Home::new();
+    let models = home.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let real = env_path("MEDLEY_HOME").join("models");
+    for id in ["efficientnet-lite0", "aisfx", "minilm-l6"] {
+        std::os::unix::fs::symlink(real.join(id), models.join(id)).unwrap();
+    }
+    for (folder, id) in [("clip-optimum", "my-clip"), ("siglip-tjs", "my-siglip")] {
+        let out = home.add(&fixtures().join(folder), &["--id", id]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let work = tempfile::tempdir().unwrap();
+    let pipeline = |clip: &str| {
+        let path = work.path().join(format!("{clip}.toml"));
+        let toml = format!(
+            "[pipeline]\nname = \"clip-test\"\n[sampler]\nvideo = \"fps:1\"\n[stages]\nvision = true\naudio = true\nmusic = false\nspeech = false\n\
+             sound_events = false\nocr = false\n[models]\nimage = \"efficientnet-lite0\"\naudio = \"aisfx\"\n\
+             text = \"minilm-l6\"\nclip = \"{clip}\"\n"
+        );
+        std::fs::write(&path, toml).unwrap();
+        path
+    };
+    let media = work.path().join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    let source = env_path("MEDLEY_TEST_MEDIA");
+    for file in ["photos/chelsea.png", "photos/coffee.png", "photos/rocket.jpg", "music/funkyrobot.mp3"] {
+        std::fs::copy(source.join(file), media.join(Path::new(file).file_name().unwrap())).unwrap();
+    }
+    let db = work.path().join("db");
+    let index = |clip: &str| {
+        let p = pipeline(clip);
+        home.run(&["index", media.to_str().unwrap(), "--db", db.to_str().unwrap(), "--pipeline", p.to_str().unwrap()])
+    };
+    let out = index("my-clip");
+    assert!(out.status.success(), "{}", text(&out));
+
+    let spec = std::fs::read_to_string(models.join("my-clip/model.toml")).unwrap();
+    let image = &spec[spec.find("[image]").expect("an [image] section")..];
+    let width: usize = image.lines().find_map(|l| l.strip_prefix("dim = ")).unwrap().trim().parse().unwrap();
+    let found = clip_columns(&home, &db);
+    assert_eq!(found["model"], "my-clip", "{found}");
+    let rows = found["rows"].as_object().unwrap();
+    assert!(rows["funkyrobot.mp3"].is_null(), "a sound has no picture: {found}");
+    let pictures: Vec<Vec<f64>> = ["chelsea.png", "coffee.png", "rocket.jpg"]
+        .iter()
+        .map(|p| {
+            rows[*p].as_array().unwrap_or_else(|| panic!("{p}: {found}")).iter().map(|x| x.as_f64().unwrap()).collect()
+        })
+        .collect();
+    for v in &pictures {
+        assert_eq!(v.len(), width);
+        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-3, "unit length: {norm}");
+    }
+    assert!(pictures[0] != pictures[1] && pictures[1] != pictures[2], "each picture its own vector");
+
+    // Search fuses the CLIP ranking with the text-space one: reciprocal-rank scores, at most
+    // 2 / 61 (first in both lists), and every picture found (the sound, with no sound or music
+    // stage here, has nothing in either space).
+    let out = home.run(&["search", "a cat", "--db", db.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let hits = stdout_json(&out);
+    let hits = hits.as_array().unwrap();
+    assert_eq!(hits.len(), 3, "{hits:?}");
+    for h in hits {
+        let score = h["score"].as_f64().unwrap();
+        assert!(score > 0.0 && score <= 2.0 / 61.0 + 1e-6, "{h}");
+    }
+
+    // Another image-text model cannot write into this table's `clip` column.
+    std::fs::write(media.join("astronaut.png"), std::fs::read(source.join("photos/astronaut.png")).unwrap()).unwrap();
+    let out = index("my-siglip");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("clip[") && text(&out).contains("my-clip"), "{}", text(&out));
+    // A model of another role is refused as the clip model, naming the role it needs.
+    let out = index("minilm-l6");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("dual_image_text"), "{}", text(&out));
+}

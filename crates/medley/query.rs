@@ -3,10 +3,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use medley_models::{ModelHome, Runtime, TextEncoder};
+use medley_models::ModelHome;
 use medley_pipeline::{
-    Encoders, EvalError, IndexOptions, Indexer, ItemVectorSet, QueryError, evaluate, music_for as rank_music,
-    parse_eval_tsv, resolve_vectors, search_hybrid, search_segments, search_text, short_id, similar_items,
+    Encoders, EvalError, IndexOptions, Indexer, ItemVectorSet, QueryEncoders, QueryError, evaluate,
+    music_for as rank_music, parse_eval_tsv, resolve_vectors, search_hybrid, search_segments, search_text, short_id,
+    similar_items,
 };
 use medley_store::SearchHit;
 
@@ -111,9 +112,10 @@ fn print_hits(hits: &[SearchHit], json: bool, empty: &str) -> Result<()> {
     Ok(())
 }
 
-fn text_encoder(home: &ModelHome) -> Result<TextEncoder> {
-    let rt = Runtime::load(home).map_err(config_err)?;
-    TextEncoder::minilm(&rt, home).map_err(config_err)
+/// The query's text models for `store`: MiniLM, and the text tower of the image-text model
+/// that filled the table's `clip` column, if it has one.
+fn query_encoders(home: &ModelHome, store: &medley_store::Store) -> Result<QueryEncoders> {
+    QueryEncoders::load(home, store.clip_space()).map_err(config_err)
 }
 
 pub async fn search(home: &ModelHome, a: SearchArgs) -> Result<ExitCode> {
@@ -125,21 +127,23 @@ pub async fn search(home: &ModelHome, a: SearchArgs) -> Result<ExitCode> {
         print_hits(&hits, a.json, &format!("no items with a text-searchable vector in {}", a.db))?;
         return Ok(ExitCode::SUCCESS);
     }
-    // The text model (and nothing else) loads on a blocking thread while the database opens:
-    // the two are most of a call's time and need nothing from each other.
+    // The text model loads on a blocking thread while the database opens: the two are most of
+    // a call's time. The image-text model's text tower, if the table has a `clip` column,
+    // loads after (the table names it).
     let loading = {
         let home = home.clone();
-        tokio::task::spawn_blocking(move || text_encoder(&home))
+        tokio::task::spawn_blocking(move || QueryEncoders::text_model(&home))
     };
     let store = open_db(&a.db).await;
-    let encoder = loading.await.context("loading the text model")??;
+    let text = loading.await.context("loading the text model")?.map_err(config_err)?;
     let store = store?;
+    let encoders = QueryEncoders::with_clip(text, home, store.clip_space()).map_err(config_err)?;
     let hits = if a.hybrid {
-        search_hybrid(&store, &encoder, &a.text, k, filter).await
+        search_hybrid(&store, &encoders, &a.text, k, filter).await
     } else if a.segments {
-        search_segments(&store, &encoder, &a.text, k, filter).await
+        search_segments(&store, &encoders.text, &a.text, k, filter).await
     } else {
-        search_text(&store, &encoder, &a.text, k, filter).await
+        search_text(&store, &encoders, &a.text, k, filter).await
     }
     .map_err(shared_query_error)?;
     print_hits(&hits, a.json, &format!("no items with a text-searchable vector in {}", a.db))?;
@@ -209,8 +213,8 @@ pub async fn eval(home: &ModelHome, a: EvalArgs) -> Result<ExitCode> {
     let origin = a.queries.display().to_string();
     let queries = parse_eval_tsv(&text, &origin).map_err(config_err)?;
     let store = open_db(&a.db).await?;
-    let encoder = text_encoder(home)?;
-    let report = match evaluate(&store, &encoder, &queries, &origin).await {
+    let encoders = query_encoders(home, &store)?;
+    let report = match evaluate(&store, &encoders, &queries, &origin).await {
         Ok(r) => r,
         Err(e) if e.is_bad_input() => return Err(config_err(e)),
         Err(EvalError::Query(e)) => return Err(shared_query_error(e)),

@@ -164,33 +164,7 @@ impl ImageCaptioner {
     /// Caption one packed RGB24 picture of `size` squared pixels (any size: it is resized
     /// bilinearly to the captioner's input first).
     pub fn caption_square(&self, rgb: &[u8], size: u32, opts: &GenerateOptions) -> Result<String, ModelError> {
-        let resized = resize_square(rgb, size as usize, self.image.size as usize);
+        let resized = crate::image::resize_square(rgb, size as usize, self.image.size as usize);
         Ok(self.caption(&[&resized], opts)?.remove(0))
     }
-}
-
-/// Bilinear resize of a square RGB24 picture from `from` to `to` pixels a side.
-fn resize_square(rgb: &[u8], from: usize, to: usize) -> Vec<u8> {
-    if from == to || from == 0 {
-        return rgb.to_vec();
-    }
-    let scale = from as f32 / to as f32;
-    let mut out = vec![0u8; to * to * 3];
-    for y in 0..to {
-        let sy = ((y as f32 + 0.5) * scale - 0.5).clamp(0.0, (from - 1) as f32);
-        let (y0, fy) = (sy.floor() as usize, sy.fract());
-        let y1 = (y0 + 1).min(from - 1);
-        for x in 0..to {
-            let sx = ((x as f32 + 0.5) * scale - 0.5).clamp(0.0, (from - 1) as f32);
-            let (x0, fx) = (sx.floor() as usize, sx.fract());
-            let x1 = (x0 + 1).min(from - 1);
-            for c in 0..3 {
-                let p = |yy: usize, xx: usize| f32::from(rgb[(yy * from + xx) * 3 + c]);
-                let top = p(y0, x0) * (1.0 - fx) + p(y0, x1) * fx;
-                let bottom = p(y1, x0) * (1.0 - fx) + p(y1, x1) * fx;
-                out[(y * to + x) * 3 + c] = (top * (1.0 - fy) + bottom * fy).round() as u8;
-            }
-        }
-    }
-    out
 }

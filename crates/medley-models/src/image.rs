@@ -81,6 +81,20 @@ impl ImageEncoder {
         self.run(&input, images.len())
     }
 
+    /// Embed square RGB24 pictures of `size` pixels a side, resized (bilinear) to the model's
+    /// own input size when it differs: a second vision model (a CLIP tower) on the frames
+    /// decoded for the first.
+    pub fn embed_squares(&self, images: &[&[u8]], size: u32) -> Result<Vec<Vec<f32>>, ModelError> {
+        let own = self.spec.size;
+        let resized: Vec<Vec<u8>> = if size == own {
+            Vec::new()
+        } else {
+            images.iter().map(|rgb| resize_square(rgb, size as usize, own as usize)).collect()
+        };
+        let refs: Vec<&[u8]> = if size == own { images.to_vec() } else { resized.iter().map(Vec::as_slice).collect() };
+        Ok(self.encode(&refs)?.into_iter().map(|o| o.embedding).collect())
+    }
+
     /// Run on an already normalised NCHW batch (also used by the golden checks).
     pub fn run(&self, nchw: &[f32], batch: usize) -> Result<Vec<ImageOutput>, ModelError> {
         let n = self.spec.size as usize;
@@ -141,4 +155,30 @@ pub(crate) fn softmax(logits: &[f32]) -> Vec<f32> {
     let exp: Vec<f32> = logits.iter().map(|x| (x - max).exp()).collect();
     let sum: f32 = exp.iter().sum();
     exp.into_iter().map(|x| x / sum).collect()
+}
+
+/// Bilinear resize of a square RGB24 picture from `from` to `to` pixels a side.
+pub(crate) fn resize_square(rgb: &[u8], from: usize, to: usize) -> Vec<u8> {
+    if from == to || from == 0 {
+        return rgb.to_vec();
+    }
+    let scale = from as f32 / to as f32;
+    let mut out = vec![0u8; to * to * 3];
+    for y in 0..to {
+        let sy = ((y as f32 + 0.5) * scale - 0.5).clamp(0.0, (from - 1) as f32);
+        let (y0, fy) = (sy.floor() as usize, sy.fract());
+        let y1 = (y0 + 1).min(from - 1);
+        for x in 0..to {
+            let sx = ((x as f32 + 0.5) * scale - 0.5).clamp(0.0, (from - 1) as f32);
+            let (x0, fx) = (sx.floor() as usize, sx.fract());
+            let x1 = (x0 + 1).min(from - 1);
+            for c in 0..3 {
+                let p = |yy: usize, xx: usize| f32::from(rgb[(yy * from + xx) * 3 + c]);
+                let top = p(y0, x0) * (1.0 - fx) + p(y0, x1) * fx;
+                let bottom = p(y1, x0) * (1.0 - fx) + p(y1, x1) * fx;
+                out[(y * to + x) * 3 + c] = (top * (1.0 - fy) + bottom * fy).round() as u8;
+            }
+        }
+    }
+    out
 }

@@ -21,6 +21,8 @@ pub(crate) struct VisualAccumulator<'a> {
     pub(crate) middle: Option<Frame>,
     pub(crate) embedding: MeanPool,
     pub(crate) probabilities: MeanPool,
+    /// Frames in the image-text space (`clip`), when the pipeline has such a model.
+    pub(crate) clip: MeanPool,
     segmenter: &'a RefCell<Segmenter>,
     pub(crate) error: Option<ModelError>,
     /// Lines of on-screen text read, with the time of their frame, in time order.
@@ -40,6 +42,7 @@ impl<'a> VisualAccumulator<'a> {
             middle: None,
             embedding: MeanPool::default(),
             probabilities: MeanPool::default(),
+            clip: MeanPool::default(),
             segmenter,
             error: None,
             read: Vec::new(),
@@ -94,6 +97,15 @@ impl<'a> VisualAccumulator<'a> {
         if self.error.is_none() && !self.pending.is_empty() {
             let (times, images): (Vec<_>, Vec<_>) = self.pending.drain(..).map(|f| ((f.pts_s, f.shot), f.rgb)).unzip();
             let n = images.len();
+            if let Some(clip) = &self.models.clip {
+                let refs: Vec<&[u8]> = images.iter().map(Vec::as_slice).collect();
+                let size = self.models.vision.input_size();
+                match self.models.call(Busy::Vision, || clip.embed(&refs, size)) {
+                    Ok(vs) if vs.len() == n => vs.iter().for_each(|v| self.clip.add(v)),
+                    Ok(vs) => self.error = Some(miscounted("image-text model", n, vs.len())),
+                    Err(e) => self.error = Some(e),
+                }
+            }
             match self.models.call(Busy::Vision, || self.models.vision.encode(images)) {
                 Ok(outs) if outs.len() == n => outs.iter().zip(times).for_each(|(o, (pts_s, shot))| {
                     self.embedding.add(&o.embedding);

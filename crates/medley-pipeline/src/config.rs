@@ -494,6 +494,10 @@ pub struct Models {
     /// A shot-boundary model (TransNetV2): with the `shots` sampler it finds the cuts, with
     /// the frame-difference detector as the fallback when unset.
     pub shots: Option<String>,
+    /// An image-text model (CLIP, SigLIP; role `dual_image_text`, see `medley models add`):
+    /// its vision tower embeds the frames into the `clip` column, and text search embeds
+    /// queries with its text tower into the same space.
+    pub clip: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -10,13 +10,13 @@ use medley_models::{
     ModelHome, MusicTagger, ShotDetector, SpeechToText, TextEncoder, TextReader, TranscribeOptions, Transcript,
     VadOptions, VoiceActivity,
 };
-use medley_store::VectorDims;
+use medley_store::{ClipSpace, VectorDims};
 
 use crate::clock::StageClock;
 use crate::config::{LabelText, PipelineConfig};
 use crate::models::{
-    Caption, CutsError, ModelSet, Music, Read, ReadLine, ShotBoundaries, Sound, SoundEvents, Speech, Tagged, Text,
-    Vision,
+    Caption, CutsError, ImageEmbed, ModelSet, Music, Read, ReadLine, ShotBoundaries, Sound, SoundEvents, Speech,
+    Tagged, Text, Vision,
 };
 
 /// The models one index run uses, loaded once and shared.
@@ -31,6 +31,8 @@ pub struct Encoders {
     pub sound_events: Option<Arc<SoundEventStage>>,
     pub reader: Option<Arc<TextReader>>,
     pub shots: Option<Arc<ShotDetector>>,
+    /// The image-text model (CLIP, SigLIP): its vision tower fills `clip`.
+    pub clip: Option<Arc<ClipStage>>,
     /// The image encoder behind its cross-file queue, with its label bridge.
     vision: Arc<VisionStage>,
     /// Busy time per stage across every run with these models.
@@ -51,6 +53,12 @@ pub struct MusicStage {
     pub tagger: MusicTagger,
     /// ConSE from the tagger's tags into the text space.
     pub bridge: LabelBridge,
+}
+
+/// An image-text model's vision tower, as the pipeline uses it.
+pub struct ClipStage {
+    pub id: String,
+    pub image: ImageEncoder,
 }
 
 /// Whisper behind a voice-activity model: it transcribes only the speech regions found.
@@ -172,6 +180,7 @@ impl Encoders {
         };
         let captioner =
             m.captioner.as_deref().map(|id| ImageCaptioner::load(&rt, home, id).map(Arc::new)).transpose()?;
+        let clip = m.clip.as_deref().map(|id| load_clip(&rt, home, id).map(Arc::new)).transpose()?;
         let vision = Arc::new(VisionStage { image: image.clone(), batches: image_batches, bridge });
         Ok(Self {
             config,
@@ -181,6 +190,7 @@ impl Encoders {
             music,
             speech,
             captioner,
+            clip,
             sound_events,
             reader,
             shots,
@@ -189,7 +199,6 @@ impl Encoders {
         })
     }
 
-    /// The models as an index run sees them.
     /// Index options for where these models run, with the pipeline's `frame_batch` and
     /// `commit_every`.
     pub fn index_options(&self) -> crate::IndexOptions {
@@ -202,6 +211,7 @@ impl Encoders {
         }
     }
 
+    /// The models as an index run sees them.
     pub fn model_set(&self) -> ModelSet {
         ModelSet {
             config: self.config.clone(),
@@ -215,6 +225,7 @@ impl Encoders {
             sound_events: self.sound_events.clone().map(|s| s as Arc<dyn SoundEvents>),
             reader: self.reader.clone().map(|r| r as Arc<dyn Read>),
             shots: self.shots.clone().map(|s| s as Arc<dyn ShotBoundaries>),
+            clip: self.clip.clone().map(|c| c as Arc<dyn ImageEmbed>),
             clock: self.clock.clone(),
         }
     }
@@ -226,6 +237,7 @@ impl Encoders {
             bridge: self.text.dim(),
             music: self.music.as_ref().map_or(MUSIC_DIM_WITHOUT_TAGGER, |m| m.tagger.embedding().1),
             text: self.text.dim(),
+            clip: self.clip.as_ref().map(|c| ClipSpace { width: c.image.dim(), model: c.id.clone() }),
         }
     }
 
@@ -240,6 +252,7 @@ impl Encoders {
         ids.extend(self.sound_events.as_ref().map(|s| s.tagger.id()));
         ids.extend(self.reader.as_ref().map(|r| r.id()));
         ids.extend(self.shots.as_ref().map(|s| s.id()));
+        ids.extend(self.clip.as_ref().map(|c| c.id.as_str()));
         format!("{}:{}", self.config.pipeline.name, ids.join("+"))
     }
 }
@@ -358,6 +371,24 @@ impl Speech for SpeechStage {
         let options = TranscribeOptions { max_new_tokens: 160, ..Default::default() };
         self.stt.transcribe_regions(samples, regions, &options)
     }
+}
+
+impl ImageEmbed for ClipStage {
+    fn embed(&self, frames: &[&[u8]], size: u32) -> Result<Vec<Vec<f32>>, ModelError> {
+        self.image.embed_squares(frames, size)
+    }
+}
+
+/// The vision tower of the image-text model `id`, refused unless its role says it is one.
+fn load_clip(rt: &medley_models::Runtime, home: &ModelHome, id: &str) -> Result<ClipStage, ModelError> {
+    let spec = medley_models::ModelSpec::load(home, id)?;
+    if spec.role != "dual_image_text" {
+        return Err(ModelError::Input {
+            model: id.into(),
+            message: format!("models.clip needs an image-text model (role dual_image_text), and {id} is {}", spec.role),
+        });
+    }
+    Ok(ClipStage { id: id.into(), image: ImageEncoder::from_spec(rt, &spec)? })
 }
 
 impl Caption for ImageCaptioner {

@@ -3,11 +3,10 @@
 
 use std::path::Path;
 
-use medley_models::TextEncoder;
 use medley_store::{SearchHit, Store};
 use serde::{Deserialize, Serialize};
 
-use crate::query::{QueryError, encode_query, search_vector};
+use crate::query::{QueryEncoders, QueryError, search_spaces};
 
 /// One labelled query: the text, and the item it should find.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,7 +82,7 @@ pub fn check_queries(queries: &[EvalQuery], origin: &str) -> Result<(), EvalErro
 /// A target that is not in the ranking counts as ranked after everything.
 pub async fn evaluate(
     store: &Store,
-    encoder: &TextEncoder,
+    encoders: &QueryEncoders,
     queries: &[EvalQuery],
     origin: &str,
 ) -> Result<EvalReport, EvalError> {
@@ -91,8 +90,8 @@ pub async fn evaluate(
     let all = store.count_media().await.map_err(QueryError::from)?.max(1);
     let mut ranks = Vec::with_capacity(queries.len());
     for q in queries {
-        let v = encode_query(encoder, &q.query)?;
-        let hits = search_vector(store, &v, all, None).await?;
+        let (semantic, clip) = encoders.encode(&q.query)?;
+        let hits = search_spaces(store, &semantic, clip.as_deref(), all, None).await?;
         let target = q.target.trim();
         ranks.push(hits.iter().position(|h| is_target(h, target)).map_or(all + 1, |p| p + 1));
     }

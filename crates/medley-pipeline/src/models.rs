@@ -22,6 +22,12 @@ pub trait Vision: Send + Sync {
     fn bridge(&self, probabilities: &[f32]) -> Vec<f32>;
 }
 
+/// Pictures into an image-text space (a CLIP/SigLIP vision tower).
+pub trait ImageEmbed: Send + Sync {
+    /// One unit vector per square RGB24 frame of `size` pixels a side, in order.
+    fn embed(&self, frames: &[&[u8]], size: u32) -> Result<Vec<Vec<f32>>, ModelError>;
+}
+
 /// Sound in: an embedding per fixed window of mono samples.
 pub trait Sound: Send + Sync {
     fn sample_rate(&self) -> u32;
@@ -127,6 +133,8 @@ pub struct ModelSet {
     pub sound_events: Option<Arc<dyn SoundEvents>>,
     pub reader: Option<Arc<dyn Read>>,
     pub shots: Option<Arc<dyn ShotBoundaries>>,
+    /// The image-text model's vision tower (`clip` column), when the pipeline has one.
+    pub clip: Option<Arc<dyn ImageEmbed>>,
     /// Busy time per stage, shared by every run with these models.
     pub clock: Arc<StageClock>,
 }

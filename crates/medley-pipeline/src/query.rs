@@ -2,8 +2,10 @@
 //! server (`/v1/search`, `/v1/similar/{id}`) so both rank and filter the same way and return
 //! the same hits.
 
-use medley_models::{ModelError, TextEncoder};
-use medley_store::{SEARCH_COLUMN, SearchHit, Store, StoreError};
+use std::sync::Arc;
+
+use medley_models::{ModelError, ModelHome, ModelSpec, Runtime, TextEncoder};
+use medley_store::{CLIP_COLUMN, ClipSpace, SEARCH_COLUMN, SearchHit, Store, StoreError};
 
 /// An item's vectors by column, in the order `similar` prefers them: visual, audio, bridge.
 pub type ItemVectorSet = [(&'static str, Option<Vec<f32>>); 3];
@@ -25,6 +27,45 @@ pub enum QueryError {
     NoLabels { item: String },
     #[error("encoding the query: the text model returned no vector")]
     NoQueryVector,
+}
+
+/// What embeds a text query: the pipeline's text model (the `semantic` space) and, for a table
+/// with a `clip` column, the text tower of the image-text model that filled it.
+pub struct QueryEncoders {
+    pub text: Arc<TextEncoder>,
+    pub clip: Option<Arc<TextEncoder>>,
+}
+
+impl QueryEncoders {
+    /// MiniLM, and the text tower of `clip`'s model when given (the table's
+    /// [`Store::clip_space`]). Sessions run on the CPU: one query is one short call.
+    pub fn load(home: &ModelHome, clip: Option<&ClipSpace>) -> Result<Self, ModelError> {
+        Self::with_clip(Self::text_model(home)?, home, clip)
+    }
+
+    /// The pipeline's text model alone (loadable while the table opens).
+    pub fn text_model(home: &ModelHome) -> Result<TextEncoder, ModelError> {
+        TextEncoder::minilm(&Runtime::load(home)?, home)
+    }
+
+    /// `text` with the text tower of `clip`'s model, when given.
+    pub fn with_clip(
+        text: impl Into<Arc<TextEncoder>>,
+        home: &ModelHome,
+        clip: Option<&ClipSpace>,
+    ) -> Result<Self, ModelError> {
+        let clip = match clip {
+            Some(space) => Some(TextEncoder::from_spec(&Runtime::load(home)?, &ModelSpec::load(home, &space.model)?)?),
+            None => None,
+        };
+        Ok(Self { text: text.into(), clip: clip.map(Arc::new) })
+    }
+
+    /// The query's vectors: in the text model's space, and in the image-text space if loaded.
+    pub fn encode(&self, text: &str) -> Result<(Vec<f32>, Option<Vec<f32>>), QueryError> {
+        let clip = self.clip.as_ref().map(|c| encode_query(c, text)).transpose()?;
+        Ok((encode_query(&self.text, text)?, clip))
+    }
 }
 
 /// The text-space vector of one query.
@@ -63,16 +104,54 @@ pub async fn stored_vectors(store: &Store, content_hash: &str) -> Result<ItemVec
 }
 
 /// Items whose content best matches `text`, by the `semantic` vector (the text space fused
-/// from every bridge and text).
+/// from every bridge and text), fused with the ranking in the image-text space when the table
+/// has a `clip` column (see [`search_spaces`]).
 pub async fn search_text(
     store: &Store,
-    encoder: &TextEncoder,
+    encoders: &QueryEncoders,
     text: &str,
     k: usize,
     filter: Option<&str>,
 ) -> Result<Vec<SearchHit>, QueryError> {
-    let query = encode_query(encoder, text)?;
-    search_vector(store, &query, k, filter).await
+    let (semantic, clip) = encoders.encode(text)?;
+    search_spaces(store, &semantic, clip.as_deref(), k, filter).await
+}
+
+/// Rank by the `semantic` vector and, given a query vector in the image-text space and a table
+/// with a `clip` column, also by `clip`; the two rankings fused by reciprocal rank. CLIP only
+/// sees pictures (sounds, music and speech have no `clip` vector), and the text space is weak
+/// where CLIP is strong (what a picture shows beyond 1,000 ImageNet names), so both count.
+pub async fn search_spaces(
+    store: &Store,
+    semantic: &[f32],
+    clip: Option<&[f32]>,
+    k: usize,
+    filter: Option<&str>,
+) -> Result<Vec<SearchHit>, QueryError> {
+    let Some(clip) = clip.filter(|_| store.clip_space().is_some()) else {
+        return search_vector(store, semantic, k, filter).await;
+    };
+    let depth = (k * 4).max(40);
+    let by_clip = store.search(CLIP_COLUMN, clip, depth, filter).await?;
+    let by_text = search_vector(store, semantic, depth, filter).await?;
+    Ok(fuse_ranks([by_clip, by_text], k))
+}
+
+/// Reciprocal rank fusion: each hit scores the sum over the lists of 1 / (60 + rank).
+fn fuse_ranks<const N: usize>(lists: [Vec<SearchHit>; N], k: usize) -> Vec<SearchHit> {
+    let mut fused: Vec<SearchHit> = Vec::new();
+    for list in lists {
+        for (rank, hit) in list.into_iter().enumerate() {
+            let rrf = 1.0 / (RRF_K + rank as f32 + 1.0);
+            match fused.iter_mut().find(|h| h.content_hash == hit.content_hash) {
+                Some(h) => h.score += rrf,
+                None => fused.push(SearchHit { score: rrf, ..hit }),
+            }
+        }
+    }
+    fused.sort_by(|a, b| b.score.total_cmp(&a.score));
+    fused.truncate(k);
+    fused
 }
 
 /// Items nearest a text-space vector, by `semantic`; a table indexed before `semantic` existed
@@ -130,28 +209,16 @@ pub async fn search_segments_vector(
 /// both lists of 1 / (60 + rank)), so exact words and meaning both count.
 pub async fn search_hybrid(
     store: &Store,
-    encoder: &TextEncoder,
+    encoders: &QueryEncoders,
     text: &str,
     k: usize,
     filter: Option<&str>,
 ) -> Result<Vec<SearchHit>, QueryError> {
     // Each list is deeper than k so items ranked well by one list and fair by the other surface.
     let depth = (k * 4).max(40);
-    let by_vector = search_text(store, encoder, text, depth, filter).await?;
+    let by_vector = search_text(store, encoders, text, depth, filter).await?;
     let by_words = store.full_text(text, depth, filter).await?;
-    let mut fused: Vec<SearchHit> = Vec::new();
-    for list in [by_vector, by_words] {
-        for (rank, hit) in list.into_iter().enumerate() {
-            let rrf = 1.0 / (RRF_K + rank as f32 + 1.0);
-            match fused.iter_mut().find(|h| h.content_hash == hit.content_hash) {
-                Some(h) => h.score += rrf,
-                None => fused.push(SearchHit { score: rrf, ..hit }),
-            }
-        }
-    }
-    fused.sort_by(|a, b| b.score.total_cmp(&a.score));
-    fused.truncate(k);
-    Ok(fused)
+    Ok(fuse_ranks([by_vector, by_words], k))
 }
 
 /// The rank offset of reciprocal rank fusion (Cormack et al. 2009).

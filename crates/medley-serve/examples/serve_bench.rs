@@ -210,7 +210,7 @@ const WORDS: &[&str] = &[
 ];
 
 /// Row `i` of the generated table: a random unit `semantic` vector and three labels.
-fn generated_row(i: usize, dims: VectorDims, state: &mut u64) -> MediaRow {
+fn generated_row(i: usize, dims: &VectorDims, state: &mut u64) -> MediaRow {
     let kinds = ["image", "video", "audio"];
     let labels = (0..3)
         .map(|j| Label {
@@ -237,7 +237,7 @@ fn generated_row(i: usize, dims: VectorDims, state: &mut u64) -> MediaRow {
 }
 
 /// The generated table under `db` (made once; `complete` marks a finished one).
-async fn generated_table(db: &Path, rows: usize, dims: VectorDims) -> Result<()> {
+async fn generated_table(db: &Path, rows: usize, dims: &VectorDims) -> Result<()> {
     let done = db.with_extension("complete");
     if done.exists() && std::fs::read_to_string(&done)?.trim() == rows.to_string() {
         return Ok(());
@@ -245,7 +245,7 @@ async fn generated_table(db: &Path, rows: usize, dims: VectorDims) -> Result<()>
     let _ = std::fs::remove_dir_all(db);
     let t = Instant::now();
     let uri = db.to_str().ok_or("non-UTF-8 path")?;
-    let store = Store::open(uri, dims).await?;
+    let store = Store::open(uri, dims.clone()).await?;
     let mut state = 7u64;
     const CHUNK: usize = 20_000;
     for from in (0..rows).step_by(CHUNK) {
@@ -675,10 +675,10 @@ fn real_main() -> Result<()> {
     eprintln!("bench serve: the small real table ({} files, default pipeline)", small_files.len());
     small_table(&args.medley, &small_db, &small_files)?;
     let small_uri = small_db.to_str().ok_or("non-UTF-8 path")?.to_string();
-    let dims = store_rt.block_on(Store::open_existing(&small_uri))?.dims();
+    let dims = store_rt.block_on(Store::open_existing(&small_uri))?.dims().clone();
     let gen_db = args.dir.join(format!("generated-{}.lance", args.rows));
     eprintln!("bench serve: the generated table ({} rows)", args.rows);
-    store_rt.block_on(generated_table(&gen_db, args.rows, dims))?;
+    store_rt.block_on(generated_table(&gen_db, args.rows, &dims))?;
     let gen_uri = gen_db.to_str().ok_or("non-UTF-8 path")?.to_string();
 
     let home = ModelHome::from_env();

@@ -488,8 +488,11 @@ async fn eval(
             body.queries.len()
         )));
     }
+    // The server ranks in the text space only: the image-text space (`clip`) is searched by the
+    // CLI so far.
+    let encoders = medley_pipeline::QueryEncoders { text: app.encoders.text.clone(), clip: None };
     let report =
-        evaluate(app.indexer.store(), &app.encoders.text, &body.queries, "the request").await.map_err(|e| match e {
+        evaluate(app.indexer.store(), &encoders, &body.queries, "the request").await.map_err(|e| match e {
             EvalError::Query(e) => ApiError::from(e),
             e => ApiError::bad_request(e.to_string()),
         })?;

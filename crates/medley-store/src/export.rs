@@ -48,7 +48,8 @@ impl Store {
     /// Write every row of a table to a Parquet file at `out`, batch by batch; returns the
     /// number of rows. Written to `out` with `.partial` appended and renamed when complete,
     /// so a reader never sees half a file. Vector columns become variable-length lists
-    /// (Parquet has no fixed-size list); the schema metadata (`medley.schema_version`) is kept.
+    /// (Parquet has no fixed-size list); the schema metadata (`medley.schema_version`) and the fields' (`clip`'s
+    /// `medley.model`) are kept.
     pub async fn export_parquet(&self, name: TableName, out: &Path) -> Result<usize, StoreError> {
         let table = self.table(name).await?;
         let schema = parquet_schema(&*table.schema().await.map_err(|e| self.lance(e))?);
@@ -95,7 +96,9 @@ fn parquet_schema(schema: &Schema) -> SchemaRef {
         .fields()
         .iter()
         .map(|f| match f.data_type() {
-            DataType::FixedSizeList(item, _) => Field::new(f.name(), DataType::List(item.clone()), f.is_nullable()),
+            DataType::FixedSizeList(item, _) => {
+                Field::new(f.name(), DataType::List(item.clone()), f.is_nullable()).with_metadata(f.metadata().clone())
+            }
             _ => f.as_ref().clone(),
         })
         .collect();

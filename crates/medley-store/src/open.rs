@@ -13,9 +13,10 @@ use lancedb::{Connection, Table};
 
 use crate::StoreError;
 use crate::schema::{
-    ADDED_MEDIA_COLUMNS, FAILURES_TABLE, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION, SEGMENTS_TABLE, TEXT_SPACE_COLUMNS,
-    VECTOR_COLUMNS, VectorDims, added_null_media_fields, added_null_run_fields, added_null_segment_fields,
-    check_columns, describe, failures_schema, media_schema, runs_schema, vector_width, version_of,
+    ADDED_MEDIA_COLUMNS, CLIP_COLUMN, ClipSpace, FAILURES_TABLE, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION,
+    SEGMENTS_TABLE, TEXT_SPACE_COLUMNS, VECTOR_COLUMNS, VectorDims, added_null_media_fields, added_null_run_fields,
+    added_null_segment_fields, check_columns, clip_space_of, describe, failures_schema, media_schema, runs_schema,
+    vector_width, version_of,
 };
 use crate::segments::segments_schema;
 
@@ -39,7 +40,8 @@ impl Store {
     pub async fn open(uri: &str, dims: VectorDims) -> Result<Self, StoreError> {
         let conn = connect(uri).await?;
         let lance = |source| StoreError::Lance { uri: uri.to_string(), source };
-        let media = open_or_create(&conn, MEDIA_TABLE, media_schema(dims)).await.map_err(lance)?;
+        let media = open_or_create(&conn, MEDIA_TABLE, media_schema(&dims)).await.map_err(lance)?;
+        let dims = with_table_clip(uri, dims, &*media.schema().await.map_err(lance)?)?;
         let store = Self::assemble(uri, conn, media, dims).await?;
         store.check_media_widths().await?;
         // Checked before migrating, so a foreign table is refused untouched.
@@ -66,7 +68,7 @@ impl Store {
         let lance = |source| StoreError::Lance { uri: uri.to_string(), source };
         let failures = open_or_create(&conn, FAILURES_TABLE, failures_schema()).await.map_err(lance)?;
         let runs = open_or_create(&conn, RUNS_TABLE, runs_schema()).await.map_err(lance)?;
-        let segments = open_or_create(&conn, SEGMENTS_TABLE, segments_schema(dims)).await.map_err(lance)?;
+        let segments = open_or_create(&conn, SEGMENTS_TABLE, segments_schema(&dims)).await.map_err(lance)?;
         let store = Self { uri: uri.to_string(), conn, media, failures, runs, segments, dims };
         store.check_versions().await?;
         Ok(store)
@@ -93,7 +95,7 @@ impl Store {
     /// Refuse tables lacking a column medley reads or writes, or holding one of another type
     /// (a table another tool wrote with medley's version tag); `optional` columns may be absent.
     async fn check_columns(&self, optional: &[&str]) -> Result<(), StoreError> {
-        let expected = [media_schema(self.dims), segments_schema(self.dims), failures_schema(), runs_schema()];
+        let expected = [media_schema(&self.dims), segments_schema(&self.dims), failures_schema(), runs_schema()];
         for ((name, table), expected) in self.tables().into_iter().zip(expected) {
             let found = table.schema().await.map_err(|e| self.lance(e))?;
             check_columns(&self.uri, name, &found, &expected, optional)?;
@@ -106,7 +108,7 @@ impl Store {
         let found = self.media.schema().await.map_err(|e| self.lance(e))?;
         // A vector column of another type is named as such, not as a width mismatch.
         dims_of(&self.uri, &found)?;
-        let expected = media_schema(self.dims);
+        let expected = media_schema(&self.dims);
         let describe = |s: &SchemaRef| {
             VECTOR_COLUMNS
                 .iter()
@@ -142,8 +144,8 @@ impl Store {
             let added = self.media.add_columns().transform(NewColumnTransform::SqlExpressions(missing)).execute().await;
             self.settle(&self.media, added.map(|_| ()), &names).await?;
         }
-        self.add_null_columns(&self.media, added_null_media_fields(self.dims)).await?;
-        self.add_null_columns(&self.segments, added_null_segment_fields(self.dims)).await?;
+        self.add_null_columns(&self.media, added_null_media_fields(&self.dims)).await?;
+        self.add_null_columns(&self.segments, added_null_segment_fields(&self.dims)).await?;
         self.add_null_columns(&self.runs, added_null_run_fields()).await
     }
 
@@ -220,8 +222,13 @@ impl Store {
         &self.uri
     }
 
-    pub fn dims(&self) -> VectorDims {
-        self.dims
+    pub fn dims(&self) -> &VectorDims {
+        &self.dims
+    }
+
+    /// The image-text space of the `media` table (its `clip` column's width and model), if any.
+    pub fn clip_space(&self) -> Option<&ClipSpace> {
+        self.dims.clip.as_ref()
     }
 }
 
@@ -230,7 +237,7 @@ fn added_media_names() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = ADDED_MEDIA_COLUMNS.map(|(name, ..)| name).to_vec();
     names.extend(["sound_tags", "ocr_text"]);
     names.extend(TEXT_SPACE_COLUMNS);
-    names.extend(["device", "hwaccel"]);
+    names.extend(["device", "hwaccel", CLIP_COLUMN]);
     names
 }
 
@@ -281,7 +288,27 @@ fn dims_of(uri: &str, schema: &Schema) -> Result<VectorDims, StoreError> {
         bridge: width("bridge"),
         music: width("music"),
         text: width("text"),
+        clip: clip_space_of(schema),
     })
+}
+
+/// `dims` with the `clip` column the `media` table already has: a pipeline without an
+/// image-text model writes nulls to it; one with another model (or width) is refused, as
+/// vectors of two spaces in one column would be meaningless.
+fn with_table_clip(uri: &str, mut dims: VectorDims, schema: &Schema) -> Result<VectorDims, StoreError> {
+    match (clip_space_of(schema), &dims.clip) {
+        (Some(found), None) => dims.clip = Some(found),
+        (Some(found), Some(wanted)) if &found != wanted => {
+            return Err(StoreError::SchemaMismatch {
+                uri: uri.into(),
+                table: MEDIA_TABLE.into(),
+                found: format!("clip[{}] from {}", found.width, found.model),
+                expected: format!("clip[{}] from {}", wanted.width, wanted.model),
+            });
+        }
+        _ => {}
+    }
+    Ok(dims)
 }
 
 /// Open a table, creating it empty when it does not exist. Opening first keeps the usual case

@@ -64,6 +64,9 @@ pub struct MediaRow {
     pub music_bridge: Option<Vec<f32>>,
     /// The on-screen text embedded by the text model.
     pub ocr: Option<Vec<f32>>,
+    /// The mean of the frames' embeddings by an image-text model's vision tower (`clip`
+    /// column), when the pipeline has one.
+    pub clip: Option<Vec<f32>>,
     pub transcript: Option<String>,
     pub language: Option<String>,
     pub description: String,
@@ -173,7 +176,7 @@ pub(crate) fn label_lists<'a>(rows: impl Iterator<Item = &'a [Label]>) -> Result
 pub(crate) fn media_batch(
     schema: SchemaRef,
     rows: &[MediaRow],
-    dims: crate::VectorDims,
+    dims: &crate::VectorDims,
 ) -> Result<RecordBatch, ArrowError> {
     let utc = |v: Vec<i64>| Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC")) as ArrayRef;
     let columns: Vec<ArrayRef> = vec![
@@ -218,6 +221,10 @@ pub(crate) fn media_batch(
         vectors(rows.iter().map(|r| r.music_bridge.as_ref()), dims.bridge)?,
         vectors(rows.iter().map(|r| r.ocr.as_ref()), dims.bridge)?,
     ];
+    let mut columns = columns;
+    if let Some(clip) = &dims.clip {
+        columns.push(vectors(rows.iter().map(|r| r.clip.as_ref()), clip.width)?);
+    }
     RecordBatch::try_new(schema, columns)
 }
 
@@ -235,6 +242,7 @@ impl MediaRow {
             "sound_bridge" => self.sound_bridge.as_deref(),
             "music_bridge" => self.music_bridge.as_deref(),
             "ocr" => self.ocr.as_deref(),
+            "clip" => self.clip.as_deref(),
             _ => None,
         }
     }

@@ -90,13 +90,42 @@ impl std::str::FromStr for TableName {
 
 /// Widths of the vector columns; they come from the models in use, and a table written with
 /// other widths is refused rather than mixed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VectorDims {
     pub visual: usize,
     pub audio: usize,
     pub bridge: usize,
     pub music: usize,
     pub text: usize,
+    /// The `clip` column, when the pipeline has an image-text model (CLIP, SigLIP).
+    pub clip: Option<ClipSpace>,
+}
+
+/// An image-text model's space: the `clip` column of `media`, as wide as the model's
+/// embeddings, with the model's id in the field's metadata (`medley.model`), so a text query
+/// is embedded by the same model's text tower.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClipSpace {
+    pub width: usize,
+    pub model: String,
+}
+
+/// The column frames embedded by an image-text model's vision tower go to (mean per item).
+pub const CLIP_COLUMN: &str = "clip";
+/// The `clip` field's metadata key naming the model.
+pub const MODEL_KEY: &str = "medley.model";
+
+/// The `clip` field of `space`.
+pub(crate) fn clip_field(space: &ClipSpace) -> Field {
+    vector(CLIP_COLUMN, space.width).with_metadata([(MODEL_KEY.to_string(), space.model.clone())].into())
+}
+
+/// The image-text space of a `media` table: the `clip` column's width and model, if it has one.
+pub(crate) fn clip_space_of(schema: &arrow_schema::Schema) -> Option<ClipSpace> {
+    let field = schema.field_with_name(CLIP_COLUMN).ok()?;
+    let width = vector_width(schema, CLIP_COLUMN)?;
+    let model = field.metadata().get(MODEL_KEY).cloned().unwrap_or_default();
+    Some(ClipSpace { width, model })
 }
 
 /// The vector columns of `media` (and `segments`), in schema order.
@@ -113,7 +142,7 @@ pub const TEXT_SPACE_COLUMNS: [&str; 4] = ["semantic", "sound_bridge", "music_br
 pub const SEARCH_COLUMN: &str = "semantic";
 
 /// The vector columns' fields, in schema order.
-pub(crate) fn vector_fields(d: VectorDims) -> [Field; 5] {
+pub(crate) fn vector_fields(d: &VectorDims) -> [Field; 5] {
     let widths = [d.visual, d.audio, d.music, d.text, d.bridge];
     std::array::from_fn(|i| vector(VECTOR_COLUMNS[i], widths[i]))
 }
@@ -144,7 +173,7 @@ pub(crate) fn with_version(fields: Vec<Field>) -> SchemaRef {
     Arc::new(Schema::new_with_metadata(fields, meta))
 }
 
-pub(crate) fn media_schema(d: VectorDims) -> SchemaRef {
+pub(crate) fn media_schema(d: &VectorDims) -> SchemaRef {
     let mut fields = vec![
         Field::new("content_hash", DataType::Utf8, false),
         Field::new("path", DataType::Utf8, false),
@@ -186,14 +215,16 @@ pub(crate) fn media_schema(d: VectorDims) -> SchemaRef {
 
 /// The `media` columns added with the text space, after `ADDED_MEDIA_COLUMNS`: all nullable,
 /// so older tables get them as nulls (metadata only in Lance).
-pub(crate) fn added_null_media_fields(d: VectorDims) -> Vec<Field> {
+pub(crate) fn added_null_media_fields(d: &VectorDims) -> Vec<Field> {
     let mut fields = vec![nullable_label_list("sound_tags"), Field::new("ocr_text", DataType::Utf8, true)];
     fields.extend(TEXT_SPACE_COLUMNS.map(|c| vector(c, d.bridge)));
+    // Last: a table gets it when a pipeline with an image-text model first writes to it.
+    fields.extend(d.clip.as_ref().map(clip_field));
     fields
 }
 
 /// The `segments` columns added with the text space, last in its schema.
-pub(crate) fn added_null_segment_fields(d: VectorDims) -> Vec<Field> {
+pub(crate) fn added_null_segment_fields(d: &VectorDims) -> Vec<Field> {
     vec![
         nullable_label_list("sound_tags"),
         Field::new("ocr_text", DataType::Utf8, true),

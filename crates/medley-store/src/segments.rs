@@ -54,7 +54,7 @@ pub struct Span {
     pub end_s: f64,
 }
 
-pub(crate) fn segments_schema(d: VectorDims) -> SchemaRef {
+pub(crate) fn segments_schema(d: &VectorDims) -> SchemaRef {
     let mut fields = vec![
         Field::new("segment_id", DataType::Utf8, false),
         Field::new("content_hash", DataType::Utf8, false),
@@ -80,7 +80,7 @@ pub(crate) fn segments_schema(d: VectorDims) -> SchemaRef {
 pub(crate) fn segments_batch(
     schema: SchemaRef,
     items: &[ItemSegments],
-    dims: VectorDims,
+    dims: &VectorDims,
 ) -> Result<RecordBatch, ArrowError> {
     let rows: Vec<(&ItemSegments, &SegmentRow)> =
         items.iter().flat_map(|i| i.segments.iter().map(move |s| (i, s))).collect();

@@ -19,8 +19,8 @@ impl Store {
         if rows.is_empty() {
             return Ok(0);
         }
-        let schema = media_schema(self.dims);
-        let batch = media_batch(schema.clone(), rows, self.dims)?;
+        let schema = media_schema(&self.dims);
+        let batch = media_batch(schema.clone(), rows, &self.dims)?;
         let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
         let mut merge = self.media.merge_insert(&["content_hash"]);
         merge.when_matched_update_all(Some("target.models != source.models".into())).when_not_matched_insert_all();
@@ -38,8 +38,8 @@ impl Store {
     pub async fn upsert_segments(&self, items: &[ItemSegments]) -> Result<u64, StoreError> {
         let mut written = 0;
         if items.iter().any(|i| !i.segments.is_empty()) {
-            let schema = segments_schema(self.dims);
-            let batch = segments_batch(schema.clone(), items, self.dims)?;
+            let schema = segments_schema(&self.dims);
+            let batch = segments_batch(schema.clone(), items, &self.dims)?;
             let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
             let mut merge = self.segments.merge_insert(&["segment_id"]);
             merge.when_matched_update_all(None).when_not_matched_insert_all();

@@ -37,7 +37,7 @@ fn row(i: usize) -> MediaRow {
 async fn vector_indexes_are_built_past_the_threshold_and_kept_up_to_date() {
     let dir = tempfile::tempdir().unwrap();
     let uri = dir.path().join("db").to_string_lossy().into_owned();
-    let dims = VectorDims { visual: 32, audio: 8, bridge: 8, music: 8, text: 8 };
+    let dims = VectorDims { visual: 32, audio: 8, bridge: 8, music: 8, text: 8, clip: None };
     let store = Store::open(&uri, dims).await.unwrap();
     let first: Vec<MediaRow> = (0..VECTOR_INDEX_MIN_ROWS - 1).map(row).collect();
     store.upsert_media(&first).await.unwrap();
