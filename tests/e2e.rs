@@ -483,6 +483,47 @@ fn killed_writer_leaves_a_table_that_resumes_to_exactly_once() {
     assert_eq!(tables["media"].as_array().unwrap().len(), GOOD_FILES.len());
 }
 
+/// SIGTERM (what `timeout`, `kill` and job schedulers send) stops a run the way Ctrl-C does:
+/// the files in progress finish, everything finished is committed (here before `commit_every`
+/// is reached), and the exit code is 130. A re-run indexes the rest, each item once.
+#[test]
+fn sigterm_commits_every_finished_file_and_exits_130() {
+    use std::io::BufRead;
+    let c = corpus();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let mut child = medley()
+        .arg("index")
+        .arg(&c.root)
+        .arg("--db")
+        .arg(&db)
+        .args(["--workers", "1"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut indexed = 0;
+    for line in lines.by_ref() {
+        if line.unwrap().starts_with("indexed ") {
+            indexed += 1;
+            break;
+        }
+    }
+    assert_eq!(indexed, 1, "the run indexed a file before the signal");
+    let term = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    indexed += lines.map_while(Result::ok).filter(|l| l.starts_with("indexed ")).count();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "stopped by the signal");
+    let rows = read_tables(&db)["media"].as_array().unwrap().len();
+    assert_eq!(rows, indexed, "every finished file is committed");
+    assert!(rows < GOOD_FILES.len(), "stopped before the end: {rows} rows");
+
+    let out = medley().arg("index").arg(&c.root).arg("--db").arg(&db).arg("--json").output().unwrap();
+    assert_eq!(stdout_json(&out)["indexed"].as_u64().unwrap() as usize + rows, GOOD_FILES.len());
+    assert_eq!(read_tables(&db)["media"].as_array().unwrap().len(), GOOD_FILES.len(), "each item once");
+}
+
 #[test]
 fn shards_split_the_input_and_together_cover_it() {
     let c = corpus();
