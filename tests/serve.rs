@@ -683,3 +683,38 @@ fn the_worker_restarts_when_the_database_fails_and_finished_jobs_are_pruned() {
 fn hash_list(hits: &Value) -> Vec<String> {
     hits.as_array().unwrap().iter().map(|h| h["content_hash"].as_str().unwrap().to_string()).collect()
 }
+
+/// With an image-text model in the server's pipeline (the registry's tiny CLIP), pictures sent
+/// by path get a `clip` vector and `/v1/search` fuses the CLIP and text-space rankings by
+/// reciprocal rank, exactly as `medley search` does on the same table: the same items in the
+/// same order, every score at most 2 / 61.
+#[test]
+fn search_fuses_the_image_text_space_like_the_cli() {
+    let setup =
+        Setup::with_pipeline(&PIPELINE.replace("text = \"minilm-l6\"", "text = \"minilm-l6\"\nclip = \"tiny-clip\""));
+    let server = setup.start(None);
+    let mut ids = Vec::new();
+    for rel in ["photos/chelsea.png", "photos/coffee.png", "photos/rocket.jpg"] {
+        let path = setup.root().join(Path::new(rel).file_name().unwrap());
+        std::fs::copy(media_file(rel), &path).unwrap();
+        let r = server.submit_path(&path);
+        assert_eq!(r.status, 202, "{r:?}");
+        ids.push(r.json()["job_id"].as_str().unwrap().to_string());
+    }
+    for j in server.wait_jobs(&ids, Duration::from_secs(120)) {
+        assert_eq!(j["status"], "done", "{j}\n{}", server.log());
+    }
+    let r = server.get("/v1/search?q=a%20cup%20of%20coffee&k=3");
+    assert_eq!(r.status, 200, "{r:?}");
+    let http_hits = r.json();
+    for h in http_hits.as_array().unwrap() {
+        let score = h["score"].as_f64().unwrap();
+        assert!(score > 0.0 && score <= 2.0 / 61.0 + 1e-6, "a fused score: {h}");
+    }
+    let out =
+        medley().args(["search", "a cup of coffee", "-k", "3", "--json", "--db"]).arg(setup.db()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cli_hits = stdout_json(&out);
+    assert_eq!(hash_list(&http_hits).len(), 3);
+    assert_eq!(hash_list(&http_hits), hash_list(&cli_hits), "the server ranks as the CLI does");
+}

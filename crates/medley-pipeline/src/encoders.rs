@@ -55,10 +55,12 @@ pub struct MusicStage {
     pub bridge: LabelBridge,
 }
 
-/// An image-text model's vision tower, as the pipeline uses it.
+/// An image-text model, as the pipeline uses it: the vision tower fills `clip`; the text tower
+/// embeds queries into the same space (the server's searches).
 pub struct ClipStage {
     pub id: String,
     pub image: ImageEncoder,
+    pub text: Arc<TextEncoder>,
 }
 
 /// Whisper behind a voice-activity model: it transcribes only the speech regions found.
@@ -379,7 +381,7 @@ impl ImageEmbed for ClipStage {
     }
 }
 
-/// The vision tower of the image-text model `id`, refused unless its role says it is one.
+/// The image-text model `id`, refused unless its role says it is one.
 fn load_clip(rt: &medley_models::Runtime, home: &ModelHome, id: &str) -> Result<ClipStage, ModelError> {
     let spec = medley_models::ModelSpec::load(home, id)?;
     if spec.role != "dual_image_text" {
@@ -388,7 +390,11 @@ fn load_clip(rt: &medley_models::Runtime, home: &ModelHome, id: &str) -> Result<
             message: format!("models.clip needs an image-text model (role dual_image_text), and {id} is {}", spec.role),
         });
     }
-    Ok(ClipStage { id: id.into(), image: ImageEncoder::from_spec(rt, &spec)? })
+    Ok(ClipStage {
+        id: id.into(),
+        image: ImageEncoder::from_spec(rt, &spec)?,
+        text: Arc::new(TextEncoder::from_spec(rt, &spec)?),
+    })
 }
 
 impl Caption for ImageCaptioner {

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use medley_media::MediaErrorKind;
 use medley_pipeline::{
     EvalError, EvalQuery, QueryError, SIMILAR_COLUMNS, evaluate, hash_file, music_for, resolve_vectors,
-    search_segments_vector, search_vector, similar_items,
+    search_segments_vector, search_spaces, similar_items,
 };
 use medley_store::StoreError;
 use serde::Deserialize;
@@ -409,7 +409,14 @@ async fn search(
     let hits = if key.segments {
         search_segments_vector(store, &vector, k, None).await?
     } else {
-        search_vector(store, &vector, k, None).await?
+        // In the image-text space too when the pipeline has such a model (as `medley search`).
+        let clip = match (&app.clip_queries, store.clip_space()) {
+            (Some(embedder), Some(_)) => {
+                Some(embedder.embed(&key.text).await.map_err(|e| ApiError::internal(e.to_string()))?)
+            }
+            _ => None,
+        };
+        search_spaces(store, &vector, clip.as_deref(), k, None).await?
     };
     let answer = Bytes::from(serde_json::to_vec(&hits).map_err(|e| ApiError::internal(e.to_string()))?);
     app.answers.insert(generation, key, answer.clone());
@@ -488,14 +495,14 @@ async fn eval(
             body.queries.len()
         )));
     }
-    // The server ranks in the text space only: the image-text space (`clip`) is searched by the
-    // CLI so far.
-    let encoders = medley_pipeline::QueryEncoders { text: app.encoders.text.clone(), clip: None };
-    let report =
-        evaluate(app.indexer.store(), &encoders, &body.queries, "the request").await.map_err(|e| match e {
-            EvalError::Query(e) => ApiError::from(e),
-            e => ApiError::bad_request(e.to_string()),
-        })?;
+    let encoders = medley_pipeline::QueryEncoders {
+        text: app.encoders.text.clone(),
+        clip: app.encoders.clip.as_ref().map(|c| c.text.clone()),
+    };
+    let report = evaluate(app.indexer.store(), &encoders, &body.queries, "the request").await.map_err(|e| match e {
+        EvalError::Query(e) => ApiError::from(e),
+        e => ApiError::bad_request(e.to_string()),
+    })?;
     Ok(Json(report).into_response())
 }
 

@@ -82,6 +82,8 @@ pub(crate) struct App {
     encoders: Arc<Encoders>,
     /// Search texts into the text space: cached, batched across requests, off the async workers.
     queries: embed::QueryEmbedder,
+    /// The same into the image-text space, when the pipeline has an image-text model.
+    clip_queries: Option<embed::QueryEmbedder>,
     /// Search answers for the table as the worker last committed it.
     answers: embed::Answers,
     metrics: metrics::Metrics,
@@ -121,6 +123,7 @@ pub async fn run(
         jobs,
         indexer,
         queries: embed::QueryEmbedder::new(encoders.text.clone()),
+        clip_queries: encoders.clip.as_ref().map(|c| embed::QueryEmbedder::new(c.text.clone())),
         answers: embed::Answers::default(),
         encoders,
         metrics: metrics::Metrics::default(),
