@@ -381,7 +381,7 @@ fn an_added_clip_model_fills_the_clip_column_that_search_uses() {
         let toml = format!(
             "[pipeline]\nname = \"clip-test\"\n[sampler]\nvideo = \"fps:1\"\n[stages]\nvision = true\naudio = true\nmusic = false\nspeech = false\n\
              sound_events = false\nocr = false\n[models]\nimage = \"efficientnet-lite0\"\naudio = \"aisfx\"\n\
-             text = \"minilm-l6\"\nclip = \"{clip}\"\n"
+             text = \"minilm-l6\"\nclip = \"{clip}\"\n[segments]\nby = \"window\"\nwindow_s = 10.0\n"
         );
         std::fs::write(&path, toml).unwrap();
         path
@@ -392,6 +392,8 @@ fn an_added_clip_model_fills_the_clip_column_that_search_uses() {
     for file in ["photos/chelsea.png", "photos/coffee.png", "photos/rocket.jpg", "music/funkyrobot.mp3"] {
         std::fs::copy(source.join(file), media.join(Path::new(file).file_name().unwrap())).unwrap();
     }
+    // A video: its 10 s windows are segments.
+    std::fs::copy(env_path("MEDLEY_TEST_FIXTURES").join("cat_upright.mp4"), media.join("cat_upright.mp4")).unwrap();
     let db = work.path().join("db");
     let index = |clip: &str| {
         let p = pipeline(clip);
@@ -407,7 +409,7 @@ fn an_added_clip_model_fills_the_clip_column_that_search_uses() {
     assert_eq!(found["model"], "my-clip", "{found}");
     let rows = found["rows"].as_object().unwrap();
     assert!(rows["funkyrobot.mp3"].is_null(), "a sound has no picture: {found}");
-    let pictures: Vec<Vec<f64>> = ["chelsea.png", "coffee.png", "rocket.jpg"]
+    let pictures: Vec<Vec<f64>> = ["chelsea.png", "coffee.png", "rocket.jpg", "cat_upright.mp4"]
         .iter()
         .map(|p| {
             rows[*p].as_array().unwrap_or_else(|| panic!("{p}: {found}")).iter().map(|x| x.as_f64().unwrap()).collect()
@@ -421,16 +423,27 @@ fn an_added_clip_model_fills_the_clip_column_that_search_uses() {
     assert!(pictures[0] != pictures[1] && pictures[1] != pictures[2], "each picture its own vector");
 
     // Search fuses the CLIP ranking with the text-space one: reciprocal-rank scores, at most
-    // 2 / 61 (first in both lists), and every picture found (the sound, with no sound or music
-    // stage here, has nothing in either space).
+    // 2 / 61 (first in both lists), and every item with pictures found (the sound, with no
+    // sound or music stage here, has nothing in either space).
     let out = home.run(&["search", "a cat", "--db", db.to_str().unwrap(), "--json"]);
     assert!(out.status.success(), "{}", text(&out));
     let hits = stdout_json(&out);
     let hits = hits.as_array().unwrap();
-    assert_eq!(hits.len(), 3, "{hits:?}");
+    assert_eq!(hits.len(), 4, "{hits:?}");
     for h in hits {
         let score = h["score"].as_f64().unwrap();
         assert!(score > 0.0 && score <= 2.0 / 61.0 + 1e-6, "{h}");
+    }
+
+    // Segments (the video's 10 s windows) are ranked the same way.
+    let out = home.run(&["search", "a cat", "--segments", "--db", db.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let hits = stdout_json(&out);
+    let hits = hits.as_array().unwrap();
+    assert!(!hits.is_empty(), "the video's segments are found");
+    for h in hits {
+        assert!(h["span"]["segment"].is_u64(), "a segment hit: {h}");
+        assert!(h["score"].as_f64().unwrap() <= 2.0 / 61.0 + 1e-6, "{h}");
     }
 
     // Another image-text model cannot write into this table's `clip` column.

@@ -141,7 +141,7 @@ pub async fn search(home: &ModelHome, a: SearchArgs) -> Result<ExitCode> {
     let hits = if a.hybrid {
         search_hybrid(&store, &encoders, &a.text, k, filter).await
     } else if a.segments {
-        search_segments(&store, &encoders.text, &a.text, k, filter).await
+        search_segments(&store, &encoders, &a.text, k, filter).await
     } else {
         search_text(&store, &encoders, &a.text, k, filter).await
     }

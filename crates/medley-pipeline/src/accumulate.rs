@@ -97,21 +97,30 @@ impl<'a> VisualAccumulator<'a> {
         if self.error.is_none() && !self.pending.is_empty() {
             let (times, images): (Vec<_>, Vec<_>) = self.pending.drain(..).map(|f| ((f.pts_s, f.shot), f.rgb)).unzip();
             let n = images.len();
-            if let Some(clip) = &self.models.clip {
+            let mut clip = Vec::new();
+            if let Some(model) = &self.models.clip {
                 let refs: Vec<&[u8]> = images.iter().map(Vec::as_slice).collect();
                 let size = self.models.vision.input_size();
-                match self.models.call(Busy::Vision, || clip.embed(&refs, size)) {
-                    Ok(vs) if vs.len() == n => vs.iter().for_each(|v| self.clip.add(v)),
+                match self.models.call(Busy::Vision, || model.embed(&refs, size)) {
+                    Ok(vs) if vs.len() == n => clip = vs,
                     Ok(vs) => self.error = Some(miscounted("image-text model", n, vs.len())),
                     Err(e) => self.error = Some(e),
                 }
             }
+            clip.iter().for_each(|v| self.clip.add(v));
             match self.models.call(Busy::Vision, || self.models.vision.encode(images)) {
-                Ok(outs) if outs.len() == n => outs.iter().zip(times).for_each(|(o, (pts_s, shot))| {
-                    self.embedding.add(&o.embedding);
-                    self.probabilities.add(&o.probabilities);
-                    self.segmenter.borrow_mut().frame(pts_s, shot, &o.embedding, &o.probabilities);
-                }),
+                Ok(outs) if outs.len() == n => {
+                    outs.iter().zip(times).enumerate().for_each(|(i, (o, (pts_s, shot)))| {
+                        self.embedding.add(&o.embedding);
+                        self.probabilities.add(&o.probabilities);
+                        let frame = crate::segments::FrameOut {
+                            embedding: &o.embedding,
+                            probabilities: &o.probabilities,
+                            clip: clip.get(i).map(Vec::as_slice),
+                        };
+                        self.segmenter.borrow_mut().frame(pts_s, shot, frame);
+                    })
+                }
                 Ok(outs) => self.error = Some(miscounted("image encoder", n, outs.len())),
                 Err(e) => self.error = Some(e),
             }

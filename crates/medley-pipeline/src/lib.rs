@@ -35,7 +35,7 @@ pub use music::music_for;
 pub use options::IndexOptions;
 pub use query::{
     ItemVectorSet, QueryEncoders, QueryError, SIMILAR_COLUMNS, resolve_vectors, search_hybrid, search_segments,
-    search_spaces, search_text, short_id, similar_items, stored_vectors,
+    search_segments_spaces, search_spaces, search_text, short_id, similar_items, stored_vectors,
 };
 pub use query::{search_segments_vector, search_vector};
 pub use run::{Indexer, Progress};

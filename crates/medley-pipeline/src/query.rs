@@ -143,7 +143,11 @@ fn fuse_ranks<const N: usize>(lists: [Vec<SearchHit>; N], k: usize) -> Vec<Searc
     for list in lists {
         for (rank, hit) in list.into_iter().enumerate() {
             let rrf = 1.0 / (RRF_K + rank as f32 + 1.0);
-            match fused.iter_mut().find(|h| h.content_hash == hit.content_hash) {
+            // A segment is its item's hash and its position (an item has several).
+            let same = |h: &SearchHit| {
+                h.content_hash == hit.content_hash && h.span.map(|s| s.segment) == hit.span.map(|s| s.segment)
+            };
+            match fused.iter_mut().find(|h| same(h)) {
                 Some(h) => h.score += rrf,
                 None => fused.push(SearchHit { score: rrf, ..hit }),
             }
@@ -179,16 +183,33 @@ const LEGACY_SEARCH_COLUMN: &str = "bridge";
 /// vectors (`bridge` for segments indexed before it existed); each hit carries its time range.
 pub async fn search_segments(
     store: &Store,
-    encoder: &TextEncoder,
+    encoders: &QueryEncoders,
     text: &str,
     k: usize,
     filter: Option<&str>,
 ) -> Result<Vec<SearchHit>, QueryError> {
-    let query = encode_query(encoder, text)?;
-    search_segments_vector(store, &query, k, filter).await
+    let (semantic, clip) = encoders.encode(text)?;
+    search_segments_spaces(store, &semantic, clip.as_deref(), k, filter).await
 }
 
-/// What [`search_segments`] does once the text is embedded.
+/// [`search_spaces`] for segments: their `semantic` ranking fused with their `clip` one.
+pub async fn search_segments_spaces(
+    store: &Store,
+    semantic: &[f32],
+    clip: Option<&[f32]>,
+    k: usize,
+    filter: Option<&str>,
+) -> Result<Vec<SearchHit>, QueryError> {
+    let Some(clip) = clip.filter(|_| store.clip_space().is_some()) else {
+        return search_segments_vector(store, semantic, k, filter).await;
+    };
+    let depth = (k * 4).max(40);
+    let by_clip = store.search_segments(CLIP_COLUMN, clip, depth, filter).await?;
+    let by_text = search_segments_vector(store, semantic, depth, filter).await?;
+    Ok(fuse_ranks([by_clip, by_text], k))
+}
+
+/// What [`search_segments`] does once the text is embedded, in the text space alone.
 pub async fn search_segments_vector(
     store: &Store,
     query: &[f32],

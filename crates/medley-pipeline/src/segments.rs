@@ -19,10 +19,19 @@ struct Pools {
     frames: u32,
     visual: MeanPool,
     probabilities: MeanPool,
+    clip: MeanPool,
     audio: MeanPool,
     music: MeanPool,
     tags: MeanPool,
     sounds: EventPool,
+}
+
+/// What the vision models made of one frame.
+pub(crate) struct FrameOut<'a> {
+    pub embedding: &'a [f32],
+    pub probabilities: &'a [f32],
+    /// In the image-text space, when the pipeline has such a model.
+    pub clip: Option<&'a [f32]>,
 }
 
 pub(crate) struct Segmenter {
@@ -48,7 +57,7 @@ impl Segmenter {
     }
 
     /// A frame's outputs; `shot` is the frame's shot under the `shots` sampler.
-    pub fn frame(&mut self, pts_s: f64, shot: Option<u32>, embedding: &[f32], probabilities: &[f32]) {
+    pub fn frame(&mut self, pts_s: f64, shot: Option<u32>, out: FrameOut<'_>) {
         let key = match self.by {
             SegmentBy::None => return,
             SegmentBy::Shots => shot.unwrap_or(0),
@@ -56,8 +65,11 @@ impl Segmenter {
         };
         let pools = self.frames.entry(key).or_default();
         pools.frames += 1;
-        pools.visual.add(embedding);
-        pools.probabilities.add(probabilities);
+        pools.visual.add(out.embedding);
+        pools.probabilities.add(out.probabilities);
+        if let Some(clip) = out.clip {
+            pools.clip.add(clip);
+        }
     }
 
     pub fn audio(&mut self, middle_s: f64, embedding: &[f32]) {
@@ -169,6 +181,10 @@ impl Segmenter {
                 end_s: end_s.max(start_s),
                 frames_sampled: pools.frames,
                 visual: pools.visual.mean(),
+                clip: pools.clip.mean().map(|mut v| {
+                    medley_models::l2_normalize(&mut v);
+                    v
+                }),
                 audio: pools.audio.mean(),
                 music: pools.music.mean(),
                 text: None,

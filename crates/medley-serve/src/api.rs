@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use medley_media::MediaErrorKind;
 use medley_pipeline::{
     EvalError, EvalQuery, QueryError, SIMILAR_COLUMNS, evaluate, hash_file, music_for, resolve_vectors,
-    search_segments_vector, search_spaces, similar_items,
+    search_segments_spaces, search_spaces, similar_items,
 };
 use medley_store::StoreError;
 use serde::Deserialize;
@@ -406,16 +406,16 @@ async fn search(
     }
     let vector = app.queries.embed(&key.text).await.map_err(|e| ApiError::internal(e.to_string()))?;
     let store = app.indexer.store();
+    // In the image-text space too when the pipeline has such a model (as `medley search`).
+    let clip = match (&app.clip_queries, store.clip_space()) {
+        (Some(embedder), Some(_)) => {
+            Some(embedder.embed(&key.text).await.map_err(|e| ApiError::internal(e.to_string()))?)
+        }
+        _ => None,
+    };
     let hits = if key.segments {
-        search_segments_vector(store, &vector, k, None).await?
+        search_segments_spaces(store, &vector, clip.as_deref(), k, None).await?
     } else {
-        // In the image-text space too when the pipeline has such a model (as `medley search`).
-        let clip = match (&app.clip_queries, store.clip_space()) {
-            (Some(embedder), Some(_)) => {
-                Some(embedder.embed(&key.text).await.map_err(|e| ApiError::internal(e.to_string()))?)
-            }
-            _ => None,
-        };
         search_spaces(store, &vector, clip.as_deref(), k, None).await?
     };
     let answer = Bytes::from(serde_json::to_vec(&hits).map_err(|e| ApiError::internal(e.to_string()))?);

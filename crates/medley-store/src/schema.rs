@@ -225,12 +225,14 @@ pub(crate) fn added_null_media_fields(d: &VectorDims) -> Vec<Field> {
 
 /// The `segments` columns added with the text space, last in its schema.
 pub(crate) fn added_null_segment_fields(d: &VectorDims) -> Vec<Field> {
-    vec![
+    let mut fields = vec![
         nullable_label_list("sound_tags"),
         Field::new("ocr_text", DataType::Utf8, true),
         vector("semantic", d.bridge),
         vector("sound_bridge", d.bridge),
-    ]
+    ];
+    fields.extend(d.clip.as_ref().map(clip_field));
+    fields
 }
 
 /// The `media` columns added after version 1 was first written: name, type, nullable, and the

@@ -34,6 +34,8 @@ pub struct SegmentRow {
     pub sound_bridge: Option<Vec<f32>>,
     /// What was said in the segment (the speech-recognition segments whose middle falls in it).
     pub transcript: Option<String>,
+    /// The mean of its frames in the image-text space (`clip`), when the pipeline has a model.
+    pub clip: Option<Vec<f32>>,
 }
 
 /// Every segment of one item, written together: a re-index replaces the item's segments.
@@ -111,6 +113,10 @@ pub(crate) fn segments_batch(
         vectors(rows.iter().map(|(_, s)| s.semantic.as_ref()), dims.bridge)?,
         vectors(rows.iter().map(|(_, s)| s.sound_bridge.as_ref()), dims.bridge)?,
     ];
+    let mut columns = columns;
+    if let Some(clip) = &dims.clip {
+        columns.push(vectors(rows.iter().map(|(_, s)| s.clip.as_ref()), clip.width)?);
+    }
     RecordBatch::try_new(schema, columns)
 }
 
