@@ -128,13 +128,7 @@ pub async fn search_spaces(
     k: usize,
     filter: Option<&str>,
 ) -> Result<Vec<SearchHit>, QueryError> {
-    let Some(clip) = clip.filter(|_| store.clip_space().is_some()) else {
-        return search_vector(store, semantic, k, filter).await;
-    };
-    let depth = (k * 4).max(40);
-    let by_clip = store.search(CLIP_COLUMN, clip, depth, filter).await?;
-    let by_text = search_vector(store, semantic, depth, filter).await?;
-    Ok(fuse_ranks([by_clip, by_text], k))
+    Ranked::Items.fused(store, semantic, clip, k, filter).await
 }
 
 /// Reciprocal rank fusion: each hit scores the sum over the lists of 1 / (60 + rank).
@@ -167,20 +161,15 @@ pub async fn search_vector(
     k: usize,
     filter: Option<&str>,
 ) -> Result<Vec<SearchHit>, QueryError> {
-    if store.media_has_column(SEARCH_COLUMN).await? {
-        let hits = store.search(SEARCH_COLUMN, query, k, filter).await?;
-        if !hits.is_empty() {
-            return Ok(hits);
-        }
-    }
-    Ok(store.search(LEGACY_SEARCH_COLUMN, query, k, filter).await?)
+    Ranked::Items.text_space(store, query, k, filter).await
 }
 
 /// What text search ranked by before the text space was fused.
 const LEGACY_SEARCH_COLUMN: &str = "bridge";
 
 /// Segments (shots or windows) whose content best matches `text`, by their `semantic`
-/// vectors (`bridge` for segments indexed before it existed); each hit carries its time range.
+/// vectors (`bridge` for segments indexed before it existed), fused with their `clip` ranking
+/// as [`search_text`] does; each hit carries its time range.
 pub async fn search_segments(
     store: &Store,
     encoders: &QueryEncoders,
@@ -192,7 +181,7 @@ pub async fn search_segments(
     search_segments_spaces(store, &semantic, clip.as_deref(), k, filter).await
 }
 
-/// [`search_spaces`] for segments: their `semantic` ranking fused with their `clip` one.
+/// [`search_spaces`] for segments.
 pub async fn search_segments_spaces(
     store: &Store,
     semantic: &[f32],
@@ -200,29 +189,77 @@ pub async fn search_segments_spaces(
     k: usize,
     filter: Option<&str>,
 ) -> Result<Vec<SearchHit>, QueryError> {
-    let Some(clip) = clip.filter(|_| store.clip_space().is_some()) else {
-        return search_segments_vector(store, semantic, k, filter).await;
-    };
-    let depth = (k * 4).max(40);
-    let by_clip = store.search_segments(CLIP_COLUMN, clip, depth, filter).await?;
-    let by_text = search_segments_vector(store, semantic, depth, filter).await?;
-    Ok(fuse_ranks([by_clip, by_text], k))
+    Ranked::Segments.fused(store, semantic, clip, k, filter).await
 }
 
-/// What [`search_segments`] does once the text is embedded, in the text space alone.
+/// [`search_vector`] for segments.
 pub async fn search_segments_vector(
     store: &Store,
     query: &[f32],
     k: usize,
     filter: Option<&str>,
 ) -> Result<Vec<SearchHit>, QueryError> {
-    if store.media_has_column(SEARCH_COLUMN).await? {
-        let hits = store.search_segments(SEARCH_COLUMN, query, k, filter).await?;
-        if !hits.is_empty() {
-            return Ok(hits);
+    Ranked::Segments.text_space(store, query, k, filter).await
+}
+
+/// What a text search ranks: items (`media`) or their segments.
+#[derive(Clone, Copy)]
+enum Ranked {
+    Items,
+    Segments,
+}
+
+impl Ranked {
+    async fn nearest(
+        self,
+        store: &Store,
+        column: &str,
+        query: &[f32],
+        k: usize,
+        filter: Option<&str>,
+    ) -> Result<Vec<SearchHit>, StoreError> {
+        match self {
+            Ranked::Items => store.search(column, query, k, filter).await,
+            Ranked::Segments => store.search_segments(column, query, k, filter).await,
         }
     }
-    Ok(store.search_segments(LEGACY_SEARCH_COLUMN, query, k, filter).await?)
+
+    /// By `semantic`, or `bridge` in tables from before it.
+    async fn text_space(
+        self,
+        store: &Store,
+        query: &[f32],
+        k: usize,
+        filter: Option<&str>,
+    ) -> Result<Vec<SearchHit>, QueryError> {
+        if store.media_has_column(SEARCH_COLUMN).await? {
+            let hits = self.nearest(store, SEARCH_COLUMN, query, k, filter).await?;
+            if !hits.is_empty() {
+                return Ok(hits);
+            }
+        }
+        Ok(self.nearest(store, LEGACY_SEARCH_COLUMN, query, k, filter).await?)
+    }
+
+    /// The text-space ranking fused with the `clip` one when there is a query vector for it
+    /// and the table has the column.
+    async fn fused(
+        self,
+        store: &Store,
+        semantic: &[f32],
+        clip: Option<&[f32]>,
+        k: usize,
+        filter: Option<&str>,
+    ) -> Result<Vec<SearchHit>, QueryError> {
+        let Some(clip) = clip.filter(|_| store.clip_space().is_some()) else {
+            return self.text_space(store, semantic, k, filter).await;
+        };
+        // Each list deeper than k, so items ranked well by one and fair by the other surface.
+        let depth = (k * 4).max(40);
+        let by_clip = self.nearest(store, CLIP_COLUMN, clip, depth, filter).await?;
+        let by_text = self.text_space(store, semantic, depth, filter).await?;
+        Ok(fuse_ranks([by_clip, by_text], k))
+    }
 }
 
 /// Hybrid search: the vector ranking of [`search_text`] fused with full-text (BM25) ranking
