@@ -95,6 +95,9 @@ fn every_family_and_layout_is_added_checked_and_listed() {
         let layout = if folder.ends_with("-tjs") { "transformers.js" } else { "optimum" };
         assert_eq!(added["layout"], layout, "{folder}: {added}");
         assert!(!added["pipeline_keys"].as_array().unwrap().is_empty(), "{folder}: {added}");
+        if role == "dual_image_text" {
+            assert!(added["pipeline_keys"][0].as_str().unwrap().starts_with("models.clip"), "{added}");
+        }
         assert!(home.path().join("models").join(folder).join("model.toml").is_file());
     }
     let out = home.run(&["models", "list", "--json"]);

@@ -41,8 +41,9 @@ pub fn pipeline(home: &medley_models::ModelHome, c: PipelineCommand) -> Result<E
         PipelineCommand::Check { file } => {
             let config = crate::index::load_pipeline(home, Some(&file))?;
             let s = config.stages;
+            let clip = config.models.clip.as_deref().map(|id| format!(", image-text model {id}")).unwrap_or_default();
             println!(
-                "{}: ok (pipeline {}, sampler {}, stages: vision {}, audio {}, music {}, speech {})",
+                "{}: ok (pipeline {}, sampler {}, stages: vision {}, audio {}, music {}, speech {}{clip})",
                 file.display(),
                 config.pipeline.name,
                 config.sampler.video,

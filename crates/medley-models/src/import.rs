@@ -915,7 +915,9 @@ fn plan_captioner(rt: &Runtime, src: &Source<'_>, id: &str, role: Option<&str>) 
 /// Which pipeline file keys can name a model of `role`.
 pub fn pipeline_keys(role: &str) -> Vec<String> {
     let keys: &[&str] = match role {
-        "dual_image_text" => &["models.image (vision tower)", "models.text (text tower)"],
+        "dual_image_text" => {
+            &["models.clip (the clip column, and queries through its text tower)", "models.image (vision tower)"]
+        }
         "dual_audio_text" => &["models.audio (audio tower)", "models.text (text tower)"],
         "image" => &["models.image"],
         "audio" => &["models.audio"],

@@ -585,9 +585,20 @@ impl PipelineConfig {
         if m.shots.is_some() {
             wanted.push(("models.shots", m.shots.as_ref()));
         }
+        if m.clip.is_some() {
+            wanted.push(("models.clip", m.clip.as_ref()));
+        }
         for (key, id) in wanted {
             let Some(id) = id else { return Err(format!("{key}: required because its stage is enabled")) };
             home.model_dir(id).map_err(|e| format!("{key} = {id:?}: {e}"))?;
+        }
+        if let Some(id) = &m.clip {
+            let role = medley_models::ModelSpec::load(home, id).map_err(|e| format!("models.clip = {id:?}: {e}"))?.role;
+            if role != "dual_image_text" {
+                return Err(format!(
+                    "models.clip = {id:?}: needs an image-text model (role dual_image_text), not {role}"
+                ));
+            }
         }
         Ok(())
     }
@@ -613,6 +624,9 @@ impl PipelineConfig {
         }
         if self.index.frame_batch.is_some_and(|n| !(1..=1024).contains(&n)) {
             return Err("index.frame_batch: must be between 1 and 1024".into());
+        }
+        if self.models.clip.is_some() && !self.stages.vision {
+            return Err("models.clip: needs stages.vision (it embeds sampled frames)".into());
         }
         if self.models.captioner.is_some() && !self.stages.vision {
             return Err("models.captioner: needs stages.vision (it captions sampled frames)".into());

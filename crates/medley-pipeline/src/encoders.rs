@@ -381,15 +381,9 @@ impl ImageEmbed for ClipStage {
     }
 }
 
-/// The image-text model `id`, refused unless its role says it is one.
+/// The image-text model `id` (its role was checked with the pipeline file).
 fn load_clip(rt: &medley_models::Runtime, home: &ModelHome, id: &str) -> Result<ClipStage, ModelError> {
     let spec = medley_models::ModelSpec::load(home, id)?;
-    if spec.role != "dual_image_text" {
-        return Err(ModelError::Input {
-            model: id.into(),
-            message: format!("models.clip needs an image-text model (role dual_image_text), and {id} is {}", spec.role),
-        });
-    }
     Ok(ClipStage {
         id: id.into(),
         image: ImageEncoder::from_spec(rt, &spec)?,
