@@ -128,10 +128,7 @@ pub(crate) fn build_item(
     };
     let mut row = media_row(&probe, content_hash, duration_s, &stats, models.id.clone());
     row.visual = visual.embedding.mean();
-    row.clip = visual.clip.mean().map(|mut v| {
-        medley_models::l2_normalize(&mut v);
-        v
-    });
+    row.clip = visual.clip.unit_mean();
     row.audio_windows = audio.embedding.count() as u32;
     row.audio = audio.embedding.mean();
     // The bridge puts an item in the text space: from its pictures' labels, or for sound

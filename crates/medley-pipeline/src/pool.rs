@@ -26,6 +26,14 @@ impl MeanPool {
     pub(crate) fn mean(&self) -> Option<Vec<f32>> {
         (self.count > 0).then(|| self.sum.iter().map(|s| (s / self.count as f64) as f32).collect())
     }
+
+    /// The mean scaled to unit length (for spaces compared by cosine, such as `clip`).
+    pub(crate) fn unit_mean(&self) -> Option<Vec<f32>> {
+        self.mean().map(|mut v| {
+            medley_models::l2_normalize(&mut v);
+            v
+        })
+    }
 }
 
 /// Sound-event probabilities over windows: the mean of the mean and the max per class, so an

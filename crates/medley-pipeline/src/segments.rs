@@ -181,10 +181,7 @@ impl Segmenter {
                 end_s: end_s.max(start_s),
                 frames_sampled: pools.frames,
                 visual: pools.visual.mean(),
-                clip: pools.clip.mean().map(|mut v| {
-                    medley_models::l2_normalize(&mut v);
-                    v
-                }),
+                clip: pools.clip.unit_mean(),
                 audio: pools.audio.mean(),
                 music: pools.music.mean(),
                 text: None,
