@@ -4,7 +4,7 @@
 //! recorded in the `failures` table); 2 bad usage or configuration, or a database medley cannot
 //! read (another tool's, schema version's or models'), refused before any work;
 //! 3 a fatal error during the run (for example the database could not be written);
-//! 130 interrupted by Ctrl-C (what was done is committed).
+//! 130 interrupted by Ctrl-C or SIGTERM (what was done is committed).
 
 mod admin;
 mod doctor;
