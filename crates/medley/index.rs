@@ -23,8 +23,9 @@ use crate::config_err;
 /// content hash, same models) are skipped. Files that fail are recorded in `failures`.
 /// Files go through three stages (hash, decode and encode, write) joined by bounded buffers;
 /// on a terminal each stage has a progress bar, otherwise a line is logged per file.
-/// Ctrl-C stops after the files in progress and commits what is done; re-running the same
-/// command resumes.
+/// Finished rows are committed every `commit_every` items and at least every 30 s. Ctrl-C or
+/// SIGTERM stops after the files in progress and commits what is done (exit 130); re-running
+/// the same command resumes.
 #[derive(clap::Args)]
 pub struct IndexArgs {
     /// Files or folders to index.
