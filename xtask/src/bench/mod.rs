@@ -30,7 +30,9 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
         "pipeline" => pipeline::run(ctx, rest),
         "reference" => reference::run(ctx, rest),
         "serve" => serve::run(ctx, rest),
-        other => bail!("unknown benchmark {other}; known: index, decode, memory, models, sid, store, pipeline, reference, serve"),
+        other => bail!(
+            "unknown benchmark {other}; known: index, decode, memory, models, sid, store, pipeline, reference, serve"
+        ),
     }
 }
 

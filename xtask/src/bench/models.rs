@@ -1,7 +1,9 @@
-//! `cargo xtask bench models [--seconds S] [--batches 1,8,32] [MODEL...]`: items per second of
-//! every model graph at each batch size on CPU, through medley's Rust runtime (`ort`) and
-//! through Python onnxruntime on the same graph, shapes, inputs and thread count, in the same
-//! run. Decoder-step graphs are left out (one call is not an item).
+//! `cargo xtask bench models [--device cpu|cuda] [--seconds S] [--batches 1,8,32] [MODEL...]`:
+//! items per second of every model graph at each batch size, through medley's Rust runtime
+//! (`ort`) and, on CPU, through Python onnxruntime on the same graph, shapes, inputs and thread
+//! count, in the same run. On CUDA the Rust side is timed with host arrays and with I/O binding;
+//! its baseline there is PyTorch fp16 (`xtask/gpu/torch_bench.py`, run by `xtask/gpu/check.sh`).
+//! Decoder-step graphs are left out (one call is not an item).
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -12,15 +14,23 @@ use super::results;
 use crate::Ctx;
 
 pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
-    let (mut seconds, mut batches) = ("2".to_string(), "1,8,32".to_string());
+    let (mut seconds, mut batches, mut device) = ("2".to_string(), "1,8,32".to_string(), "cpu".to_string());
     let mut models: Vec<String> = vec![];
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--seconds" => seconds = it.next().context("--seconds takes a number")?.clone(),
             "--batches" => batches = it.next().context("--batches takes a list like 1,8,32")?.clone(),
+            "--device" => {
+                device = it.next().context("--device takes cpu or cuda")?.clone();
+                if !["cpu", "cuda"].contains(&device.as_str()) {
+                    bail!("--device takes cpu or cuda, not {device}");
+                }
+            }
             m if !m.starts_with("--") => models.push(m.to_string()),
-            other => bail!("unknown option {other}; bench models takes --seconds S, --batches LIST, MODEL..."),
+            other => {
+                bail!("unknown option {other}; bench models takes --device D, --seconds S, --batches LIST, MODEL...")
+            }
         }
     }
     let build = ctx.setup_and_build()?;
@@ -37,16 +47,17 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
 
     // Model by model, Rust then Python, so both sides of a row see the same machine load.
     let (mut rust, mut python) = (BTreeMap::new(), BTreeMap::new());
+    let cuda = device == "cuda";
     for model in &models {
-        rust.extend(results(
-            Command::new(ctx.target_dir().join("debug/examples/model_bench")).env("MEDLEY_HOME", &ctx.home).args([
-                "--seconds",
-                &seconds,
-                "--batches",
-                &batches,
-                model,
-            ]),
-        )?);
+        let mut bench = Command::new(ctx.target_dir().join("debug/examples/model_bench"));
+        bench.env("MEDLEY_HOME", &ctx.home).args(["--device", &device, "--seconds", &seconds, "--batches", &batches]);
+        if cuda {
+            bench.arg("--bound");
+        }
+        rust.extend(results(bench.arg(model))?);
+        if cuda {
+            continue;
+        }
         python.extend(results(
             Command::new(venv.join("bin/python"))
                 .arg(ctx.root.join("crates/medley-models/bench/ort_bench.py"))
@@ -55,6 +66,15 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
         )?);
     }
     println!();
+    if cuda {
+        println!("bench models: items per second on CUDA, synthetic inputs (see model_bench.rs)");
+        println!("{:<40} {:>12}", "model/graph/batch[/bound]", "rust ort");
+        for (key, r) in &rust {
+            println!("{key:<40} {r:>12.1}");
+        }
+        println!("/bound: I/O binding (inputs copied to the device once, outputs left there)");
+        return Ok(());
+    }
     println!(
         "bench models: items per second on CPU, {threads} intra-op threads, synthetic inputs (see model_bench.rs)"
     );

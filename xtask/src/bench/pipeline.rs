@@ -3,7 +3,9 @@
 //! floor measured in the same run (the same files decoded as the pipeline decodes them:
 //! frames at 1 fps to 224x224 RGB and the soundtrack resampled, by the `decode_bench`
 //! example), and the pipeline's busy seconds per stage, so the bottleneck is visible. The
-//! pipeline runs twice: one file at a time (`--workers 1`) and two at once (`--workers 2`).
+//! pipeline runs twice: one file at a time (`--workers 1`) and two at once (`--workers 2`);
+//! with `--device cuda`, once on this machine's CPUs and once with `--device cuda --hwaccel
+//! cuda` (each with its device's default workers), the speed-up printed.
 //! Then the cost of the speech stage where nobody speaks: the evaluation set's 31 short
 //! sounds (instruments, sound effects; `cargo xtask media`) indexed by the default pipeline
 //! and by the same pipeline with `stages.speech` off, as a ratio of wall times (Whisper ran
@@ -17,13 +19,26 @@ use anyhow::{Context, Result, bail};
 use super::json_field;
 use crate::Ctx;
 
-const STAGES: [&str; 11] =
-    ["hash", "decode", "vision", "audio", "music", "sounds", "vad", "speech", "text", "caption", "write"];
+const STAGES: [&str; 13] = [
+    "hash", "decode", "vision", "ocr", "shots", "audio", "music", "sounds", "vad", "speech", "text", "caption", "write",
+];
 
 pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
-    if let Some(a) = args.first() {
-        bail!("bench pipeline takes no options (got {a})");
-    }
+    let cuda = match args {
+        [] => false,
+        [flag, device] if flag == "--device" && device == "cpu" => false,
+        [flag, device] if flag == "--device" && device == "cuda" => true,
+        _ => bail!("bench pipeline takes only --device cpu|cuda (got {})", args.join(" ")),
+    };
+    // Each run: its label and its `medley index` options.
+    let variants: [(&str, &[&str]); 2] = if cuda {
+        [
+            ("medley index --device cpu", &["--device", "cpu", "--hwaccel", "none"]),
+            ("medley index --device cuda --hwaccel cuda", &["--device", "cuda", "--hwaccel", "cuda"]),
+        ]
+    } else {
+        [("medley index --workers 1", &["--workers", "1"]), ("medley index --workers 2", &["--workers", "2"])]
+    };
     let build = ctx.setup_and_build()?;
     let media = ctx.media()?;
     build.join()?;
@@ -50,9 +65,9 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
     }
 
     // The pipeline with one file at a time and with two in flight (decoding one while the
-    // models run on another); the busy seconds come from the second run.
+    // models run on another), or on CPU then CUDA; the busy seconds come from the second run.
     let mut runs = Vec::new();
-    for workers in [1, 2] {
+    for (label, options) in variants {
         let db = ctx.home.join("bench/pipeline.lance");
         let _ = std::fs::remove_dir_all(&db);
         let t = Instant::now();
@@ -62,13 +77,14 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
             .args(&dirs)
             .arg("--db")
             .arg(&db)
-            .args(["--json", "--workers", &workers.to_string()])
+            .arg("--json")
+            .args(options)
             .output()?;
         let wall = t.elapsed().as_secs_f64();
         if !matches!(out.status.code(), Some(0 | 1)) {
             bail!("medley index failed with {}: {}", out.status, String::from_utf8_lossy(&out.stderr));
         }
-        runs.push((workers, wall, String::from_utf8_lossy(&out.stdout).into_owned()));
+        runs.push((label, wall, String::from_utf8_lossy(&out.stdout).into_owned()));
     }
     let (_, wall, summary) = runs.last().expect("two runs");
     let num = |k: &str| -> Result<f64> {
@@ -78,14 +94,13 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
 
     println!();
     println!("bench pipeline: default pipeline over {} sample files ({media_s:.1} media seconds)", files);
-    println!("{:<34} {:>10} {:>14}", "", "wall (s)", "media s / s");
-    for (workers, wall, _) in &runs {
-        let name = format!("medley index --workers {workers}");
-        println!("{name:<34} {wall:>10.1} {:>14.1}", media_s / wall);
+    println!("{:<44} {:>10} {:>14}", "", "wall (s)", "media s / s");
+    for (label, wall, _) in &runs {
+        println!("{label:<44} {wall:>10.1} {:>14.1}", media_s / wall);
     }
-    println!("{:<34} {:>10.1} {:>14.1}", "decode only (the floor)", floor_s, media_s / floor_s);
-    println!("pipeline (--workers 2) / floor: {:.2}x the decode-only time", wall / floor_s);
-    println!("--workers 2 over --workers 1: {:.2}x the speed", runs[0].1 / wall);
+    println!("{:<44} {:>10.1} {:>14.1}", "decode only, CPU (the floor)", floor_s, media_s / floor_s);
+    println!("pipeline ({}) / floor: {:.2}x the decode-only time", runs[1].0, wall / floor_s);
+    println!("{} over {}: {:.2}x the speed", runs[1].0, runs[0].0, runs[0].1 / wall);
     println!("busy seconds per stage (summed over files):");
     let busy: Vec<(&str, f64)> = STAGES.iter().map(|s| (*s, num(s).unwrap_or(0.0))).collect();
     let total: f64 = busy.iter().map(|b| b.1).sum();
