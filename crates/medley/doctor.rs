@@ -121,7 +121,7 @@ pub async fn run(home: &ModelHome, a: DoctorArgs) -> Result<ExitCode> {
 }
 
 fn onnx_runtime(home: &ModelHome) -> (OnnxRuntime, DeviceChoice) {
-    let library = home.gpu_ort_library().or_else(|| home.ort_library().ok()).map(|p| p.display().to_string());
+    let library = Runtime::library_for(home, Device::Auto).ok().map(|p| p.display().to_string());
     match Runtime::with_device(home, Device::Auto) {
         Ok(rt) => {
             let library = Some(rt.library().display().to_string());

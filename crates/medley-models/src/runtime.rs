@@ -69,15 +69,7 @@ impl Runtime {
     /// ([`ModelHome::gpu_ort_library`]), else the CPU build; the first `Runtime` of a process
     /// decides, as ONNX Runtime has one environment per process.
     pub fn with_device(home: &ModelHome, device: Device) -> Result<Self, ModelError> {
-        let wanted = match device {
-            Device::Cpu => None,
-            Device::Auto | Device::Cuda => home.gpu_ort_library(),
-        };
-        let wanted = match wanted {
-            Some(lib) => lib,
-            None => home.ort_library()?,
-        };
-        let (env, lib) = environment(&wanted)?;
+        let (env, lib) = environment(&Self::library_for(home, device)?)?;
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let rt = Self { env, library: lib.clone(), threads, requested: device, fallback: Arc::new(OnceLock::new()) };
         if device != Device::Cpu {
@@ -125,6 +117,15 @@ impl Runtime {
     /// What the loaded ONNX Runtime library says about its build (version branch, commit).
     pub fn build_info(&self) -> String {
         ort::info().trim().to_string()
+    }
+
+    /// The library a process's first `Runtime` on `device` loads: the GPU build for `Auto` and
+    /// `Cuda` when setup installed one, else the CPU build (checked to exist).
+    pub fn library_for(home: &ModelHome, device: Device) -> Result<std::path::PathBuf, ModelError> {
+        match device {
+            Device::Auto | Device::Cuda => home.gpu_ort_library().map_or_else(|| home.ort_library(), Ok),
+            Device::Cpu => home.ort_library(),
+        }
     }
 
     /// The shared library this process's ONNX Runtime was loaded from.
