@@ -11,6 +11,7 @@ A model is only moved into place by the caller (xtask) after this script succeed
 
 import functools
 import os
+import shutil
 import sys
 import zipfile
 from typing import NamedTuple
@@ -175,14 +176,18 @@ def export_efficientnet(variant, size, out_dir):
     fp16 = fp16_variant(out_dir, "model.onnx", {"pixel_values": x})
     if fp16:
         graph["fp16"] = fp16
-    write_spec(out_dir, {
-        "id": f"efficientnet-{variant}", "role": "image",
-        "graphs": [graph],
-        "image": {"file": "model.onnx", "input": "pixel_values", "size": size, "mean": [127.0] * 3,
-                  "std": [128.0] * 3, "embedding": "embedding", "dim": 1280, "logits": "logits",
-                  "labels": "labels.txt", "label_texts": "label_texts.txt", "activation": "softmax",
-                  "normalize": False},
-    })
+    image = {"file": "model.onnx", "input": "pixel_values", "size": size, "mean": [127.0] * 3,
+             "std": [128.0] * 3, "embedding": "embedding", "dim": 1280, "logits": "logits",
+             "labels": "labels.txt", "label_texts": "label_texts.txt", "activation": "softmax",
+             "normalize": False}
+    # Each class's mean probability over Tux Paint's stamps (measure_bridge.py --write-prior
+    # made it; the bridge divides by it): measured once, kept in the repository, so an export
+    # downloads no picture set.
+    prior = os.path.join(os.path.dirname(os.path.abspath(__file__)), "label_priors", f"efficientnet-{variant}.txt")
+    if os.path.exists(prior):
+        shutil.copyfile(prior, os.path.join(out_dir, "label_prior.txt"))
+        image["label_prior"] = "label_prior.txt"
+    write_spec(out_dir, {"id": f"efficientnet-{variant}", "role": "image", "graphs": [graph], "image": image})
 
 
 # --- aiSFX (audio): raw 44.1 kHz waveform in, 512-d embedding out --------------------------

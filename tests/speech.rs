@@ -1,7 +1,8 @@
 //! Speech only where someone speaks (voice activity before Whisper), on real files: music
 //! tracks, silence and sound effects get no transcript and no language; the LibriVox speech is
 //! transcribed at a word error rate of at most 2%; speech cut in between two stretches of
-//! music is transcribed in the segments where it is said; the `[speech]` keys are checked.
+//! music is transcribed in the segments where it is said; with sound events on, music does not
+//! even reach voice activity; the `[speech]` keys are checked.
 
 mod common;
 
@@ -15,13 +16,22 @@ use serde_json::Value;
 /// from what the stages pool, so the audio stage stays), with 1 s segments, so where the words
 /// were said shows in which segments hold them.
 fn speech_pipeline(dir: &Path) -> PathBuf {
+    pipeline_without(dir, &["vision", "music", "sound_events", "ocr"], "speech-only.toml")
+}
+
+/// The same with sound events on, so YAMNet gates voice activity.
+fn gated_speech_pipeline(dir: &Path) -> PathBuf {
+    pipeline_without(dir, &["vision", "music", "ocr"], "speech-gated.toml")
+}
+
+fn pipeline_without(dir: &Path, stages: &[&str], name: &str) -> PathBuf {
     let default = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/video-default.toml"))
         .expect("default pipeline");
     let mut text = default.replace("window_s = 10.0", "window_s = 1.0");
-    for stage in ["vision", "music", "sound_events", "ocr"] {
+    for stage in stages {
         text = text.replacen(&format!("{stage} = true"), &format!("{stage} = false"), 1);
     }
-    let file = dir.join("speech-only.toml");
+    let file = dir.join(name);
     std::fs::write(&file, text).expect("pipeline file");
     file
 }
@@ -138,6 +148,32 @@ fn music_silence_and_sound_effects_get_no_transcript() {
 }
 
 #[test]
+fn where_sound_events_hear_no_speech_voice_activity_and_whisper_do_not_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let media = env_path("MEDLEY_TEST_MEDIA");
+    let pipeline = gated_speech_pipeline(dir.path());
+    // Music: voice activity fires on parts of such tracks; YAMNet hears no speech in them.
+    let music = [media.join("music/1918.mp3"), media.join("music/funkyrobot.mp3")];
+    let db = dir.path().join("music");
+    let summary = index(&music, &pipeline, &db);
+    for stage in ["vad", "speech"] {
+        assert_eq!(summary["stage_seconds"][stage], 0.0, "{stage} ran on music: {summary}");
+    }
+    assert!(summary["stage_seconds"]["sounds"].as_f64().expect("sounds") > 0.0, "{summary}");
+    for r in rows(&db)["media"].as_array().expect("media") {
+        assert!(r["transcript"].is_null(), "{r}");
+    }
+    // Speech still passes the gate, whole.
+    let clips = librivox();
+    let db = dir.path().join("speech");
+    index(&[clips[0].0.clone()], &pipeline, &db);
+    let rows = rows(&db);
+    let r = media_row(&rows, &clips[0].0.file_name().expect("name").to_string_lossy());
+    let (truth, said) = (words(&clips[0].1), words(r["transcript"].as_str().expect("a transcript")));
+    assert!(errors(&truth, &said) * 100 <= truth.len() * 5, "{said:?}");
+}
+
+#[test]
 fn librivox_speech_is_transcribed_within_2_percent_wer() {
     let dir = tempfile::tempdir().expect("tempdir");
     let clips = librivox();
@@ -226,6 +262,7 @@ fn speech_keys_are_checked() {
         ("min_speech_ms = 250", "min_speech_ms = -1", "min_speech_ms"),
         ("min_speech_ms = 250", "min_speech_ms = 60000", "speech.min_speech_ms"),
         ("speech_pad_ms = 400", "speech_pad_ms = 9000", "speech.speech_pad_ms"),
+        ("sound_event_gate = 0.2", "sound_event_gate = 1.0", "speech.sound_event_gate"),
         ("min_silence_ms = 500", "min_silence = 500", "min_silence"),
         ("vad = \"silero-vad\"", "vad = \"no-such-vad\"", "models.vad"),
         ("vad = \"silero-vad\"", "", "models.vad"),

@@ -14,6 +14,8 @@ pub struct ImageEncoder {
     labels: Vec<String>,
     /// What the label bridge embeds per class (the spec's `label_texts`, else the labels).
     label_texts: Vec<String>,
+    /// Each class's mean probability over the reference pictures, when the spec has them.
+    label_prior: Option<Vec<f32>>,
 }
 
 #[derive(Debug, Clone)]
@@ -45,8 +47,9 @@ impl ImageEncoder {
             None => Vec::new(),
         };
         let label_texts = spec.label_texts(section.label_texts.as_deref(), &labels)?;
+        let label_prior = section.label_prior.as_deref().map(|f| spec.label_numbers(f, &labels)).transpose()?;
         let session = rt.session(&spec.id, &spec.file(&section.file)?)?;
-        Ok(Self { id: spec.id.clone(), session, spec: section.clone(), labels, label_texts })
+        Ok(Self { id: spec.id.clone(), session, spec: section.clone(), labels, label_texts, label_prior })
     }
 
     pub fn id(&self) -> &str {
@@ -65,6 +68,10 @@ impl ImageEncoder {
     /// `label_texts` file (phrasings separated by ` | `), else the labels themselves.
     pub fn label_texts(&self) -> &[String] {
         &self.label_texts
+    }
+    /// The spec's `label_prior`: each class's mean probability over a reference picture set.
+    pub fn label_prior(&self) -> Option<&[f32]> {
+        self.label_prior.as_deref()
     }
 
     /// Normalise packed RGB24 images of `input_size()` squared pixels into an NCHW batch.

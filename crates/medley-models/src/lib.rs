@@ -8,6 +8,7 @@ mod audio;
 mod batcher;
 mod bridge;
 mod captioner;
+mod colour;
 mod error;
 mod graph;
 mod home;
@@ -25,8 +26,9 @@ mod whisper;
 
 pub use audio::{AudioEncoder, LogMel};
 pub use batcher::Batcher;
-pub use bridge::LabelBridge;
+pub use bridge::{Calibration, LabelBridge};
 pub use captioner::ImageCaptioner;
+pub use colour::{COLOUR_TERMS, ColourBridge, colour_shares};
 pub use error::ModelError;
 pub use graph::Graph;
 pub use home::ModelHome;

@@ -84,6 +84,11 @@ pub struct ImageSpec {
     /// hold several phrasings separated by ` | `, embedded apart and averaged.
     #[serde(default)]
     pub label_texts: Option<String>,
+    /// Each class's mean probability over a reference set of pictures (one number per line,
+    /// in `labels` order): the label bridge divides by it, so classes the model gives any
+    /// picture of a kind (every drawing is a bit of a "comic book") say less.
+    #[serde(default)]
+    pub label_prior: Option<String>,
     /// `softmax` (default), `sigmoid` or `none`, applied to `logits`.
     #[serde(default)]
     pub activation: Option<String>,
@@ -321,6 +326,28 @@ impl ModelSpec {
             });
         }
         Ok(texts)
+    }
+
+    /// One number per label from `file` (a class prior), checked against the label count.
+    pub(crate) fn label_numbers(&self, file: &str, labels: &[String]) -> Result<Vec<f32>, ModelError> {
+        let path = self.dir.join(file);
+        let bad = |message: String| ModelError::Spec { path: path.clone(), message };
+        let numbers = self
+            .labels(file)?
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                l.trim()
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|x| x.is_finite() && *x >= 0.0)
+                    .ok_or_else(|| bad(format!("line {}: {l:?} is not a non-negative number", i + 1)))
+            })
+            .collect::<Result<Vec<f32>, _>>()?;
+        if numbers.len() != labels.len() {
+            return Err(bad(format!("{} numbers for {} labels", numbers.len(), labels.len())));
+        }
+        Ok(numbers)
     }
 
     pub(crate) fn section<'a, T>(&self, s: &'a Option<T>, name: &str) -> Result<&'a T, ModelError> {

@@ -21,6 +21,8 @@ pub(crate) struct VisualAccumulator<'a> {
     pub(crate) middle: Option<Frame>,
     pub(crate) embedding: MeanPool,
     pub(crate) probabilities: MeanPool,
+    /// Each frame's colour shares, when the vision stage names colours.
+    pub(crate) colours: MeanPool,
     /// Frames in the image-text space (`clip`), when the pipeline has such a model.
     pub(crate) clip: MeanPool,
     segmenter: &'a RefCell<Segmenter>,
@@ -42,6 +44,7 @@ impl<'a> VisualAccumulator<'a> {
             middle: None,
             embedding: MeanPool::default(),
             probabilities: MeanPool::default(),
+            colours: MeanPool::default(),
             clip: MeanPool::default(),
             segmenter,
             error: None,
@@ -108,6 +111,12 @@ impl<'a> VisualAccumulator<'a> {
                 }
             }
             clip.iter().for_each(|v| self.clip.add(v));
+            let colours: Vec<[f32; medley_models::COLOUR_TERMS.len()]> = if self.models.vision.names_colours() {
+                images.iter().map(|rgb| medley_models::colour_shares(rgb)).collect()
+            } else {
+                Vec::new()
+            };
+            colours.iter().for_each(|c| self.colours.add(c));
             match self.models.call(Busy::Vision, || self.models.vision.encode(images)) {
                 Ok(outs) if outs.len() == n => {
                     outs.iter().zip(times).enumerate().for_each(|(i, (o, (pts_s, shot)))| {
@@ -117,6 +126,7 @@ impl<'a> VisualAccumulator<'a> {
                             embedding: &o.embedding,
                             probabilities: &o.probabilities,
                             clip: clip.get(i).map(Vec::as_slice),
+                            colours: colours.get(i).map(|c| c.as_slice()),
                         };
                         self.segmenter.borrow_mut().frame(pts_s, shot, frame);
                     })

@@ -84,7 +84,8 @@ pub(crate) fn build_item(
         (Some(s), Some(p)) => top_labels(p, s.labels(), opts.top_labels),
         _ => Vec::new(),
     };
-    let visual_bridge = probabilities.as_deref().map(|p| models.vision.bridge(p));
+    let colours = visual.colours.mean();
+    let visual_bridge = probabilities.as_deref().map(|p| models.vision.bridge(p, colours.as_deref()));
     let music_bridge = match (&models.music, &music_probabilities) {
         (Some(m), Some(p)) => Some(m.bridge(p)),
         _ => None,
@@ -227,6 +228,8 @@ struct Heard {
     /// Sound-event probabilities per window.
     sounds: EventPool,
     sound_windows: usize,
+    /// Per sound-event window, the highest probability of a speech class.
+    speech_heard: Vec<f32>,
     embedding: MeanPool,
     transcript: Option<String>,
     language: Option<String>,
@@ -283,6 +286,7 @@ fn listen(
                 Ok(outs) if outs.len() == refs.len() => outs.iter().for_each(|p| {
                     let middle_s = (heard.sound_windows as f64 + 0.5) * window_s;
                     heard.sound_windows += 1;
+                    heard.speech_heard.push(m.speech_classes().iter().map(|&c| p[c]).fold(0.0, f32::max));
                     segmenter.borrow_mut().sound(middle_s, p);
                     heard.sounds.add(p);
                 }),
@@ -338,10 +342,25 @@ fn listen(
     if let Some(stt) = &models.speech
         && !speech.is_empty()
     {
-        // Whisper hears only the speech the voice-activity model finds: a file without any is
-        // not transcribed (no transcript, no language).
-        let regions = models.call(Busy::Vad, || stt.regions(&speech)).map_err(model_err)?;
-        let transcript = models.call(Busy::Speech, || stt.transcribe(&speech, &regions)).map_err(model_err)?;
+        // Whisper hears only the speech the voice-activity model finds (and the sound-event
+        // model agrees is speech): a file without any is not transcribed (no transcript, no
+        // language).
+        let gate = speech_gate(models, &heard, sound_window);
+        let regions = match &gate {
+            Some(gate) if gate.nothing_heard() => Vec::new(),
+            _ => {
+                let mut regions = models.call(Busy::Vad, || stt.regions(&speech)).map_err(model_err)?;
+                if let Some(gate) = &gate {
+                    regions.retain(|r| gate.heard(r));
+                }
+                regions
+            }
+        };
+        let transcript = if regions.is_empty() {
+            None
+        } else {
+            models.call(Busy::Speech, || stt.transcribe(&speech, &regions)).map_err(model_err)?
+        };
         if let Some(transcript) = transcript {
             let text = transcript.text();
             if !text.trim().is_empty() {
@@ -352,6 +371,37 @@ fn listen(
         }
     }
     Ok(heard)
+}
+
+/// Where the sound-event model heard speech, to gate voice activity by.
+struct SpeechGate<'a> {
+    /// Per window, the highest speech-class probability.
+    heard: &'a [f32],
+    window: usize,
+    threshold: f32,
+}
+
+impl SpeechGate<'_> {
+    fn nothing_heard(&self) -> bool {
+        self.heard.iter().all(|&p| p < self.threshold)
+    }
+
+    /// Whether speech was heard in a window overlapping `region` (samples), or the window
+    /// either side of it.
+    fn heard(&self, region: &std::ops::Range<usize>) -> bool {
+        let first = (region.start / self.window).saturating_sub(1);
+        let last = (region.end / self.window + 1).min(self.heard.len().saturating_sub(1));
+        self.heard.get(first..=last).is_some_and(|w| w.iter().any(|&p| p >= self.threshold))
+    }
+}
+
+/// The gate, when sound events ran over the file with a vocabulary that has speech classes
+/// and `speech.sound_event_gate` is on.
+fn speech_gate<'a>(models: &ModelSet, heard: &'a Heard, window: usize) -> Option<SpeechGate<'a>> {
+    let threshold = models.config.speech.sound_event_gate;
+    let events = models.sound_events.as_ref()?;
+    (threshold > 0.0 && window > 0 && !events.speech_classes().is_empty() && !heard.speech_heard.is_empty())
+        .then_some(SpeechGate { heard: &heard.speech_heard, window, threshold })
 }
 
 /// A short description composed from what the models found, for full-text search and for

@@ -18,8 +18,14 @@ pub trait Vision: Send + Sync {
     fn labels(&self) -> &[String];
     /// One output per frame, in order.
     fn encode(&self, frames: Vec<Vec<u8>>) -> Result<Vec<ImageOutput>, ModelError>;
-    /// Class probabilities into the text space (ConSE over the label names).
-    fn bridge(&self, probabilities: &[f32]) -> Vec<f32>;
+    /// Whether [`Vision::bridge`] uses the colours seen (so frames' colour shares are worth
+    /// counting).
+    fn names_colours(&self) -> bool {
+        false
+    }
+    /// Class probabilities into the text space (ConSE over the label names), with the
+    /// colours seen ([`medley_models::colour_shares`], mean over frames) when it names them.
+    fn bridge(&self, probabilities: &[f32], colours: Option<&[f32]>) -> Vec<f32>;
 }
 
 /// Pictures into an image-text space (a CLIP/SigLIP vision tower).
@@ -72,6 +78,11 @@ pub trait SoundEvents: Send + Sync {
     fn bridge(&self, probabilities: &[f32]) -> Vec<f32>;
     /// The class that means music is playing (AudioSet `Music`), if the vocabulary has one.
     fn music_class(&self) -> Option<usize>;
+    /// The classes that mean someone speaks (AudioSet `Speech`, `Conversation`, ...), which
+    /// gate voice activity; empty when the vocabulary has none.
+    fn speech_classes(&self) -> &[usize] {
+        &[]
+    }
 }
 
 /// One line of on-screen text.

@@ -19,6 +19,7 @@ struct Pools {
     frames: u32,
     visual: MeanPool,
     probabilities: MeanPool,
+    colours: MeanPool,
     clip: MeanPool,
     audio: MeanPool,
     music: MeanPool,
@@ -32,6 +33,8 @@ pub(crate) struct FrameOut<'a> {
     pub probabilities: &'a [f32],
     /// In the image-text space, when the pipeline has such a model.
     pub clip: Option<&'a [f32]>,
+    /// Colour shares, when the vision stage names colours.
+    pub colours: Option<&'a [f32]>,
 }
 
 pub(crate) struct Segmenter {
@@ -69,6 +72,9 @@ impl Segmenter {
         pools.probabilities.add(out.probabilities);
         if let Some(clip) = out.clip {
             pools.clip.add(clip);
+        }
+        if let Some(colours) = out.colours {
+            pools.colours.add(colours);
         }
     }
 
@@ -148,7 +154,8 @@ impl Segmenter {
             let probabilities = pools.probabilities.mean();
             let tags = pools.tags.mean();
             let sounds = pools.sounds.pooled();
-            let visual_bridge = probabilities.as_deref().map(|p| models.vision.bridge(p));
+            let colours = pools.colours.mean();
+            let visual_bridge = probabilities.as_deref().map(|p| models.vision.bridge(p, colours.as_deref()));
             let music_bridge = match (&models.music, &tags) {
                 (Some(m), Some(p)) => Some(m.bridge(p)),
                 _ => None,

@@ -52,7 +52,7 @@ impl Vision for StubVision {
             })
             .collect())
     }
-    fn bridge(&self, probabilities: &[f32]) -> Vec<f32> {
+    fn bridge(&self, probabilities: &[f32], _colours: Option<&[f32]>) -> Vec<f32> {
         probabilities.to_vec()
     }
 }
