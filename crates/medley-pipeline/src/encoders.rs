@@ -2,13 +2,13 @@
 //! [`crate::models`].
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use medley_models::{
     AudioEncoder, Batcher, Calibration, ColourBridge, GenerateOptions, ImageCaptioner, ImageEncoder, ImageOutput,
-    LabelBridge, ModelError, ModelHome, MusicTagger, ShotDetector, SpeechToText, TextEncoder, TextReader,
-    TranscribeOptions, Transcript, VadOptions, VoiceActivity,
+    LabelBridge, ModelError, ModelHome, ModelSpec, MusicTagger, Runtime, ShotDetector, SpeechToText, TextEncoder,
+    TextReader, TranscribeOptions, Transcript, VadOptions, VoiceActivity,
 };
 use medley_store::{ClipSpace, VectorDims};
 
@@ -67,10 +67,31 @@ pub struct ClipStage {
 }
 
 /// Whisper behind a voice-activity model: it transcribes only the speech regions found.
+/// Whisper's graphs load when the first region is found, so a run over music and sound
+/// effects never pays for them (about 2 s of a 6 s run over 31 short sounds on 2 cores).
 pub struct SpeechStage {
-    pub stt: SpeechToText,
+    /// Whisper's spec (checked at load: it has a `[whisper]` section) and where to run it.
+    spec: ModelSpec,
+    rt: Runtime,
+    stt: OnceLock<SpeechToText>,
     pub vad: VoiceActivity,
     pub vad_options: VadOptions,
+}
+
+impl SpeechStage {
+    pub fn id(&self) -> &str {
+        &self.spec.id
+    }
+
+    /// Whisper, loaded on first use.
+    pub fn stt(&self) -> Result<&SpeechToText, ModelError> {
+        if let Some(stt) = self.stt.get() {
+            return Ok(stt);
+        }
+        let stt = SpeechToText::from_spec(&self.rt, &self.spec)?;
+        // Two files finding speech at once may both load it; one copy is kept.
+        Ok(self.stt.get_or_init(|| stt))
+    }
 }
 
 pub struct SoundEventStage {
@@ -201,7 +222,14 @@ impl Encoders {
         };
         let speech = match (&m.speech, &m.vad, config.stages.speech) {
             (Some(id), Some(vad), true) => {
-                let stt = SpeechToText::load(&rt, home, id)?;
+                let spec = ModelSpec::load(home, id)?;
+                let Some(whisper) = &spec.whisper else {
+                    return Err(ModelError::Spec {
+                        path: spec.dir.join("model.toml"),
+                        message: format!("model {id} (role {}) has no [whisper] section", spec.role),
+                    });
+                };
+                let rate = whisper.sample_rate;
                 // On the CPU whatever the device: Silero is one call per 32 ms chunk, each
                 // waiting for the last (18,600 calls for a 10-minute film), so a GPU's per-call
                 // launch and copy costs exceed the work. On an H200 with it on CUDA, that film
@@ -209,18 +237,14 @@ impl Encoders {
                 // there); on the same machine's 16 cores it took 8.5 s for all 13 files.
                 let vad = VoiceActivity::load(&rt.on_cpu(), home, vad)?;
                 // Both hear the same 16 kHz samples.
-                if vad.sample_rate() != stt.sample_rate() {
+                if vad.sample_rate() != rate {
                     return Err(ModelError::Input {
                         model: vad.id().to_string(),
-                        message: format!(
-                            "listens at {} Hz, but {} at {} Hz",
-                            vad.sample_rate(),
-                            stt.id(),
-                            stt.sample_rate()
-                        ),
+                        message: format!("listens at {} Hz, but {id} at {rate} Hz", vad.sample_rate()),
                     });
                 }
-                Some(Arc::new(SpeechStage { stt, vad, vad_options: config.speech.vad_options() }))
+                let vad_options = config.speech.vad_options();
+                Some(Arc::new(SpeechStage { spec, rt: rt.clone(), stt: OnceLock::new(), vad, vad_options }))
             }
             _ => None,
         };
@@ -292,7 +316,7 @@ impl Encoders {
     pub fn models(&self) -> String {
         let mut ids = vec![self.image.id(), self.audio.id(), self.text.id()];
         ids.extend(self.music.as_ref().map(|m| m.tagger.id()));
-        ids.extend(self.speech.as_ref().map(|s| s.stt.id()));
+        ids.extend(self.speech.as_ref().map(|s| s.id()));
         ids.extend(self.speech.as_ref().map(|s| s.vad.id()));
         ids.extend(self.captioner.as_ref().map(|c| c.id()));
         ids.extend(self.sound_events.as_ref().map(|s| s.tagger.id()));
@@ -426,7 +450,7 @@ impl Speech for SpeechStage {
     }
     fn transcribe(&self, samples: &[f32], regions: &[Range<usize>]) -> Result<Option<Transcript>, ModelError> {
         let options = TranscribeOptions { max_new_tokens: 160, ..Default::default() };
-        self.stt.transcribe_regions(samples, regions, &options)
+        self.stt()?.transcribe_regions(samples, regions, &options)
     }
 }
 
