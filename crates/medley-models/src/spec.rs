@@ -205,6 +205,10 @@ pub struct TaggerSpec {
     /// bare names.
     #[serde(default)]
     pub label_texts: Option<String>,
+    /// Each class's mean probability over a reference set of sounds (one number per line, in
+    /// `labels` order), which the label bridge divides by: see [`ImageSpec::label_prior`].
+    #[serde(default)]
+    pub label_prior: Option<String>,
     /// `sigmoid` when the graph gives logits, `none` (default) when it gives probabilities.
     #[serde(default)]
     pub activation: Option<String>,

@@ -17,6 +17,8 @@ pub struct MusicTagger {
     labels: Vec<String>,
     /// What each class means (the spec's `label_texts` file), else the labels.
     label_texts: Vec<String>,
+    /// Each class's mean probability over the reference sounds, when the spec has them.
+    label_prior: Option<Vec<f32>>,
 }
 
 /// One window's class probabilities and embeddings.
@@ -48,6 +50,7 @@ impl MusicTagger {
         let section = spec.section(&spec.tagger, "tagger")?.clone();
         let labels = spec.labels(&section.labels)?;
         let label_texts = spec.label_texts(section.label_texts.as_deref(), &labels)?;
+        let label_prior = section.label_prior.as_deref().map(|f| spec.label_numbers(f, &labels)).transpose()?;
         // The default embedding must be one of the declared outputs (or empty: none).
         if !section.embedding.is_empty() && !section.embeddings.contains_key(&section.embedding) {
             return Err(ModelError::Spec {
@@ -56,7 +59,7 @@ impl MusicTagger {
             });
         }
         let session = rt.session(&spec.id, &spec.file(&section.file)?)?;
-        Ok(Self { id: spec.id.clone(), session, spec: section, labels, label_texts })
+        Ok(Self { id: spec.id.clone(), session, spec: section, labels, label_texts, label_prior })
     }
 
     pub fn id(&self) -> &str {
@@ -78,6 +81,10 @@ impl MusicTagger {
     /// when the model has no label texts.
     pub fn label_texts(&self) -> &[String] {
         &self.label_texts
+    }
+    /// The spec's `label_prior`: each class's mean probability over a reference sound set.
+    pub fn label_prior(&self) -> Option<&[f32]> {
+        self.label_prior.as_deref()
     }
     /// The default embedding's name and width; `("", 0)` for a tagger without embeddings.
     pub fn embedding(&self) -> (&str, usize) {
