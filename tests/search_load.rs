@@ -8,18 +8,19 @@
 //! Nothing here is timed: speed is `cargo xtask bench serve`'s job.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{env_path, medley, stdout_json};
 use serde_json::Value;
+use server::ServerProcess;
 
 mod common;
+mod server;
 
 /// Real media uploaded while the searches run: pictures, a short video, a sound.
 const UPLOADS: &[&str] = &[
@@ -62,22 +63,10 @@ fn media_file(rel: &str) -> PathBuf {
     }
 }
 
-struct Server {
-    child: Child,
-    addr: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &std::path::Path) -> Server {
+fn start(dir: &std::path::Path) -> ServerProcess {
     std::fs::write(dir.join("pipeline.toml"), PIPELINE).unwrap();
-    let mut child = medley()
+    let mut serve = medley();
+    serve
         .arg("serve")
         .arg("--db")
         .arg(dir.join("db"))
@@ -86,28 +75,8 @@ fn start(dir: &std::path::Path) -> Server {
         .arg("--pipeline")
         .arg(dir.join("pipeline.toml"))
         .args(["--bind", "127.0.0.1:0", "--batch", "16"])
-        .env_remove("MEDLEY_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (stderr, log2) = (child.stderr.take().unwrap(), log.clone());
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let _ = tx.send(rest.split_whitespace().next().unwrap().to_string());
-            }
-            log2.lock().unwrap().push_str(&format!("{line}\n"));
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|_| {
-        let _ = child.kill();
-        panic!("server did not start:\n{}", log.lock().unwrap())
-    });
-    Server { child, addr, log }
+        .env_remove("MEDLEY_TOKEN");
+    ServerProcess::spawn(serve)
 }
 
 /// One HTTP/1.1 request on a fresh connection (`Connection: close`): status and body.
@@ -257,11 +226,7 @@ fn fifty_concurrent_searches_while_a_batch_is_indexed_all_answer_whole() {
             assert!(failed.is_empty(), "jobs failed: {failed:#?}");
             break;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "jobs not done: {states:#?}\n{}",
-            server.log.lock().unwrap()
-        );
+        assert!(started.elapsed() < Duration::from_secs(600), "jobs not done: {states:#?}\n{}", server.log());
         std::thread::sleep(Duration::from_millis(250));
     }
     // A little more load on the finished table before the clients stop.

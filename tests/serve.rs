@@ -3,17 +3,18 @@
 //! no HTTP library and can send malformed requests).
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{env_path, medley, stdout_json};
 use serde_json::{Value, json};
+use server::ServerProcess;
 
 mod common;
+mod server;
 
 /// Small real media: (file, how many times it is uploaded). 50 uploads, 5 distinct contents.
 const UPLOADS: &[(&str, usize)] = &[
@@ -65,9 +66,7 @@ fn blake3_hex(path: &Path) -> String {
 
 /// A `medley serve` process; killed on drop if still running (printing its log).
 struct Server {
-    child: Child,
-    addr: String,
-    log: Arc<Mutex<String>>,
+    process: ServerProcess,
     token: Option<String>,
 }
 
@@ -100,8 +99,9 @@ impl Setup {
     }
 
     fn start_with(&self, token: Option<&str>, extra: &[&str]) -> Server {
-        let mut cmd = medley();
-        cmd.arg("serve")
+        let mut serve = medley();
+        serve
+            .arg("serve")
             .arg("--db")
             .arg(self.db())
             .arg("--state")
@@ -112,30 +112,11 @@ impl Setup {
             .arg(self.root())
             .args(["--bind", "127.0.0.1:0", "--max-upload-mb", &MAX_UPLOAD_MB.to_string(), "--batch", "16"])
             .args(extra)
-            .env_remove("MEDLEY_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .env_remove("MEDLEY_TOKEN");
         if let Some(t) = token {
-            cmd.env("MEDLEY_TOKEN", t);
+            serve.env("MEDLEY_TOKEN", t);
         }
-        let mut child = cmd.spawn().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (stderr, log2) = (child.stderr.take().unwrap(), log.clone());
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap().to_string());
-                }
-                log2.lock().unwrap().push_str(&format!("{line}\n"));
-            }
-        });
-        let addr = rx.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("server did not start:\n{}", log.lock().unwrap())
-        });
-        Server { child, addr, log, token: token.map(String::from) }
+        Server { process: ServerProcess::spawn(serve), token: token.map(String::from) }
     }
 }
 
@@ -215,7 +196,7 @@ impl Server {
         let auth = self.auth();
         let mut headers: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (*k, v.as_str())).collect();
         headers.extend_from_slice(extra);
-        http(&self.addr, method, path, &headers, body)
+        http(self.addr(), method, path, &headers, body)
     }
 
     fn get(&self, path: &str) -> Response {
@@ -253,7 +234,11 @@ impl Server {
     }
 
     fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.process.log()
+    }
+
+    fn addr(&self) -> &str {
+        &self.process.addr
     }
 
     fn post_json(&self, path: &str, body: &Value) -> Response {
@@ -264,7 +249,7 @@ impl Server {
     fn wait_health(&self, what: &str, within: Duration, done: impl Fn(u16, &Value) -> bool) -> Value {
         let start = Instant::now();
         loop {
-            let r = http(&self.addr, "GET", "/healthz", &[], b"");
+            let r = http(self.addr(), "GET", "/healthz", &[], b"");
             let body = r.json();
             if done(r.status, &body) {
                 return body;
@@ -290,27 +275,15 @@ impl Server {
 
     /// SIGTERM, and wait for the exit status.
     fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
+        let pid = self.process.child.id().to_string();
         assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
         let start = Instant::now();
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.process.child.try_wait().unwrap() {
                 return status;
             }
             assert!(start.elapsed() < Duration::from_secs(120), "server did not stop:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-            if std::thread::panicking() {
-                eprintln!("server log:\n{}", self.log());
-            }
         }
     }
 }
@@ -353,7 +326,7 @@ fn assert_error(r: &Response, status: u16, mentions: &str) {
 fn concurrent_uploads_index_each_content_once_and_bad_requests_leave_nothing() {
     let setup = Setup::new();
     let server = setup.start(None);
-    let addr = server.addr.clone();
+    let addr = server.addr().to_string();
 
     // 50 concurrent uploads of 5 distinct files.
     let mut expected: BTreeSet<String> = BTreeSet::new();
@@ -550,7 +523,7 @@ fn token_guards_the_api_and_jobs_survive_a_restart() {
     std::fs::write(jobs_dir.join("0123456789abcdef.json"), stale.to_string()).unwrap();
 
     let server = setup.start(Some("s3cret"));
-    let addr = server.addr.clone();
+    let addr = server.addr().to_string();
     // Without the token: 401 with a JSON error on /v1 and /metrics; /healthz stays open.
     assert_error(&http(&addr, "GET", "/v1/search?q=cat", &[], b""), 401, "authorization");
     assert_error(
