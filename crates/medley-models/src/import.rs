@@ -266,6 +266,63 @@ fn looked(stems: &[&str]) -> String {
     stems.iter().flat_map(|s| [format!("{s}.onnx"), format!("onnx/{s}.onnx")]).collect::<Vec<_>>().join(", ")
 }
 
+/// One tower of a dual encoder, as [`find_tower`] looks for it.
+struct Tower<'a> {
+    /// Its own graph's stem (`vision_model`, `text_model`, `audio_model`).
+    own: &'a str,
+    what: &'static str,
+    /// Inputs its own graph must have, and may have.
+    own_inputs: [&'a [&'a str]; 2],
+    /// Inputs the joint graph must have, and may have, when checked.
+    joint_inputs: Option<[&'a [&'a str]; 2]>,
+}
+
+/// The tower's own graph, else the joint `model` graph with the other tower's inputs fed as
+/// `placeholders` make them. A joint graph the other tower already opened is taken out of
+/// `graphs` (the caller keeps the tower's graph).
+fn find_tower(
+    rt: &Runtime,
+    dir: &Path,
+    joint: Option<&String>,
+    graphs: &mut Vec<GraphInfo>,
+    tower: Tower<'_>,
+    placeholders: impl FnOnce(&GraphInfo) -> Result<Vec<FixedInput>, ImportError>,
+) -> Result<(GraphInfo, Vec<FixedInput>), ImportError> {
+    match (locate(dir, tower.own), joint) {
+        (Some(rel), _) => {
+            let g = GraphInfo::open(rt, dir, &rel)?;
+            g.expect_inputs(tower.own_inputs[0], tower.own_inputs[1])?;
+            Ok((g, Vec::new()))
+        }
+        (None, Some(rel)) => {
+            let g = match graphs.iter().position(|g| &g.rel == rel) {
+                Some(i) => graphs.remove(i),
+                None => GraphInfo::open(rt, dir, rel)?,
+            };
+            if let Some([required, allowed]) = tower.joint_inputs {
+                g.expect_inputs(required, allowed)?;
+            }
+            let fixed = placeholders(&g)?;
+            Ok((g, fixed))
+        }
+        (None, None) => Err(ImportError::MissingGraph {
+            dir: dir.to_path_buf(),
+            what: tower.what,
+            looked: looked(&[tower.own, "model"]),
+        }),
+    }
+}
+
+/// The text inputs a joint graph takes beside an image or a sound: one token (the text
+/// tower's cost is negligible).
+fn token_placeholders(g: &GraphInfo) -> Result<Vec<FixedInput>, ImportError> {
+    let mut fixed = vec![FixedInput { name: "input_ids".into(), dtype: "int64".into(), shape: vec![1, 1], value: 0.0 }];
+    if g.has_input("attention_mask") {
+        fixed.push(FixedInput { name: "attention_mask".into(), dtype: "int64".into(), shape: vec![1, 1], value: 1.0 });
+    }
+    Ok(fixed)
+}
+
 /// The family-independent facts the spec writers need.
 struct Source<'a> {
     dir: &'a Path,
@@ -544,36 +601,13 @@ fn plan_image_text(rt: &Runtime, src: &Source<'_>, id: &str, role: Option<&str>)
     let text_allowed: &[&str] = &["input_ids", "attention_mask", "position_ids", "token_type_ids"];
     let mut image = None;
     if want_image {
-        let (g, fixed) = match (locate(dir, "vision_model"), &joint) {
-            (Some(rel), _) => {
-                let g = GraphInfo::open(rt, dir, &rel)?;
-                g.expect_inputs(&["pixel_values"], &["pixel_values"])?;
-                (g, Vec::new())
-            }
-            (None, Some(rel)) => {
-                let g = GraphInfo::open(rt, dir, rel)?;
-                g.expect_inputs(&["input_ids", "pixel_values"], &["input_ids", "pixel_values", "attention_mask"])?;
-                // One placeholder text of one token: the text tower's cost is negligible.
-                let mut fixed =
-                    vec![FixedInput { name: "input_ids".into(), dtype: "int64".into(), shape: vec![1, 1], value: 0.0 }];
-                if g.has_input("attention_mask") {
-                    fixed.push(FixedInput {
-                        name: "attention_mask".into(),
-                        dtype: "int64".into(),
-                        shape: vec![1, 1],
-                        value: 1.0,
-                    });
-                }
-                (g, fixed)
-            }
-            (None, None) => {
-                return Err(ImportError::MissingGraph {
-                    dir: dir.to_path_buf(),
-                    what: "image tower",
-                    looked: looked(&["vision_model", "model"]),
-                });
-            }
+        let tower = Tower {
+            own: "vision_model",
+            what: "image tower",
+            own_inputs: [&["pixel_values"], &["pixel_values"]],
+            joint_inputs: Some([&["input_ids", "pixel_values"], &["input_ids", "pixel_values", "attention_mask"]]),
         };
+        let (g, fixed) = find_tower(rt, dir, joint.as_ref(), &mut graphs, tower, token_placeholders)?;
         let (embedding, dim) = g.pick_output(&["image_embeds", "pooler_output"])?;
         let dim = dim
             .or_else(|| src.config["projection_dim"].as_u64().map(|d| d as usize))
@@ -598,35 +632,22 @@ fn plan_image_text(rt: &Runtime, src: &Source<'_>, id: &str, role: Option<&str>)
     }
     let mut text = None;
     if want_text {
-        let (g, fixed) = match (locate(dir, "text_model"), &joint) {
-            (Some(rel), _) => {
-                let g = GraphInfo::open(rt, dir, &rel)?;
-                g.expect_inputs(&["input_ids"], text_allowed)?;
-                (g, Vec::new())
-            }
-            (None, Some(rel)) => {
-                let g = match graphs.iter().position(|g| &g.rel == rel) {
-                    Some(i) => graphs.remove(i),
-                    None => GraphInfo::open(rt, dir, rel)?,
-                };
-                g.expect_inputs(&["input_ids", "pixel_values"], &["input_ids", "pixel_values", "attention_mask"])?;
-                // One black image as the placeholder the joint graph needs.
-                let fixed = vec![FixedInput {
-                    name: "pixel_values".into(),
-                    dtype: "float32".into(),
-                    shape: vec![1, 3, size as usize, size as usize],
-                    value: 0.0,
-                }];
-                (g, fixed)
-            }
-            (None, None) => {
-                return Err(ImportError::MissingGraph {
-                    dir: dir.to_path_buf(),
-                    what: "text tower",
-                    looked: looked(&["text_model", "model"]),
-                });
-            }
+        let tower = Tower {
+            own: "text_model",
+            what: "text tower",
+            own_inputs: [&["input_ids"], text_allowed],
+            joint_inputs: Some([&["input_ids", "pixel_values"], &["input_ids", "pixel_values", "attention_mask"]]),
         };
+        // One black image as the placeholder the joint graph needs.
+        let black = |_: &GraphInfo| {
+            Ok(vec![FixedInput {
+                name: "pixel_values".into(),
+                dtype: "float32".into(),
+                shape: vec![1, 3, size as usize, size as usize],
+                value: 0.0,
+            }])
+        };
+        let (g, fixed) = find_tower(rt, dir, joint.as_ref(), &mut graphs, tower, black)?;
         text = Some(text_spec(src, &g, &text_config, fixed)?);
         if !graphs.iter().any(|x| x.rel == g.rel) {
             graphs.push(g);
@@ -686,35 +707,13 @@ fn plan_audio_text(rt: &Runtime, src: &Source<'_>, id: &str, role: Option<&str>)
             norm: Some("slaney".into()),
             frames: 1 + window / hop.max(1),
         };
-        let (g, fixed) = match (locate(dir, "audio_model"), &joint) {
-            (Some(rel), _) => {
-                let g = GraphInfo::open(rt, dir, &rel)?;
-                g.expect_inputs(&["input_features"], &["input_features"])?;
-                (g, Vec::new())
-            }
-            (None, Some(rel)) => {
-                let g = GraphInfo::open(rt, dir, rel)?;
-                g.expect_inputs(&["input_ids", "input_features"], &["input_ids", "input_features", "attention_mask"])?;
-                let mut fixed =
-                    vec![FixedInput { name: "input_ids".into(), dtype: "int64".into(), shape: vec![1, 1], value: 0.0 }];
-                if g.has_input("attention_mask") {
-                    fixed.push(FixedInput {
-                        name: "attention_mask".into(),
-                        dtype: "int64".into(),
-                        shape: vec![1, 1],
-                        value: 1.0,
-                    });
-                }
-                (g, fixed)
-            }
-            (None, None) => {
-                return Err(ImportError::MissingGraph {
-                    dir: dir.to_path_buf(),
-                    what: "audio tower",
-                    looked: looked(&["audio_model", "model"]),
-                });
-            }
+        let tower = Tower {
+            own: "audio_model",
+            what: "audio tower",
+            own_inputs: [&["input_features"], &["input_features"]],
+            joint_inputs: Some([&["input_ids", "input_features"], &["input_ids", "input_features", "attention_mask"]]),
         };
+        let (g, fixed) = find_tower(rt, dir, joint.as_ref(), &mut graphs, tower, token_placeholders)?;
         // A fixed feature shape in the graph must be the extractor's.
         if let Some((_, shape, _)) = g.inputs.iter().find(|i| i.0 == "input_features") {
             let want = [-1, 1, mel.frames as i64, mel.n_mels as i64];
@@ -751,39 +750,29 @@ fn plan_audio_text(rt: &Runtime, src: &Source<'_>, id: &str, role: Option<&str>)
     }
     let mut text = None;
     if role != "audio" {
-        let (g, fixed) = match (locate(dir, "text_model"), &joint) {
-            (Some(rel), _) => {
-                let g = GraphInfo::open(rt, dir, &rel)?;
-                g.expect_inputs(&["input_ids"], &["input_ids", "attention_mask", "token_type_ids", "position_ids"])?;
-                (g, Vec::new())
-            }
-            (None, Some(rel)) => {
-                let g = match graphs.iter().position(|g| &g.rel == rel) {
-                    Some(i) => graphs.remove(i),
-                    None => GraphInfo::open(rt, dir, rel)?,
-                };
-                let frames = audio.as_ref().and_then(|a| a.features.as_ref()).map(|m| (m.frames, m.n_mels));
-                let (frames, mels) = frames.ok_or_else(|| ImportError::MissingGraph {
-                    dir: dir.to_path_buf(),
-                    what: "text tower",
-                    looked: looked(&["text_model"]),
-                })?;
-                let fixed = vec![FixedInput {
-                    name: "input_features".into(),
-                    dtype: "float32".into(),
-                    shape: vec![1, 1, frames, mels],
-                    value: -100.0,
-                }];
-                (g, fixed)
-            }
-            (None, None) => {
-                return Err(ImportError::MissingGraph {
-                    dir: dir.to_path_buf(),
-                    what: "text tower",
-                    looked: looked(&["text_model", "model"]),
-                });
-            }
+        let tower = Tower {
+            own: "text_model",
+            what: "text tower",
+            own_inputs: [&["input_ids"], &["input_ids", "attention_mask", "token_type_ids", "position_ids"]],
+            joint_inputs: None,
         };
+        // Silence (log-mel -100 dB) as the placeholder the joint graph needs: its shape comes
+        // from the audio tower's extractor, so a text-only role cannot use the joint graph.
+        let silence = |_: &GraphInfo| {
+            let frames = audio.as_ref().and_then(|a| a.features.as_ref()).map(|m| (m.frames, m.n_mels));
+            let (frames, mels) = frames.ok_or_else(|| ImportError::MissingGraph {
+                dir: dir.to_path_buf(),
+                what: "text tower",
+                looked: looked(&["text_model"]),
+            })?;
+            Ok(vec![FixedInput {
+                name: "input_features".into(),
+                dtype: "float32".into(),
+                shape: vec![1, 1, frames, mels],
+                value: -100.0,
+            }])
+        };
+        let (g, fixed) = find_tower(rt, dir, joint.as_ref(), &mut graphs, tower, silence)?;
         text = Some(text_spec(src, &g, &text_config, fixed)?);
         if !graphs.iter().any(|x| x.rel == g.rel) {
             graphs.push(g);
