@@ -61,7 +61,7 @@ def stamps(work):
 
 def logits(paths, work):
     import onnxruntime as ort
-    cache = os.path.join(work, "tux_logits.npz")
+    cache = os.path.join(work, "tux_logits_fitted.npz")
     if os.path.exists(cache):
         z = np.load(cache, allow_pickle=True)
         if list(z["keys"]) == paths:

@@ -240,8 +240,8 @@ def picture_set(rcc_dir, media):
 
 
 def rgb224(src, work):
-    """Centre square crop, bicubic to 224 px, alpha flattened onto white: what medley-media
-    gives the image encoder."""
+    """What medley-media gives the image encoder: centre square crop, bicubic to 224 px, alpha
+    flattened onto white; a still on a plain background fitted whole instead (fit_on_plain)."""
     if isinstance(src, bytes):
         path = os.path.join(work, "pic.webp")
         open(path, "wb").write(src)
@@ -252,12 +252,47 @@ def rgb224(src, work):
             d = float(subprocess.check_output(["ffprobe", "-v", "error", "-show_entries", "format=duration",
                                                "-of", "csv=p=0", src]))
             seek = ["-ss", f"{d / 2:.3f}"]
+    if not seek:
+        fitted = fit_on_plain(path)
+        if fitted is not None:
+            return fitted
     vf = "crop='min(iw,ih)':'min(iw,ih)',scale=224:224:flags=bicubic+accurate_rnd+full_chroma_int,format=rgba"
+    return flatten(ffmpeg_rgba(path, seek, vf, 224, 224))
+
+
+def ffmpeg_rgba(path, seek, vf, w, h):
     raw = subprocess.check_output(["ffmpeg", "-loglevel", "error", *seek, "-i", path, "-frames:v", "1", "-vf", vf,
                                    "-f", "rawvideo", "-"])
-    px = np.frombuffer(raw, np.uint8).reshape(224, 224, 4).astype(np.float64)
+    return np.frombuffer(raw, np.uint8).reshape(h, w, 4).astype(np.float64)
+
+
+def flatten(px):
+    """Alpha onto white."""
     a = px[..., 3:] / 255.0
     return np.floor(px[..., :3] * a + 255 * (1 - a) + 0.5).clip(0, 255).astype(np.uint8)
+
+
+def fit_on_plain(path):
+    """As medley-media's `fit_on_plain` for stills: a non-square picture whose border is one plain
+    colour, fitted whole into 224 px and padded with that colour; None otherwise."""
+    w, h = map(int, subprocess.check_output(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                                             "stream=width,height", "-of", "csv=p=0", path]).decode().split(",")[:2])
+    s = 224 / max(w, h)
+    tw, th = min(max(round(w * s), 1), 224), min(max(round(h * s), 1), 224)
+    if tw == th:
+        return None
+    vf = f"scale={tw}:{th}:flags=bicubic+accurate_rnd+full_chroma_int,format=rgba"
+    px = flatten(ffmpeg_rgba(path, [], vf, tw, th))
+    border = np.concatenate([px[0], px[-1], px[1:-1, 0], px[1:-1, -1]]).astype(np.int64)
+    bins, inverse, counts = np.unique(border >> 4, axis=0, return_inverse=True, return_counts=True)
+    bg = border[inverse.ravel() == counts.argmax()].sum(0) // counts.max()
+    if np.mean(np.abs(border - bg).max(1) <= 24) < 0.9:
+        return None
+    out = np.empty((224, 224, 3), np.uint8)
+    out[:] = bg
+    y0, x0 = (224 - th) // 2, (224 - tw) // 2
+    out[y0:y0 + th, x0:x0 + tw] = px
+    return out
 
 
 # --- Models --------------------------------------------------------------------------------

@@ -239,13 +239,23 @@ fn text_search_finds_the_pictured_subject_first() {
 }
 
 #[test]
-fn hybrid_search_without_text_indexes_says_to_optimize() {
+fn full_text_search_works_after_index_and_without_its_indexes_says_to_optimize() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
     let photo = env_path("MEDLEY_TEST_MEDIA").join("photos/rocket.jpg");
+    // `index` builds the full-text indexes: a word of the labels is found by BM25 at once.
+    let db = dir.path().join("db");
     let out = medley().arg("index").arg(&photo).arg("--db").arg(&db).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = medley().args(["search", "rocket", "--hybrid", "--db"]).arg(&db).output().unwrap();
+    let hits = run_json(&["search", "missile", "--full-text"], &db);
+    assert_eq!(hits.as_array().map(Vec::len), Some(1), "{hits}");
+    let hits = run_json(&["search", "rocket", "--hybrid"], &db);
+    assert!(hits[0]["path"].as_str().unwrap().ends_with("rocket.jpg"), "{hits}");
+    // A table written without index upkeep (a staged commit without `--index`) has none yet.
+    let bare = dir.path().join("bare");
+    begin_run(&bare);
+    let staged = stage_task(&bare, "t1", &[photo]);
+    commit_staged(&bare, 1, &staged);
+    let out = medley().args(["search", "rocket", "--hybrid", "--db"]).arg(&bare).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("medley optimize"),
@@ -956,4 +966,99 @@ fn relative_database_paths_of_any_name_work() {
         assert!(dir.path().join(db).is_dir(), "the database is where the relative path says");
     }
     let _ = input;
+}
+
+/// `medley index-worker --task ID`, the files on stdin; its result line.
+fn stage_task(db: &Path, task: &str, files: &[PathBuf]) -> String {
+    use std::io::Write;
+    let mut child = medley()
+        .args(["index-worker", "--db"])
+        .arg(db)
+        .args(["--task", task])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let list: String = files.iter().map(|f| format!("{}\n", f.display())).collect();
+    child.stdin.take().unwrap().write_all(list.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "index-worker: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn begin_run(db: &Path) -> Value {
+    let out = medley().args(["commit", "--run", "r1", "--begin", "--db"]).arg(db).output().unwrap();
+    assert!(out.status.success(), "commit --begin: {}", String::from_utf8_lossy(&out.stderr));
+    stdout_json(&out)
+}
+
+fn commit_staged(db: &Path, seq: u32, staged: &str) -> Value {
+    use std::io::Write;
+    let mut child = medley()
+        .args(["commit", "--db"])
+        .arg(db)
+        .args(["--run", "r1", "--seq", &seq.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(staged.as_bytes()).unwrap();
+    stdout_json(&child.wait_with_output().unwrap())
+}
+
+#[test]
+fn staged_commits_keep_one_item_per_content_and_one_failure_per_path() {
+    let media = env_path("MEDLEY_TEST_MEDIA");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let (cat, copy, coffee, broken) = (
+        input.join("chelsea.png"),
+        input.join("copy-of-chelsea.png"),
+        input.join("coffee.png"),
+        input.join("broken.mp4"),
+    );
+    std::fs::copy(media.join("photos/chelsea.png"), &cat).unwrap();
+    std::fs::copy(media.join("photos/chelsea.png"), &copy).unwrap();
+    std::fs::copy(media.join("photos/coffee.png"), &coffee).unwrap();
+    std::fs::write(&broken, b"not a video at all").unwrap();
+    let db = dir.path().join("db");
+
+    // Workers never create a database: that is `commit --begin`'s, once.
+    let refused = medley()
+        .args(["index-worker", "--db"])
+        .arg(&db)
+        .args(["--task", "t0", "--files", "/dev/null"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", String::from_utf8_lossy(&refused.stderr));
+    let begun = begin_run(&db);
+    assert_eq!(begun["seqs"], serde_json::json!([]));
+
+    // Two tasks staged before either is committed: each has one copy of the cat.
+    let staged = stage_task(&db, "t1", &[cat.clone(), broken.clone()]) + &stage_task(&db, "t2", &[copy, coffee]);
+    let first = commit_staged(&db, 1, &staged);
+    assert_eq!((first["media_rows"].as_u64(), first["duplicates_removed"].as_u64()), (Some(3), Some(1)), "{first}");
+    let tables = read_tables(&db);
+    let paths: Vec<&str> =
+        tables["media"].as_array().unwrap().iter().map(|r| r["file_name"].as_str().unwrap()).collect();
+    assert_eq!(paths.len(), 2, "one item per content: {paths:?}");
+    assert!(paths.contains(&"chelsea.png") && paths.contains(&"coffee.png"), "the first path is kept: {paths:?}");
+    assert_eq!(tables["failures"].as_array().unwrap().len(), 1);
+
+    // A task with nothing but a failure, committed twice: the failure replaces the old one,
+    // and the second commit adds nothing.
+    let failed_again = stage_task(&db, "t3", &[broken]);
+    assert_eq!(commit_staged(&db, 2, &failed_again)["already_committed"], false);
+    assert_eq!(commit_staged(&db, 2, &failed_again)["already_committed"], true);
+    let tables = read_tables(&db);
+    assert_eq!(tables["failures"].as_array().unwrap().len(), 1, "one failure row per path");
+    assert_eq!(tables["media"].as_array().unwrap().len(), 2);
+
+    // The run's record: both commits, every task.
+    let resumed = begin_run(&db);
+    assert_eq!(resumed["seqs"], serde_json::json!([1, 2]), "{resumed}");
+    assert_eq!(resumed["tasks"], serde_json::json!(["t1", "t2", "t3"]), "{resumed}");
 }

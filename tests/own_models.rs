@@ -345,15 +345,53 @@ fn clap_features_match_the_hugging_face_extractor() {
 
 /// The media rows' `clip` vectors and the `clip` field's model, as pyarrow reads an export.
 fn clip_columns(home: &Home, db: &Path) -> Value {
+    space_columns(home, db, "clip")
+}
+
+/// The `dim` of a section (`image`, `audio`) of an added model's `model.toml`.
+fn section_dim(models: &Path, id: &str, section: &str) -> usize {
+    let spec = std::fs::read_to_string(models.join(id).join("model.toml")).unwrap();
+    let at = spec.find(&format!("[{section}]")).unwrap_or_else(|| panic!("{id} has no [{section}] section"));
+    spec[at..].lines().find_map(|l| l.strip_prefix("dim = ")).unwrap().trim().parse().unwrap()
+}
+
+/// The vectors of `names` in a [`space_columns`] answer, each checked to be `width` wide and
+/// of unit length.
+fn unit_vectors(found: &Value, names: &[&str], width: usize) -> Vec<Vec<f64>> {
+    let rows = found["rows"].as_object().unwrap();
+    names
+        .iter()
+        .map(|p| {
+            let v: Vec<f64> = rows[*p]
+                .as_array()
+                .unwrap_or_else(|| panic!("{p}: {found}"))
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            assert_eq!(v.len(), width, "{p}");
+            let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-3, "{p}: unit length: {norm}");
+            v
+        })
+        .collect()
+}
+
+/// A dual encoder's column (`clip` or `clap`) as pyarrow reads it from an export: the model its
+/// metadata names, and each item's vector (or null) by file name.
+fn space_columns(home: &Home, db: &Path, column: &str) -> Value {
     let parquet = db.with_extension("parquet");
     let out = home.run(&["export", "--db", db.to_str().unwrap(), parquet.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     let script = "import json, sys, pyarrow.parquet as pq\n\
-        t = pq.read_table(sys.argv[1])\n\
-        meta = t.schema.field('clip').metadata or {}\n\
+        t, c = pq.read_table(sys.argv[1]), sys.argv[2]\n\
+        meta = t.schema.field(c).metadata or {}\n\
         print(json.dumps({'model': meta.get(b'medley.model', b'').decode(),\n\
-            'rows': {p.split('/')[-1]: c for p, c in zip(t['path'].to_pylist(), t['clip'].to_pylist())}}))";
-    let out = std::process::Command::new(env_path("MEDLEY_TEST_PYTHON")).args(["-c", script]).arg(&parquet).output();
+            'rows': {p.split('/')[-1]: v for p, v in zip(t['path'].to_pylist(), t[c].to_pylist())}}))";
+    let out = std::process::Command::new(env_path("MEDLEY_TEST_PYTHON"))
+        .args(["-c", script])
+        .arg(&parquet)
+        .arg(column)
+        .output();
     let out = out.unwrap();
     assert!(out.status.success(), "{}", text(&out));
     stdout_json(&out)
@@ -405,24 +443,12 @@ fn an_added_clip_model_fills_the_clip_column_that_search_uses() {
     let out = index("my-clip");
     assert!(out.status.success(), "{}", text(&out));
 
-    let spec = std::fs::read_to_string(models.join("my-clip/model.toml")).unwrap();
-    let image = &spec[spec.find("[image]").expect("an [image] section")..];
-    let width: usize = image.lines().find_map(|l| l.strip_prefix("dim = ")).unwrap().trim().parse().unwrap();
+    let width = section_dim(&models, "my-clip", "image");
     let found = clip_columns(&home, &db);
     assert_eq!(found["model"], "my-clip", "{found}");
     let rows = found["rows"].as_object().unwrap();
     assert!(rows["funkyrobot.mp3"].is_null(), "a sound has no picture: {found}");
-    let pictures: Vec<Vec<f64>> = ["chelsea.png", "coffee.png", "rocket.jpg", "cat_upright.mp4"]
-        .iter()
-        .map(|p| {
-            rows[*p].as_array().unwrap_or_else(|| panic!("{p}: {found}")).iter().map(|x| x.as_f64().unwrap()).collect()
-        })
-        .collect();
-    for v in &pictures {
-        assert_eq!(v.len(), width);
-        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-        assert!((norm - 1.0).abs() < 1e-3, "unit length: {norm}");
-    }
+    let pictures = unit_vectors(&found, &["chelsea.png", "coffee.png", "rocket.jpg", "cat_upright.mp4"], width);
     assert!(pictures[0] != pictures[1] && pictures[1] != pictures[2], "each picture its own vector");
 
     // Search fuses the CLIP ranking with the text-space one: reciprocal-rank scores, at most
@@ -458,4 +484,71 @@ fn an_added_clip_model_fills_the_clip_column_that_search_uses() {
     let out = index("minilm-l6");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("dual_image_text"), "{}", text(&out));
+}
+
+/// The same two commands for sounds: `models add` a CLAP export (transformers.js layout), then
+/// `index` with `models.clap`. Each sound gets a unit `clap` vector of the model's width (each
+/// its own), a picture gets none, the column names its model, and `search` embeds the query
+/// with CLAP's text tower and fuses the rankings, so sounds with nothing in the text space are
+/// found. A model of another role is refused as the clap model before any work.
+#[test]
+fn an_added_clap_model_fills_the_clap_column_that_search_uses() {
+    let home = Home::new();
+    let models = home.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let real = env_path("MEDLEY_HOME").join("models");
+    for id in ["efficientnet-lite0", "aisfx", "minilm-l6"] {
+        std::os::unix::fs::symlink(real.join(id), models.join(id)).unwrap();
+    }
+    let out = home.add(&fixtures().join("clap-tjs"), &["--id", "my-clap"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let work = tempfile::tempdir().unwrap();
+    let pipeline = |clap: &str| {
+        let path = work.path().join(format!("{clap}.toml"));
+        let toml = format!(
+            "[pipeline]\nname = \"clap-test\"\n[sampler]\nvideo = \"fps:1\"\n[stages]\nvision = true\naudio = true\nmusic = false\n\
+             speech = false\nsound_events = false\nocr = false\n[models]\nimage = \"efficientnet-lite0\"\naudio = \"aisfx\"\n\
+             text = \"minilm-l6\"\nclap = \"{clap}\"\n"
+        );
+        std::fs::write(&path, toml).unwrap();
+        path
+    };
+    let media = work.path().join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    std::fs::copy(env_path("MEDLEY_TEST_MEDIA").join("photos/chelsea.png"), media.join("chelsea.png")).unwrap();
+    std::fs::copy(env_path("MEDLEY_TEST_MEDIA").join("music/1918.mp3"), media.join("1918.mp3")).unwrap();
+    std::fs::copy(env_path("MEDLEY_TEST_FIXTURES").join("bbb_audio.m4a"), media.join("bbb_audio.m4a")).unwrap();
+    let db = work.path().join("db");
+    let index = |clap: &str| {
+        let p = pipeline(clap);
+        home.run(&["index", media.to_str().unwrap(), "--db", db.to_str().unwrap(), "--pipeline", p.to_str().unwrap()])
+    };
+    let out = index("my-clap");
+    assert!(out.status.success(), "{}", text(&out));
+
+    let width = section_dim(&models, "my-clap", "audio");
+    let found = space_columns(&home, &db, "clap");
+    assert_eq!(found["model"], "my-clap", "{found}");
+    let rows = found["rows"].as_object().unwrap();
+    assert!(rows["chelsea.png"].is_null(), "a picture has no sound: {found}");
+    let sounds = unit_vectors(&found, &["1918.mp3", "bbb_audio.m4a"], width);
+    assert!(sounds[0] != sounds[1], "each sound its own vector");
+
+    // The sounds have nothing in the text space here (no music or sound-event stage): the CLAP
+    // ranking is what finds them, fused with the text space's (which finds the picture).
+    let out = home.run(&["search", "a dog barking", "--db", db.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let hits = stdout_json(&out);
+    let names: Vec<&str> =
+        hits.as_array().unwrap().iter().map(|h| h["path"].as_str().unwrap().rsplit('/').next().unwrap()).collect();
+    assert!(names.contains(&"1918.mp3") && names.contains(&"bbb_audio.m4a"), "{hits}");
+    for h in hits.as_array().unwrap() {
+        let score = h["score"].as_f64().unwrap();
+        assert!(score > 0.0 && score <= 2.0 / 61.0 + 1e-6, "reciprocal-rank scores: {h}");
+    }
+
+    // A model of another role is refused as the clap model, naming the role it needs.
+    let out = index("minilm-l6");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("dual_audio_text"), "{}", text(&out));
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{env_path, medley, stdout_json};
+use medley_models::wer::{word_errors, words};
 use serde_json::Value;
 
 /// The default pipeline with only the sound-embedding and speech stages on (segments are cut
@@ -95,29 +96,6 @@ fn librivox() -> Vec<(PathBuf, String)> {
     clips
 }
 
-fn words(s: &str) -> Vec<String> {
-    s.to_lowercase()
-        .replace('-', " ")
-        .chars()
-        .filter(|c| c.is_alphanumeric() || c.is_whitespace() || *c == '\'')
-        .collect::<String>()
-        .split_whitespace()
-        .map(|w| if w == "mr" { "mister".to_string() } else { w.to_string() })
-        .collect()
-}
-
-fn errors(truth: &[String], hyp: &[String]) -> usize {
-    let mut prev: Vec<usize> = (0..=hyp.len()).collect();
-    for (i, x) in truth.iter().enumerate() {
-        let mut cur = vec![i + 1; hyp.len() + 1];
-        for (j, y) in hyp.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(x != y)).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[hyp.len()]
-}
-
 fn media_row<'a>(rows: &'a Value, file_name: &str) -> &'a Value {
     rows["media"].as_array().expect("media").iter().find(|r| r["file_name"] == file_name).expect("row")
 }
@@ -170,7 +148,7 @@ fn where_sound_events_hear_no_speech_voice_activity_and_whisper_do_not_run() {
     let rows = rows(&db);
     let r = media_row(&rows, &clips[0].0.file_name().expect("name").to_string_lossy());
     let (truth, said) = (words(&clips[0].1), words(r["transcript"].as_str().expect("a transcript")));
-    assert!(errors(&truth, &said) * 100 <= truth.len() * 5, "{said:?}");
+    assert!(word_errors(&truth, &said) * 100 <= truth.len() * 5, "{said:?}");
 }
 
 #[test]
@@ -187,7 +165,7 @@ fn librivox_speech_is_transcribed_within_2_percent_wer() {
         assert_eq!(r["language"], "en", "{r}");
         let said = r["transcript"].as_str().expect("a transcript");
         let (truth, hyp) = (words(truth), words(said));
-        let e = errors(&truth, &hyp);
+        let e = word_errors(&truth, &hyp);
         eprintln!("{name}: {e}/{} {said:?}", truth.len());
         wrong += e;
         total += truth.len();
@@ -236,7 +214,7 @@ fn speech_between_music_is_found_where_it_is_said() {
     assert_eq!(item["language"], "en", "{item}");
     let said = item["transcript"].as_str().expect("a transcript");
     let truth: Vec<String> = [&clips[0].1, &clips[1].1].iter().flat_map(|t| words(t)).collect();
-    let e = errors(&truth, &words(said));
+    let e = word_errors(&truth, &words(said));
     eprintln!("speech {from:.2}..{to:.2} s; {e}/{} errors: {said:?}", truth.len());
     // MP3 and a hard cut after loud music: the first word may come out wrong (see
     // crates/medley-models/tests/vad.rs).

@@ -7,6 +7,7 @@
 //! 130 interrupted by Ctrl-C or SIGTERM (what was done is committed).
 
 mod admin;
+mod cluster;
 mod doctor;
 mod index;
 mod models;
@@ -54,6 +55,9 @@ enum Command {
     /// `models check ID`.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    IndexWorker(cluster::WorkerArgs),
+    Commit(cluster::CommitArgs),
+    Discover(cluster::DiscoverArgs),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +86,9 @@ fn main() -> ExitCode {
             Command::Watch(a) => watch::run(&home, a).await,
             Command::Doctor(a) => doctor::run(&home, a).await,
             Command::Models(c) => models::run(&home, c),
+            Command::IndexWorker(a) => cluster::worker(&home, a).await,
+            Command::Commit(a) => cluster::commit(&home, a).await,
+            Command::Discover(a) => cluster::discover_files(a),
         }
     });
     match result {

@@ -31,15 +31,15 @@ pub struct SearchArgs {
     #[arg(long)]
     json: bool,
     /// Fuse the vector ranking with full-text (BM25) ranking over labels, transcripts and
-    /// descriptions (reciprocal rank fusion); needs `medley optimize` to have run.
+    /// descriptions (reciprocal rank fusion); needs the full-text indexes `index` builds.
     #[arg(long, conflicts_with = "segments")]
     hybrid: bool,
     /// Search segments (shots or windows) rather than whole items; each hit gives the time
     /// range, and `--where` filters `segments` columns (start_s, end_s, duration_s, kind, ...).
     #[arg(long)]
     segments: bool,
-    /// Rank by full-text (BM25) only, over labels, transcripts and descriptions; needs
-    /// `medley optimize` to have run.
+    /// Rank by full-text (BM25) only, over labels, transcripts and descriptions; needs the
+    /// full-text indexes `index` builds.
     #[arg(long, conflicts_with_all = ["hybrid", "segments"])]
     full_text: bool,
 }
@@ -112,10 +112,10 @@ fn print_hits(hits: &[SearchHit], json: bool, empty: &str) -> Result<()> {
     Ok(())
 }
 
-/// The query's text models for `store`: MiniLM, and the text tower of the image-text model
-/// that filled the table's `clip` column, if it has one.
+/// The query's text models for `store`: MiniLM, and the text towers of the models that filled
+/// the table's `clip` and `clap` columns, if it has them.
 fn query_encoders(home: &ModelHome, store: &medley_store::Store) -> Result<QueryEncoders> {
-    QueryEncoders::load(home, store.clip_space()).map_err(config_err)
+    QueryEncoders::load(home, store).map_err(config_err)
 }
 
 pub async fn search(home: &ModelHome, a: SearchArgs) -> Result<ExitCode> {
@@ -128,8 +128,8 @@ pub async fn search(home: &ModelHome, a: SearchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     // The text model loads on a blocking thread while the database opens: the two are most of
-    // a call's time. The image-text model's text tower, if the table has a `clip` column,
-    // loads after (the table names it).
+    // a call's time. The dual encoders' text towers, if the table has `clip` or `clap`
+    // columns, load after (the table names them).
     let loading = {
         let home = home.clone();
         tokio::task::spawn_blocking(move || QueryEncoders::text_model(&home))
@@ -137,7 +137,7 @@ pub async fn search(home: &ModelHome, a: SearchArgs) -> Result<ExitCode> {
     let store = open_db(&a.db).await;
     let text = loading.await.context("loading the text model")?.map_err(config_err)?;
     let store = store?;
-    let encoders = QueryEncoders::with_clip(text, home, store.clip_space()).map_err(config_err)?;
+    let encoders = QueryEncoders::for_store(text, home, &store).map_err(config_err)?;
     let hits = if a.hybrid {
         search_hybrid(&store, &encoders, &a.text, k, filter).await
     } else if a.segments {

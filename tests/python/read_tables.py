@@ -33,8 +33,9 @@ def documented_columns():
     return columns
 
 
-# Documented columns only some pipelines write (`clip`: with an image-text model).
-OPTIONAL_COLUMNS = {"clip"}
+# Documented columns only some pipelines write (`clip`: with an image-text model; `clap`: with
+# an audio-text model).
+OPTIONAL_COLUMNS = {"clip", "clap"}
 
 
 def schema_differences(db):

@@ -131,3 +131,31 @@ fn still_images_give_their_whole_picture() {
     let px = &f.rgb[(45 * 160 + 80) * 3..(45 * 160 + 80) * 3 + 3];
     assert!(px.iter().all(|&v| v >= 245), "transparent pixel shows {px:?}, expected white");
 }
+
+/// A still on a plain background is fitted whole into the square frame and padded with that
+/// background, not centre-cropped: the two red blocks at the far ends of a wide white picture
+/// (both outside its centre square) are in the frame. Photographs keep the centre crop
+/// (`still_images_give_their_whole_picture`).
+#[test]
+fn a_wide_drawing_on_white_is_fitted_whole_into_the_square_frame() {
+    let path = std::env::temp_dir().join(format!("medley-plain-{}.png", std::process::id()));
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "color=white:s=400x200", "-vf"])
+        .arg("drawbox=x=10:y=75:w=50:h=50:color=red:t=fill,drawbox=x=340:y=75:w=50:h=50:color=red:t=fill")
+        .args(["-frames:v", "1"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success(), "ffmpeg could not draw the picture");
+    let got = frames(&path, 100, None);
+    std::fs::remove_file(&path).ok();
+    let rgb = &got[0].rgb;
+    assert_eq!(rgb.len(), 100 * 100 * 3);
+    let px = |x: usize, y: usize| [rgb[(y * 100 + x) * 3], rgb[(y * 100 + x) * 3 + 1], rgb[(y * 100 + x) * 3 + 2]];
+    let red = |p: [u8; 3]| p[0] > 200 && p[1] < 60 && p[2] < 60;
+    let white = |p: [u8; 3]| p.iter().all(|&c| c > 240);
+    // The picture is 100 x 50 in the middle (rows 25..75); its blocks at x 2..15 and 85..97.
+    assert!(red(px(8, 50)) && red(px(91, 50)), "both ends of the picture are in the frame");
+    assert!(white(px(50, 50)), "its white middle");
+    assert!(white(px(50, 5)) && white(px(50, 95)) && white(px(2, 2)), "padded with its background above and below");
+}

@@ -909,7 +909,11 @@ pub fn pipeline_keys(role: &str) -> Vec<String> {
         "dual_image_text" => {
             &["models.clip (the clip column, and queries through its text tower)", "models.image (vision tower)"]
         }
-        "dual_audio_text" => &["models.audio (audio tower)", "models.text (text tower)"],
+        "dual_audio_text" => &[
+            "models.clap (the clap column, and queries through its text tower)",
+            "models.audio (audio tower)",
+            "models.text (text tower)",
+        ],
         "image" => &["models.image"],
         "audio" => &["models.audio"],
         "text" => &["models.text"],

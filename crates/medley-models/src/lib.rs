@@ -22,6 +22,7 @@ mod spec;
 mod tagger;
 mod text;
 mod vad;
+pub mod wer;
 mod whisper;
 
 pub use audio::{AudioEncoder, LogMel};

@@ -10,6 +10,7 @@ use std::ops::Range;
 use std::sync::OnceLock;
 
 use common::{Case, runtime};
+use medley_models::wer::{word_error_rate, words};
 use medley_models::{SpeechToText, TranscribeOptions, VadOptions, VoiceActivity, speech_regions};
 
 const RATE: usize = 16_000;
@@ -72,29 +73,6 @@ fn librivox_truth() -> Vec<String> {
     lines.into_iter().map(|(_, t)| t).collect()
 }
 
-fn words(s: &str) -> Vec<String> {
-    s.to_lowercase()
-        .replace('-', " ")
-        .chars()
-        .filter(|c| c.is_alphanumeric() || c.is_whitespace() || *c == '\'')
-        .collect::<String>()
-        .split_whitespace()
-        .map(|w| if w == "mr" { "mister".to_string() } else { w.to_string() })
-        .collect()
-}
-
-fn wer(truth: &[String], hyp: &[String]) -> f32 {
-    let mut prev: Vec<usize> = (0..=hyp.len()).collect();
-    for (i, x) in truth.iter().enumerate() {
-        let mut cur = vec![i + 1; hyp.len() + 1];
-        for (j, y) in hyp.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(x != y)).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[hyp.len()] as f32 / truth.len() as f32
-}
-
 fn seconds(r: &[Range<usize>]) -> Vec<(f32, f32)> {
     r.iter().map(|r| (r.start as f32 / RATE as f32, r.end as f32 / RATE as f32)).collect()
 }
@@ -146,7 +124,7 @@ fn librivox_speech_keeps_its_word_error_rate() {
     let regions = vad().regions(&wave, &VadOptions::for_transcription()).unwrap();
     let t = stt().transcribe_regions(&wave, &regions, &TranscribeOptions::default()).unwrap().expect("speech");
     let truth: Vec<String> = librivox_truth().iter().flat_map(|t| words(t)).collect();
-    let w = wer(&truth, &words(&t.text()));
+    let w = word_error_rate(&truth, &words(&t.text()));
     eprintln!("regions {:?}\n[{}] WER {:.2}%: {}", seconds(&regions), t.language, w * 100.0, t.text());
     assert_eq!(t.language, "en");
     assert!(w <= 0.02, "WER {w}");
@@ -180,6 +158,6 @@ fn speech_between_music_is_transcribed_where_it_is_said() {
     // between windows loses one more (measured 3 of 71 words, one of them the reference's
     // "a a").
     let truth: Vec<String> = librivox_truth().iter().flat_map(|t| words(t)).collect();
-    let w = wer(&truth, &words(&t.text()));
+    let w = word_error_rate(&truth, &words(&t.text()));
     assert!(w <= 0.05, "WER {w}: {}", t.text());
 }

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use common::{Case, runtime};
+use medley_models::wer::{word_error_rate, word_errors, words};
 use medley_models::{Array, GenerateOptions, SpeechToText, TranscribeOptions};
 
 fn stt() -> (&'static SpeechToText, PathBuf) {
@@ -72,29 +73,6 @@ fn read_wav16(path: &std::path::Path) -> Vec<f32> {
     panic!("no data chunk in {}", path.display());
 }
 
-fn words(s: &str) -> Vec<String> {
-    s.to_lowercase()
-        .replace('-', " ")
-        .chars()
-        .filter(|c| c.is_alphanumeric() || c.is_whitespace() || *c == '\'')
-        .collect::<String>()
-        .split_whitespace()
-        .map(|w| if w == "mr" { "mister".to_string() } else { w.to_string() })
-        .collect()
-}
-
-fn edit_distance(a: &[String], b: &[String]) -> usize {
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, x) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, y) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(x != y)).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 #[test]
 fn logmel_and_greedy_tokens_match_python() {
     let (stt, dir) = stt();
@@ -132,7 +110,7 @@ fn transcribes_librivox_within_5_percent_wer() {
         audio_s += wave.len() as f32 / 16_000.0;
         let tr = stt.transcribe(wave, &TranscribeOptions::default()).unwrap();
         let (hyp, refw) = (words(&tr.text()), words(truth));
-        let e = edit_distance(&refw, &hyp);
+        let e = word_errors(&refw, &hyp);
         eprintln!("{id}: [{}] {:?} errors {e}/{}", tr.language, tr.text(), refw.len());
         assert_eq!(tr.language, "en");
         assert!(!tr.segments.is_empty());
@@ -166,7 +144,7 @@ fn long_audio_is_windowed_and_beam_search_agrees() {
     assert!(long.len() > 480_000);
     let tr = stt.transcribe(&long, &TranscribeOptions { language: Some("en".into()), ..Default::default() }).unwrap();
     let hyp = words(&tr.text());
-    let wer = edit_distance(&truth, &hyp) as f32 / truth.len() as f32;
+    let wer = word_error_rate(&truth, &hyp);
     eprintln!("long: {} segments, WER {:.2}%: {:?}", tr.segments.len(), wer * 100.0, tr.segments);
     assert!(wer <= 0.05, "long-audio WER {wer}");
     assert!(tr.segments.last().unwrap().end > 30.0, "segments go past the first window");

@@ -527,6 +527,10 @@ pub struct Models {
     /// its vision tower embeds the frames into the `clip` column, and text search embeds
     /// queries with its text tower into the same space.
     pub clip: Option<String>,
+    /// An audio-text model (CLAP; role `dual_audio_text`): its audio tower embeds the
+    /// soundtrack into the `clap` column, and text search embeds queries with its text tower
+    /// into the same space.
+    pub clap: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -617,16 +621,21 @@ impl PipelineConfig {
         if m.clip.is_some() {
             wanted.push(("models.clip", m.clip.as_ref()));
         }
+        if m.clap.is_some() {
+            wanted.push(("models.clap", m.clap.as_ref()));
+        }
         for (key, id) in wanted {
             let Some(id) = id else { return Err(format!("{key}: required because its stage is enabled")) };
             home.model_dir(id).map_err(|e| format!("{key} = {id:?}: {e}"))?;
         }
-        if let Some(id) = &m.clip {
-            let role = medley_models::ModelSpec::load(home, id).map_err(|e| format!("models.clip = {id:?}: {e}"))?.role;
-            if role != "dual_image_text" {
-                return Err(format!(
-                    "models.clip = {id:?}: needs an image-text model (role dual_image_text), not {role}"
-                ));
+        for (key, id, wanted, what) in [
+            ("models.clip", &m.clip, "dual_image_text", "an image-text model"),
+            ("models.clap", &m.clap, "dual_audio_text", "an audio-text model"),
+        ] {
+            let Some(id) = id else { continue };
+            let role = medley_models::ModelSpec::load(home, id).map_err(|e| format!("{key} = {id:?}: {e}"))?.role;
+            if role != wanted {
+                return Err(format!("{key} = {id:?}: needs {what} (role {wanted}), not {role}"));
             }
         }
         Ok(())
@@ -656,6 +665,9 @@ impl PipelineConfig {
         }
         if self.models.clip.is_some() && !self.stages.vision {
             return Err("models.clip: needs stages.vision (it embeds sampled frames)".into());
+        }
+        if self.models.clap.is_some() && !self.stages.audio {
+            return Err("models.clap: needs stages.audio (it embeds the soundtrack)".into());
         }
         if self.models.captioner.is_some() && !self.stages.vision {
             return Err("models.captioner: needs stages.vision (it captions sampled frames)".into());

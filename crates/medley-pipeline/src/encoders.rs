@@ -33,6 +33,8 @@ pub struct Encoders {
     pub shots: Option<Arc<ShotDetector>>,
     /// The image-text model (CLIP, SigLIP): its vision tower fills `clip`.
     pub clip: Option<Arc<ClipStage>>,
+    /// The audio-text model (CLAP): its audio tower fills `clap`.
+    pub clap: Option<Arc<ClapStage>>,
     /// The image encoder behind its cross-file queue, with its label bridge.
     vision: Arc<VisionStage>,
     /// Busy time per stage across every run with these models.
@@ -63,6 +65,14 @@ pub struct MusicStage {
 pub struct ClipStage {
     pub id: String,
     pub image: ImageEncoder,
+    pub text: Arc<TextEncoder>,
+}
+
+/// An audio-text model, as the pipeline uses it: the audio tower fills `clap`; the text tower
+/// embeds queries into the same space.
+pub struct ClapStage {
+    pub id: String,
+    pub audio: Arc<AudioEncoder>,
     pub text: Arc<TextEncoder>,
 }
 
@@ -264,6 +274,7 @@ impl Encoders {
         let captioner =
             m.captioner.as_deref().map(|id| ImageCaptioner::load(&rt, home, id).map(Arc::new)).transpose()?;
         let clip = m.clip.as_deref().map(|id| load_clip(&rt, home, id).map(Arc::new)).transpose()?;
+        let clap = m.clap.as_deref().map(|id| load_clap(&rt, home, id).map(Arc::new)).transpose()?;
         let vision = Arc::new(VisionStage { image: image.clone(), batches: image_batches, bridge, colours });
         Ok(Self {
             config,
@@ -274,6 +285,7 @@ impl Encoders {
             speech,
             captioner,
             clip,
+            clap,
             sound_events,
             reader,
             shots,
@@ -309,6 +321,7 @@ impl Encoders {
             reader: self.reader.clone().map(|r| r as Arc<dyn Read>),
             shots: self.shots.clone().map(|s| s as Arc<dyn ShotBoundaries>),
             clip: self.clip.clone().map(|c| c as Arc<dyn ImageEmbed>),
+            clap: self.clap.as_ref().map(|c| c.audio.clone() as Arc<dyn Sound>),
             clock: self.clock.clone(),
         }
     }
@@ -321,6 +334,7 @@ impl Encoders {
             music: self.music.as_ref().map_or(MUSIC_DIM_WITHOUT_TAGGER, |m| m.tagger.embedding().1),
             text: self.text.dim(),
             clip: self.clip.as_ref().map(|c| ClipSpace { width: c.image.dim(), model: c.id.clone() }),
+            clap: self.clap.as_ref().map(|c| ClipSpace { width: c.audio.dim(), model: c.id.clone() }),
         }
     }
 
@@ -336,6 +350,7 @@ impl Encoders {
         ids.extend(self.reader.as_ref().map(|r| r.id()));
         ids.extend(self.shots.as_ref().map(|s| s.id()));
         ids.extend(self.clip.as_ref().map(|c| c.id.as_str()));
+        ids.extend(self.clap.as_ref().map(|c| c.id.as_str()));
         format!("{}:{}", self.config.pipeline.name, ids.join("+"))
     }
 }
@@ -479,6 +494,16 @@ fn load_clip(rt: &medley_models::Runtime, home: &ModelHome, id: &str) -> Result<
     Ok(ClipStage {
         id: id.into(),
         image: ImageEncoder::from_spec(rt, &spec)?,
+        text: Arc::new(TextEncoder::from_spec(rt, &spec)?),
+    })
+}
+
+/// The audio-text model `id` (its role was checked with the pipeline file).
+fn load_clap(rt: &medley_models::Runtime, home: &ModelHome, id: &str) -> Result<ClapStage, ModelError> {
+    let spec = medley_models::ModelSpec::load(home, id)?;
+    Ok(ClapStage {
+        id: id.into(),
+        audio: Arc::new(AudioEncoder::from_spec(rt, &spec)?),
         text: Arc::new(TextEncoder::from_spec(rt, &spec)?),
     })
 }

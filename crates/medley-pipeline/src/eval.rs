@@ -90,8 +90,8 @@ pub async fn evaluate(
     let all = store.count_media().await.map_err(QueryError::from)?.max(1);
     let mut ranks = Vec::with_capacity(queries.len());
     for q in queries {
-        let (semantic, clip) = encoders.encode(&q.query)?;
-        let hits = search_spaces(store, &semantic, clip.as_deref(), all, None).await?;
+        let (semantic, dual) = encoders.encode(&q.query)?;
+        let hits = search_spaces(store, &semantic, &dual, all, None).await?;
         let target = q.target.trim();
         ranks.push(hits.iter().position(|h| is_target(h, target)).map_or(all + 1, |p| p + 1));
     }

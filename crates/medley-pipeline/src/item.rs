@@ -70,6 +70,10 @@ pub(crate) fn build_item(
     } else {
         Heard::default()
     };
+    let clap = match &models.clap {
+        Some(tower) if stages.audio && has_sound => soundtrack_space(models, tower.as_ref(), &probe, opts)?,
+        _ => None,
+    };
 
     let probabilities = visual.probabilities.mean();
     let labels =
@@ -130,6 +134,7 @@ pub(crate) fn build_item(
     let mut row = media_row(&probe, content_hash, duration_s, &stats, models.id.clone());
     row.visual = visual.embedding.mean();
     row.clip = visual.clip.unit_mean();
+    row.clap = clap;
     row.audio_windows = audio.embedding.count() as u32;
     row.audio = audio.embedding.mean();
     // The bridge puts an item in the text space: from its pictures' labels, or for sound
@@ -235,6 +240,61 @@ struct Heard {
     language: Option<String>,
     /// The transcript's timed pieces, for the segments.
     speech: Vec<Segment>,
+}
+
+/// The soundtrack in an audio-text model's space (the `clap` column): an audio-only pass at the
+/// model's own rate (48 kHz for CLAP, so it cannot share the other passes), its windows
+/// embedded by the audio tower, the unit mean. A sound shorter than one window (or a tail of at
+/// least a fifth of one) is embedded zero-padded, so short sounds get a vector too.
+fn soundtrack_space(
+    models: &ModelSet,
+    tower: &dyn crate::models::Sound,
+    probe: &Probe,
+    opts: &IndexOptions,
+) -> Result<Option<Vec<f32>>, FileError> {
+    let path = probe.path.as_path();
+    let window = tower.window().max(1);
+    let mut pool = MeanPool::default();
+    let mut buffer: Vec<f32> = Vec::new();
+    let mut windows: Vec<Vec<f32>> = Vec::new();
+    let mut error = None;
+    let embed = |windows: &mut Vec<Vec<f32>>, pool: &mut MeanPool, error: &mut Option<ModelError>| {
+        if error.is_none() && !windows.is_empty() {
+            let refs: Vec<&[f32]> = windows.iter().map(Vec::as_slice).collect();
+            match models.call(Busy::Audio, || tower.encode(&refs)) {
+                Ok(outs) if outs.len() == refs.len() => outs.iter().for_each(|v| pool.add(v)),
+                Ok(outs) => *error = Some(miscounted("audio-text model", refs.len(), outs.len())),
+                Err(e) => *error = Some(e),
+            }
+        }
+        windows.clear();
+    };
+    let decode_opts = DecodeOptions {
+        frame_size: None,
+        audio_rate: Some(tower.sample_rate()),
+        threads: opts.decode_threads,
+        ..Default::default()
+    };
+    medley_media::decode(probe, &decode_opts, &mut |_| {}, &mut |s| {
+        buffer.extend_from_slice(s);
+        while buffer.len() >= window {
+            let rest = buffer.split_off(window);
+            windows.push(std::mem::replace(&mut buffer, rest));
+            if windows.len() >= opts.window_batch.max(1) {
+                embed(&mut windows, &mut pool, &mut error);
+            }
+        }
+    })
+    .map_err(|e| FileError::media(Stage::Decode, e))?;
+    if buffer.len() >= window / 5 || (pool.count() == 0 && windows.is_empty() && !buffer.is_empty()) {
+        buffer.resize(window, 0.0);
+        windows.push(std::mem::take(&mut buffer));
+    }
+    embed(&mut windows, &mut pool, &mut error);
+    if let Some(e) = error {
+        return Err(FileError::new(path, Stage::Encode, "model", e));
+    }
+    Ok(pool.unit_mean())
 }
 
 /// A second, audio-only pass at 16 kHz for the music tagger and speech recognition.

@@ -34,8 +34,8 @@ pub use models::{Caption, ModelSet, Music, Sound, Speech, Tagged, Text, Vision};
 pub use music::music_for;
 pub use options::IndexOptions;
 pub use query::{
-    ItemVectorSet, QueryEncoders, QueryError, SIMILAR_COLUMNS, resolve_vectors, search_hybrid, search_segments,
-    search_segments_spaces, search_spaces, search_text, short_id, similar_items, stored_vectors,
+    DualQuery, ItemVectorSet, QueryEncoders, QueryError, SIMILAR_COLUMNS, resolve_vectors, search_hybrid,
+    search_segments, search_segments_spaces, search_spaces, search_text, short_id, similar_items, stored_vectors,
 };
 pub use query::{search_segments_vector, search_vector};
 pub use run::{Indexer, Progress};

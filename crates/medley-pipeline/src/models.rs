@@ -146,6 +146,8 @@ pub struct ModelSet {
     pub shots: Option<Arc<dyn ShotBoundaries>>,
     /// The image-text model's vision tower (`clip` column), when the pipeline has one.
     pub clip: Option<Arc<dyn ImageEmbed>>,
+    /// The audio-text model's audio tower (`clap` column), when the pipeline has one.
+    pub clap: Option<Arc<dyn Sound>>,
     /// Busy time per stage, shared by every run with these models.
     pub clock: Arc<StageClock>,
 }

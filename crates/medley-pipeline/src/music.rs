@@ -54,7 +54,7 @@ mod tests {
     #[tokio::test]
     async fn music_is_sound_without_pictures_ranked_by_the_bridge() -> TestResult {
         let dir = tempfile::tempdir()?;
-        let dims = VectorDims { visual: 4, audio: 4, bridge: 4, music: 4, text: 4, clip: None };
+        let dims = VectorDims { visual: 4, audio: 4, bridge: 4, music: 4, text: 4, clip: None, clap: None };
         let store = Store::open(&dir.path().join("db").display().to_string(), dims).await?;
         store
             .upsert_media(&[

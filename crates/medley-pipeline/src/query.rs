@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use medley_models::{ModelError, ModelHome, ModelSpec, Runtime, TextEncoder};
-use medley_store::{CLIP_COLUMN, ClipSpace, SEARCH_COLUMN, SearchHit, Store, StoreError};
+use medley_store::{CLAP_COLUMN, CLIP_COLUMN, ClipSpace, SEARCH_COLUMN, SearchHit, Store, StoreError};
 
 /// An item's vectors by column, in the order `similar` prefers them: visual, audio, bridge.
 pub type ItemVectorSet = [(&'static str, Option<Vec<f32>>); 3];
@@ -30,17 +30,40 @@ pub enum QueryError {
 }
 
 /// What embeds a text query: the pipeline's text model (the `semantic` space) and, for a table
-/// with a `clip` column, the text tower of the image-text model that filled it.
+/// with a `clip` or `clap` column, the text tower of the dual encoder that filled it.
 pub struct QueryEncoders {
     pub text: Arc<TextEncoder>,
     pub clip: Option<Arc<TextEncoder>>,
+    pub clap: Option<Arc<TextEncoder>>,
+}
+
+/// A query in the dual encoders' spaces: the image-text one (`clip`, pictures) and the
+/// audio-text one (`clap`, sounds), where the table has them.
+#[derive(Debug, Clone, Default)]
+pub struct DualQuery {
+    pub clip: Option<Vec<f32>>,
+    pub clap: Option<Vec<f32>>,
 }
 
 impl QueryEncoders {
-    /// MiniLM, and the text tower of `clip`'s model when given (the table's
-    /// [`Store::clip_space`]). Sessions run on the CPU: one query is one short call.
-    pub fn load(home: &ModelHome, clip: Option<&ClipSpace>) -> Result<Self, ModelError> {
-        Self::with_clip(Self::text_model(home)?, home, clip)
+    /// MiniLM, and the text towers of the models that filled `store`'s `clip` and `clap`
+    /// columns. Sessions run on the CPU: one query is one short call.
+    pub fn load(home: &ModelHome, store: &Store) -> Result<Self, ModelError> {
+        Self::for_store(Self::text_model(home)?, home, store)
+    }
+
+    /// `text` with the text towers of the models that filled `store`'s `clip` and `clap`.
+    pub fn for_store(text: impl Into<Arc<TextEncoder>>, home: &ModelHome, store: &Store) -> Result<Self, ModelError> {
+        let tower = |space: Option<&ClipSpace>| -> Result<Option<Arc<TextEncoder>>, ModelError> {
+            match space {
+                Some(space) => Ok(Some(Arc::new(TextEncoder::from_spec(
+                    &Runtime::load(home)?,
+                    &ModelSpec::load(home, &space.model)?,
+                )?))),
+                None => Ok(None),
+            }
+        };
+        Ok(Self { text: text.into(), clip: tower(store.clip_space())?, clap: tower(store.clap_space())? })
     }
 
     /// The pipeline's text model alone (loadable while the table opens).
@@ -48,23 +71,11 @@ impl QueryEncoders {
         TextEncoder::minilm(&Runtime::load(home)?, home)
     }
 
-    /// `text` with the text tower of `clip`'s model, when given.
-    pub fn with_clip(
-        text: impl Into<Arc<TextEncoder>>,
-        home: &ModelHome,
-        clip: Option<&ClipSpace>,
-    ) -> Result<Self, ModelError> {
-        let clip = match clip {
-            Some(space) => Some(TextEncoder::from_spec(&Runtime::load(home)?, &ModelSpec::load(home, &space.model)?)?),
-            None => None,
-        };
-        Ok(Self { text: text.into(), clip: clip.map(Arc::new) })
-    }
-
-    /// The query's vectors: in the text model's space, and in the image-text space if loaded.
-    pub fn encode(&self, text: &str) -> Result<(Vec<f32>, Option<Vec<f32>>), QueryError> {
+    /// The query's vectors: in the text model's space, and in the dual encoders' spaces loaded.
+    pub fn encode(&self, text: &str) -> Result<(Vec<f32>, DualQuery), QueryError> {
         let clip = self.clip.as_ref().map(|c| encode_query(c, text)).transpose()?;
-        Ok((encode_query(&self.text, text)?, clip))
+        let clap = self.clap.as_ref().map(|c| encode_query(c, text)).transpose()?;
+        Ok((encode_query(&self.text, text)?, DualQuery { clip, clap }))
     }
 }
 
@@ -113,26 +124,27 @@ pub async fn search_text(
     k: usize,
     filter: Option<&str>,
 ) -> Result<Vec<SearchHit>, QueryError> {
-    let (semantic, clip) = encoders.encode(text)?;
-    search_spaces(store, &semantic, clip.as_deref(), k, filter).await
+    let (semantic, dual) = encoders.encode(text)?;
+    search_spaces(store, &semantic, &dual, k, filter).await
 }
 
-/// Rank by the `semantic` vector and, given a query vector in the image-text space and a table
-/// with a `clip` column, also by `clip`; the two rankings fused by reciprocal rank. CLIP only
-/// sees pictures (sounds, music and speech have no `clip` vector), and the text space is weak
-/// where CLIP is strong (what a picture shows beyond 1,000 ImageNet names), so both count.
+/// Rank by the `semantic` vector and, given query vectors in the dual encoders' spaces and a
+/// table with their columns, also by `clip` and `clap`; the rankings fused by reciprocal rank.
+/// CLIP only sees pictures and CLAP only sounds (an item without either has no such vector),
+/// and the text space is weak where they are strong (what a picture shows beyond 1,000 ImageNet
+/// names, what a sound is beyond 521 AudioSet classes), so all count.
 pub async fn search_spaces(
     store: &Store,
     semantic: &[f32],
-    clip: Option<&[f32]>,
+    dual: &DualQuery,
     k: usize,
     filter: Option<&str>,
 ) -> Result<Vec<SearchHit>, QueryError> {
-    Ranked::Items.fused(store, semantic, clip, k, filter).await
+    Ranked::Items.fused(store, semantic, dual, k, filter).await
 }
 
 /// Reciprocal rank fusion: each hit scores the sum over the lists of 1 / (60 + rank).
-fn fuse_ranks<const N: usize>(lists: [Vec<SearchHit>; N], k: usize) -> Vec<SearchHit> {
+fn fuse_ranks(lists: impl IntoIterator<Item = Vec<SearchHit>>, k: usize) -> Vec<SearchHit> {
     let mut fused: Vec<SearchHit> = Vec::new();
     for list in lists {
         for (rank, hit) in list.into_iter().enumerate() {
@@ -177,19 +189,19 @@ pub async fn search_segments(
     k: usize,
     filter: Option<&str>,
 ) -> Result<Vec<SearchHit>, QueryError> {
-    let (semantic, clip) = encoders.encode(text)?;
-    search_segments_spaces(store, &semantic, clip.as_deref(), k, filter).await
+    let (semantic, dual) = encoders.encode(text)?;
+    search_segments_spaces(store, &semantic, &dual, k, filter).await
 }
 
-/// [`search_spaces`] for segments.
+/// [`search_spaces`] for segments (which have `clip`, not `clap`).
 pub async fn search_segments_spaces(
     store: &Store,
     semantic: &[f32],
-    clip: Option<&[f32]>,
+    dual: &DualQuery,
     k: usize,
     filter: Option<&str>,
 ) -> Result<Vec<SearchHit>, QueryError> {
-    Ranked::Segments.fused(store, semantic, clip, k, filter).await
+    Ranked::Segments.fused(store, semantic, dual, k, filter).await
 }
 
 /// [`search_vector`] for segments.
@@ -241,24 +253,31 @@ impl Ranked {
         Ok(self.nearest(store, LEGACY_SEARCH_COLUMN, query, k, filter).await?)
     }
 
-    /// The text-space ranking fused with the `clip` one when there is a query vector for it
-    /// and the table has the column.
+    /// The text-space ranking fused with the `clip` and `clap` ones when there is a query
+    /// vector for them and the table has the column (`clap`: items only).
     async fn fused(
         self,
         store: &Store,
         semantic: &[f32],
-        clip: Option<&[f32]>,
+        dual: &DualQuery,
         k: usize,
         filter: Option<&str>,
     ) -> Result<Vec<SearchHit>, QueryError> {
-        let Some(clip) = clip.filter(|_| store.clip_space().is_some()) else {
+        let clip = dual.clip.as_deref().filter(|_| store.clip_space().is_some());
+        let clap = dual.clap.as_deref().filter(|_| store.clap_space().is_some() && matches!(self, Ranked::Items));
+        if clip.is_none() && clap.is_none() {
             return self.text_space(store, semantic, k, filter).await;
-        };
+        }
         // Each list deeper than k, so items ranked well by one and fair by the other surface.
         let depth = (k * 4).max(40);
-        let by_clip = self.nearest(store, CLIP_COLUMN, clip, depth, filter).await?;
-        let by_text = self.text_space(store, semantic, depth, filter).await?;
-        Ok(fuse_ranks([by_clip, by_text], k))
+        let mut lists = Vec::new();
+        for (column, query) in [(CLIP_COLUMN, clip), (CLAP_COLUMN, clap)] {
+            if let Some(query) = query {
+                lists.push(self.nearest(store, column, query, depth, filter).await?);
+            }
+        }
+        lists.push(self.text_space(store, semantic, depth, filter).await?);
+        Ok(fuse_ranks(lists, k))
     }
 }
 

@@ -5,13 +5,13 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, future, stream};
 use medley_core::now_us;
-use medley_store::{FailureRow, ItemSegments, MediaRow, RunRow, SidRow, Store, StoreError};
+use medley_store::{FailureRow, ItemSegments, MediaRow, RunRow, SidRow, Staged, Store, StoreError};
 
 use crate::clock::Busy;
 use crate::error::catch_panics;
@@ -38,6 +38,14 @@ pub struct Indexer {
     opts: IndexOptions,
     stop: Arc<AtomicBool>,
     progress: Arc<Progress>,
+    /// Set for a worker of a many-machine run: rows are written as uncommitted data files,
+    /// gathered here for one committer, instead of being committed.
+    staged: Option<Mutex<Staged>>,
+    /// A staging worker's view of the items already in `media`, read at its first task: every
+    /// task reading the whole table again would cost as much as the table, while what other
+    /// tasks of the run add meanwhile are other files (copies of one content in two tasks are
+    /// found at commit).
+    known: Mutex<Option<Arc<HashMap<String, String>>>>,
 }
 
 /// Where a file is after hashing.
@@ -110,7 +118,32 @@ impl Indexer {
 
     /// An indexer over any models behind the [`crate::models`] traits (stubs in tests).
     pub fn with_models(models: ModelSet, store: Store, opts: IndexOptions) -> Self {
-        Self { models: Arc::new(models), store, opts, stop: Arc::new(AtomicBool::new(false)), progress: Arc::default() }
+        Self {
+            models: Arc::new(models),
+            store,
+            opts,
+            stop: Arc::new(AtomicBool::new(false)),
+            progress: Arc::default(),
+            staged: None,
+            known: Mutex::default(),
+        }
+    }
+
+    /// Stage rows instead of committing them (a worker of a many-machine run): every item
+    /// already in `media` is skipped, whatever models indexed it (re-indexing with other
+    /// models is `medley index`'s keyed merge); no Semantic IDs, index upkeep or `runs` row,
+    /// which are the committer's. [`Self::take_staged`] hands the rows over.
+    pub fn staging(mut self) -> Self {
+        self.staged = Some(Mutex::default());
+        self
+    }
+
+    /// The rows staged so far (emptied).
+    pub fn take_staged(&self) -> Staged {
+        self.staged
+            .as_ref()
+            .map(|s| std::mem::take(&mut *s.lock().unwrap_or_else(PoisonError::into_inner)))
+            .unwrap_or_default()
     }
 
     /// Per-stage counts of the run in progress.
@@ -143,10 +176,16 @@ impl Indexer {
         summary.hwaccel = used.map_or(medley_media::HwAccel::None, |u| u.hwaccel).to_string();
         let models = self.models.id.as_str();
         let clock_before = self.models.clock.snapshot();
-        let known = self.store.indexed().await?;
-        let mut sids = match self.sid_assigner(&known, &mut summary).await {
-            Ok(a) => a,
-            Err(e) => sid_failed(e, &mut summary)?,
+        let staging = self.staged.is_some();
+        let known = self.known_items(staging).await?;
+        // A staging worker assigns no IDs: `sid_assigner` also writes IDs for items without.
+        let mut sids = if staging {
+            None
+        } else {
+            match self.sid_assigner(&known, &mut summary).await {
+                Ok(a) => a,
+                Err(e) => sid_failed(e, &mut summary)?,
+            }
         };
         let mut batch = Batch::default();
         let progress = &self.progress;
@@ -169,7 +208,7 @@ impl Indexer {
                 progress.hashed.fetch_add(1, Ordering::Relaxed);
                 match hash {
                     // Done by the same models before, or a copy of a file this run indexes.
-                    Ok(h) if known.get(&h).is_some_and(|m| m == models) || !claimed.insert(h.clone()) => {
+                    Ok(h) if known.get(&h).is_some_and(|m| staging || m == models) || !claimed.insert(h.clone()) => {
                         (i, Hashed::AlreadyIndexed)
                     }
                     Ok(h) => (i, Hashed::Build(h)),
@@ -262,6 +301,11 @@ impl Indexer {
         drop(built);
         summary.interrupted = seen < discovery.files.len();
         self.commit(&mut batch, &mut sids, &mut summary).await?;
+        if staging {
+            summary.wall_seconds = started.elapsed().as_secs_f64();
+            summary.stage_seconds = self.models.clock.since(&clock_before);
+            return Ok(summary);
+        }
         if summary.rows_written + summary.segments_written > 0 {
             // Not fatal: the rows are in, searches scan unindexed rows, and `medley optimize`
             // builds what is missing.
@@ -331,6 +375,15 @@ impl Indexer {
             None => Vec::new(),
         };
         let started = Instant::now();
+        if let Some(staged) = &self.staged {
+            let mut files = Staged::default();
+            self.store.stage(&batch.rows, &batch.segments, &batch.failures, &mut files).await?;
+            staged.lock().unwrap_or_else(PoisonError::into_inner).merge(files);
+            summary.rows_written += batch.rows.len() as u64;
+            summary.segments_written += batch.segments.iter().map(|s| s.segments.len() as u64).sum::<u64>();
+            self.committed(batch, started);
+            return Ok(());
+        }
         let written = Written::default();
         let batch_ref = &*batch;
         let mut warnings = Vec::new();
@@ -341,11 +394,16 @@ impl Indexer {
         summary.segments_written += written.segments.load(Ordering::Relaxed);
         summary.rows_written += written.rows.load(Ordering::Relaxed);
         summary.sids_assigned += ids.len();
+        self.committed(batch, started);
+        Ok(())
+    }
+
+    /// Count a written batch and empty it.
+    fn committed(&self, batch: &mut Batch, started: Instant) {
         self.models.clock.add(Busy::Write, started);
         self.progress.committed.fetch_add(batch.rows.len() + batch.failures.len(), Ordering::Relaxed);
         self.progress.commits.fetch_add(1, Ordering::Relaxed);
         *batch = Batch::default();
-        Ok(())
     }
 
     async fn write_batch(&self, batch: &Batch, ids: &[SidRow], written: &Written) -> Result<(), StoreError> {
@@ -358,6 +416,22 @@ impl Indexer {
             self.store.save_sids(ids).await?;
         }
         Ok(())
+    }
+
+    /// The items already in `media`, with the models that indexed each: read for every run,
+    /// but only once for a staging worker (see `known`).
+    async fn known_items(&self, staging: bool) -> Result<Arc<HashMap<String, String>>, StoreError> {
+        let cached = self.known.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        match cached {
+            Some(known) if staging => Ok(known),
+            _ => {
+                let known = Arc::new(self.store.indexed().await?);
+                if staging {
+                    *self.known.lock().unwrap_or_else(PoisonError::into_inner) = Some(known.clone());
+                }
+                Ok(known)
+            }
+        }
     }
 
     /// The latest codebook's assigner, after giving IDs to indexed items that have none (an

@@ -54,7 +54,7 @@ mod tests {
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-    const DIMS: VectorDims = VectorDims { visual: 8, audio: 4, bridge: 4, music: 4, text: 4, clip: None };
+    const DIMS: VectorDims = VectorDims { visual: 8, audio: 4, bridge: 4, music: 4, text: 4, clip: None, clap: None };
 
     /// An image row with a visual vector that differs from item to item.
     fn row(i: usize) -> MediaRow {

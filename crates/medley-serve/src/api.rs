@@ -406,17 +406,20 @@ async fn search(
     }
     let vector = app.queries.embed(&key.text).await.map_err(|e| ApiError::internal(e.to_string()))?;
     let store = app.indexer.store();
-    // In the image-text space too when the pipeline has such a model (as `medley search`).
-    let clip = match (&app.clip_queries, store.clip_space()) {
-        (Some(embedder), Some(_)) => {
-            Some(embedder.embed(&key.text).await.map_err(|e| ApiError::internal(e.to_string()))?)
+    // In the dual encoders' spaces too when the pipeline has such models (as `medley search`).
+    let mut dual = medley_pipeline::DualQuery::default();
+    for (embedder, space, slot) in [
+        (&app.clip_queries, store.clip_space(), &mut dual.clip),
+        (&app.clap_queries, store.clap_space(), &mut dual.clap),
+    ] {
+        if let (Some(embedder), Some(_)) = (embedder, space) {
+            *slot = Some(embedder.embed(&key.text).await.map_err(|e| ApiError::internal(e.to_string()))?.to_vec());
         }
-        _ => None,
-    };
+    }
     let hits = if key.segments {
-        search_segments_spaces(store, &vector, clip.as_deref(), k, None).await?
+        search_segments_spaces(store, &vector, &dual, k, None).await?
     } else {
-        search_spaces(store, &vector, clip.as_deref(), k, None).await?
+        search_spaces(store, &vector, &dual, k, None).await?
     };
     let answer = Bytes::from(serde_json::to_vec(&hits).map_err(|e| ApiError::internal(e.to_string()))?);
     app.answers.insert(generation, key, answer.clone());
@@ -498,6 +501,7 @@ async fn eval(
     let encoders = medley_pipeline::QueryEncoders {
         text: app.encoders.text.clone(),
         clip: app.encoders.clip.as_ref().map(|c| c.text.clone()),
+        clap: app.encoders.clap.as_ref().map(|c| c.text.clone()),
     };
     let report = evaluate(app.indexer.store(), &encoders, &body.queries, "the request").await.map_err(|e| match e {
         EvalError::Query(e) => ApiError::from(e),

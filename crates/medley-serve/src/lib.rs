@@ -84,6 +84,8 @@ pub(crate) struct App {
     queries: embed::QueryEmbedder,
     /// The same into the image-text space, when the pipeline has an image-text model.
     clip_queries: Option<embed::QueryEmbedder>,
+    /// The same into the audio-text space, when the pipeline has an audio-text model.
+    clap_queries: Option<embed::QueryEmbedder>,
     /// Search answers for the table as the worker last committed it.
     answers: embed::Answers,
     metrics: metrics::Metrics,
@@ -124,6 +126,7 @@ pub async fn run(
         indexer,
         queries: embed::QueryEmbedder::new(encoders.text.clone()),
         clip_queries: encoders.clip.as_ref().map(|c| embed::QueryEmbedder::new(c.text.clone())),
+        clap_queries: encoders.clap.as_ref().map(|c| embed::QueryEmbedder::new(c.text.clone())),
         answers: embed::Answers::default(),
         encoders,
         metrics: metrics::Metrics::default(),

@@ -14,6 +14,7 @@ mod rows;
 mod schema;
 mod segments;
 mod sid;
+mod staged;
 mod write;
 
 pub use error::StoreError;
@@ -21,8 +22,10 @@ pub use indexes::{SEARCH_NPROBES, SEARCH_REFINE_FACTOR, VECTOR_INDEX_MIN_ROWS, v
 pub use open::Store;
 pub use rows::{FailureRow, Label, MediaRow, RunRow, SearchHit};
 pub use schema::{
-    CLIP_COLUMN, ClipSpace, FAILURES_TABLE, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION, SEARCH_COLUMN, SEGMENTS_TABLE,
-    SID_CODEBOOKS_TABLE, SIDS_TABLE, TEXT_SPACE_COLUMNS, TableName, UnknownTable, VECTOR_COLUMNS, VectorDims,
+    CLAP_COLUMN, CLIP_COLUMN, ClipSpace, FAILURES_TABLE, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION, SEARCH_COLUMN,
+    SEGMENTS_TABLE, SID_CODEBOOKS_TABLE, SIDS_TABLE, TEXT_SPACE_COLUMNS, TableName, UnknownTable, VECTOR_COLUMNS,
+    VectorDims,
 };
 pub use segments::{ItemSegments, SegmentRow, Span};
 pub use sid::{CodebookRow, ItemVectors, SidRow, StoredCodebook};
+pub use staged::{CommitOutcome, CommitTag, RunCommits, Staged};

@@ -13,9 +13,9 @@ use lancedb::{Connection, Table};
 
 use crate::StoreError;
 use crate::schema::{
-    ADDED_MEDIA_COLUMNS, CLIP_COLUMN, ClipSpace, FAILURES_TABLE, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION,
+    ADDED_MEDIA_COLUMNS, CLAP_COLUMN, CLIP_COLUMN, ClipSpace, FAILURES_TABLE, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION,
     SEGMENTS_TABLE, TEXT_SPACE_COLUMNS, VECTOR_COLUMNS, VectorDims, added_null_media_fields, added_null_run_fields,
-    added_null_segment_fields, check_columns, clip_space_of, describe, failures_schema, media_schema, runs_schema,
+    added_null_segment_fields, check_columns, describe, failures_schema, media_schema, runs_schema, space_of,
     vector_width, version_of,
 };
 use crate::segments::segments_schema;
@@ -41,7 +41,7 @@ impl Store {
         let conn = connect(uri).await?;
         let lance = |source| StoreError::Lance { uri: uri.to_string(), source };
         let media = open_or_create(&conn, MEDIA_TABLE, media_schema(&dims)).await.map_err(lance)?;
-        let dims = with_table_clip(uri, dims, &*media.schema().await.map_err(lance)?)?;
+        let dims = with_table_spaces(uri, dims, &*media.schema().await.map_err(lance)?)?;
         let store = Self::assemble(uri, conn, media, dims).await?;
         store.check_media_widths().await?;
         // Checked before migrating, so a foreign table is refused untouched.
@@ -230,6 +230,11 @@ impl Store {
     pub fn clip_space(&self) -> Option<&ClipSpace> {
         self.dims.clip.as_ref()
     }
+
+    /// The audio-text space of the `media` table (its `clap` column's width and model), if any.
+    pub fn clap_space(&self) -> Option<&ClipSpace> {
+        self.dims.clap.as_ref()
+    }
 }
 
 /// The names of the columns migration adds (to `media` or `segments`); tables may lack them.
@@ -237,7 +242,7 @@ fn added_media_names() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = ADDED_MEDIA_COLUMNS.map(|(name, ..)| name).to_vec();
     names.extend(["sound_tags", "ocr_text"]);
     names.extend(TEXT_SPACE_COLUMNS);
-    names.extend(["device", "hwaccel", CLIP_COLUMN]);
+    names.extend(["device", "hwaccel", CLIP_COLUMN, CLAP_COLUMN]);
     names
 }
 
@@ -288,25 +293,28 @@ fn dims_of(uri: &str, schema: &Schema) -> Result<VectorDims, StoreError> {
         bridge: width("bridge"),
         music: width("music"),
         text: width("text"),
-        clip: clip_space_of(schema),
+        clip: space_of(schema, CLIP_COLUMN),
+        clap: space_of(schema, CLAP_COLUMN),
     })
 }
 
-/// `dims` with the `clip` column the `media` table already has: a pipeline without an
-/// image-text model writes nulls to it; one with another model (or width) is refused, as
-/// vectors of two spaces in one column would be meaningless.
-fn with_table_clip(uri: &str, mut dims: VectorDims, schema: &Schema) -> Result<VectorDims, StoreError> {
-    match (clip_space_of(schema), &dims.clip) {
-        (Some(found), None) => dims.clip = Some(found),
-        (Some(found), Some(wanted)) if &found != wanted => {
-            return Err(StoreError::SchemaMismatch {
-                uri: uri.into(),
-                table: MEDIA_TABLE.into(),
-                found: format!("clip[{}] from {}", found.width, found.model),
-                expected: format!("clip[{}] from {}", wanted.width, wanted.model),
-            });
+/// `dims` with the `clip` and `clap` columns the `media` table already has: a pipeline without
+/// such a model writes nulls to them; one with another model (or width) is refused, as vectors
+/// of two spaces in one column would be meaningless.
+fn with_table_spaces(uri: &str, mut dims: VectorDims, schema: &Schema) -> Result<VectorDims, StoreError> {
+    for (column, space) in [(CLIP_COLUMN, &mut dims.clip), (CLAP_COLUMN, &mut dims.clap)] {
+        match (space_of(schema, column), &*space) {
+            (Some(found), None) => *space = Some(found),
+            (Some(found), Some(wanted)) if &found != wanted => {
+                return Err(StoreError::SchemaMismatch {
+                    uri: uri.into(),
+                    table: MEDIA_TABLE.into(),
+                    found: format!("{column}[{}] from {}", found.width, found.model),
+                    expected: format!("{column}[{}] from {}", wanted.width, wanted.model),
+                });
+            }
+            _ => {}
         }
-        _ => {}
     }
     Ok(dims)
 }

@@ -13,6 +13,11 @@ use crate::readers::{Source, read_hits};
 use crate::rows::SearchHit;
 use crate::schema::{FAILURES_TABLE, MEDIA_TABLE, SEGMENTS_TABLE};
 
+/// A SQL string literal for a filter: quoted, with `'` doubled, so a value cannot change it.
+pub(crate) fn sql_string(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
 impl Store {
     pub async fn count_media(&self) -> Result<usize, StoreError> {
         self.media.count_rows(None).await.map_err(|e| self.lance(e))
@@ -42,6 +47,21 @@ impl Store {
             let (hash, models) = (b.strings("content_hash")?, b.strings("models")?);
             for i in b.rows() {
                 out.insert(hash.str(i)?.to_string(), models.str(i)?.to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Content hash and path of the `media` rows matching `predicate`.
+    pub(crate) async fn paths_of(&self, predicate: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let query = self.media.query().only_if(predicate).select(Select::columns(&["content_hash", "path"]));
+        let batches = self.collect(query, Self::lance).await?;
+        let mut out = Vec::new();
+        for batch in &batches {
+            let b = self.source(MEDIA_TABLE).batch(batch);
+            let (hash, path) = (b.strings("content_hash")?, b.strings("path")?);
+            for i in b.rows() {
+                out.push((hash.str(i)?.to_string(), path.str(i)?.to_string()));
             }
         }
         Ok(out)
@@ -175,7 +195,7 @@ impl Store {
         if columns.is_empty() {
             return Err(StoreError::Query {
                 uri: self.uri.clone(),
-                message: "full-text search needs the indexes `medley optimize` builds; run it first".into(),
+                message: "full-text search needs the full-text indexes, which `medley index` and `medley optimize` build; run one of them first".into(),
             });
         }
         let fts =
@@ -206,7 +226,7 @@ impl Store {
         let query = self
             .media
             .query()
-            .only_if(format!("content_hash = '{}'", content_hash.replace('\'', "''")))
+            .only_if(format!("content_hash = {}", sql_string(content_hash)))
             .select(Select::columns(columns))
             .limit(1);
         let batches = self.collect(query, Self::lance).await?;

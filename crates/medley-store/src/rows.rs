@@ -67,6 +67,9 @@ pub struct MediaRow {
     /// The mean of the frames' embeddings by an image-text model's vision tower (`clip`
     /// column), when the pipeline has one.
     pub clip: Option<Vec<f32>>,
+    /// The mean of the soundtrack's windows by an audio-text model's audio tower (`clap`
+    /// column), when the pipeline has one and the item has sound.
+    pub clap: Option<Vec<f32>>,
     pub transcript: Option<String>,
     pub language: Option<String>,
     pub description: String,
@@ -225,6 +228,9 @@ pub(crate) fn media_batch(
     if let Some(clip) = &dims.clip {
         columns.push(vectors(rows.iter().map(|r| r.clip.as_ref()), clip.width)?);
     }
+    if let Some(clap) = &dims.clap {
+        columns.push(vectors(rows.iter().map(|r| r.clap.as_ref()), clap.width)?);
+    }
     RecordBatch::try_new(schema, columns)
 }
 
@@ -243,6 +249,7 @@ impl MediaRow {
             "music_bridge" => self.music_bridge.as_deref(),
             "ocr" => self.ocr.as_deref(),
             "clip" => self.clip.as_deref(),
+            "clap" => self.clap.as_deref(),
             _ => None,
         }
     }

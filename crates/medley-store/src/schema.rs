@@ -99,11 +99,14 @@ pub struct VectorDims {
     pub text: usize,
     /// The `clip` column, when the pipeline has an image-text model (CLIP, SigLIP).
     pub clip: Option<ClipSpace>,
+    /// The `clap` column, when the pipeline has an audio-text model (CLAP).
+    pub clap: Option<ClipSpace>,
 }
 
-/// An image-text model's space: the `clip` column of `media`, as wide as the model's
-/// embeddings, with the model's id in the field's metadata (`medley.model`), so a text query
-/// is embedded by the same model's text tower.
+/// A dual encoder's space: the `clip` column of `media` (an image-text model) or its `clap`
+/// column (an audio-text model), as wide as the model's embeddings, with the model's id in the
+/// field's metadata (`medley.model`), so a text query is embedded by the same model's text
+/// tower.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClipSpace {
     pub width: usize,
@@ -112,18 +115,22 @@ pub struct ClipSpace {
 
 /// The column frames embedded by an image-text model's vision tower go to (mean per item).
 pub const CLIP_COLUMN: &str = "clip";
+/// The column the soundtrack embedded by an audio-text model's audio tower goes to (mean per
+/// item).
+pub const CLAP_COLUMN: &str = "clap";
 /// The `clip` field's metadata key naming the model.
 pub const MODEL_KEY: &str = "medley.model";
 
-/// The `clip` field of `space`.
-pub(crate) fn clip_field(space: &ClipSpace) -> Field {
-    vector(CLIP_COLUMN, space.width).with_metadata([(MODEL_KEY.to_string(), space.model.clone())].into())
+/// The `column` field (`clip` or `clap`) of `space`.
+pub(crate) fn space_field(column: &str, space: &ClipSpace) -> Field {
+    vector(column, space.width).with_metadata([(MODEL_KEY.to_string(), space.model.clone())].into())
 }
 
-/// The image-text space of a `media` table: the `clip` column's width and model, if it has one.
-pub(crate) fn clip_space_of(schema: &arrow_schema::Schema) -> Option<ClipSpace> {
-    let field = schema.field_with_name(CLIP_COLUMN).ok()?;
-    let width = vector_width(schema, CLIP_COLUMN)?;
+/// The space of a `media` table's `column` (`clip` or `clap`): its width and model, if it has
+/// the column.
+pub(crate) fn space_of(schema: &arrow_schema::Schema, column: &str) -> Option<ClipSpace> {
+    let field = schema.field_with_name(column).ok()?;
+    let width = vector_width(schema, column)?;
     let model = field.metadata().get(MODEL_KEY).cloned().unwrap_or_default();
     Some(ClipSpace { width, model })
 }
@@ -218,8 +225,9 @@ pub(crate) fn media_schema(d: &VectorDims) -> SchemaRef {
 pub(crate) fn added_null_media_fields(d: &VectorDims) -> Vec<Field> {
     let mut fields = vec![nullable_label_list("sound_tags"), Field::new("ocr_text", DataType::Utf8, true)];
     fields.extend(TEXT_SPACE_COLUMNS.map(|c| vector(c, d.bridge)));
-    // Last: a table gets it when a pipeline with an image-text model first writes to it.
-    fields.extend(d.clip.as_ref().map(clip_field));
+    // Last: a table gets them when a pipeline with such a model first writes to it.
+    fields.extend(d.clip.as_ref().map(|s| space_field(CLIP_COLUMN, s)));
+    fields.extend(d.clap.as_ref().map(|s| space_field(CLAP_COLUMN, s)));
     fields
 }
 
@@ -231,7 +239,7 @@ pub(crate) fn added_null_segment_fields(d: &VectorDims) -> Vec<Field> {
         vector("semantic", d.bridge),
         vector("sound_bridge", d.bridge),
     ];
-    fields.extend(d.clip.as_ref().map(clip_field));
+    fields.extend(d.clip.as_ref().map(|s| space_field(CLIP_COLUMN, s)));
     fields
 }
 

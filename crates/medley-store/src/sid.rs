@@ -282,7 +282,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let table = open_migrated(self, SIDS_TABLE, &sids_schema()).await?;
-        let q = table.query().only_if(format!("codebook_version = '{}'", version.replace('\'', "''"))).select(
+        let q = table.query().only_if(format!("codebook_version = {}", crate::query::sql_string(version))).select(
             Select::columns(&["content_hash", "codebook_version", "codes", "suffix", "sid", "ngrams", "pieces"]),
         );
         let batches = self.collect(q, Store::lance).await?;

@@ -6,6 +6,7 @@ use lancedb::Table;
 
 use crate::StoreError;
 use crate::open::Store;
+use crate::query::sql_string;
 use crate::rows::{FailureRow, MediaRow, RunRow, failure_batch, media_batch, run_batch};
 use crate::schema::{failures_schema, media_schema, runs_schema};
 use crate::segments::{ItemSegments, segments_batch, segments_schema};
@@ -26,7 +27,7 @@ impl Store {
         merge.when_matched_update_all(Some("target.models != source.models".into())).when_not_matched_insert_all();
         let result = merge.execute(Box::new(reader)).await.map_err(|e| self.lance(e))?;
         // A file that failed before and now indexed is no longer a failure.
-        let hashes: Vec<String> = rows.iter().map(|r| format!("'{}'", r.content_hash.replace('\'', "''"))).collect();
+        let hashes: Vec<String> = rows.iter().map(|r| sql_string(&r.content_hash)).collect();
         self.delete_matching(&self.failures, &format!("content_hash IN ({})", hashes.join(","))).await?;
         Ok(result.num_inserted_rows + result.num_updated_rows)
     }
@@ -48,9 +49,7 @@ impl Store {
         }
         let stale: Vec<String> = items
             .iter()
-            .map(|i| {
-                format!("(content_hash = '{}' AND segment >= {})", i.content_hash.replace('\'', "''"), i.segments.len())
-            })
+            .map(|i| format!("(content_hash = {} AND segment >= {})", sql_string(&i.content_hash), i.segments.len()))
             .collect();
         if !stale.is_empty() {
             self.delete_matching(&self.segments, &stale.join(" OR ")).await?;
@@ -60,7 +59,7 @@ impl Store {
 
     /// Delete the rows of `table` matching `predicate`. Counted first: a delete that matches
     /// nothing still commits a new table version, which every batch would otherwise add.
-    async fn delete_matching(&self, table: &Table, predicate: &str) -> Result<(), StoreError> {
+    pub(crate) async fn delete_matching(&self, table: &Table, predicate: &str) -> Result<(), StoreError> {
         if table.count_rows(Some(predicate.to_string())).await.map_err(|e| self.lance(e))? > 0 {
             table.delete(predicate).await.map_err(|e| self.lance(e))?;
         }

@@ -34,14 +34,17 @@ fn row(i: usize) -> MediaRow {
 }
 
 #[tokio::test]
-async fn vector_indexes_are_built_past_the_threshold_and_kept_up_to_date() {
+async fn indexes_are_built_full_text_at_once_vector_past_the_threshold_and_kept_up_to_date() {
     let dir = tempfile::tempdir().unwrap();
     let uri = dir.path().join("db").to_string_lossy().into_owned();
-    let dims = VectorDims { visual: 32, audio: 8, bridge: 8, music: 8, text: 8, clip: None };
+    let dims = VectorDims { visual: 32, audio: 8, bridge: 8, music: 8, text: 8, clip: None, clap: None };
     let store = Store::open(&uri, dims).await.unwrap();
     let first: Vec<MediaRow> = (0..VECTOR_INDEX_MIN_ROWS - 1).map(row).collect();
     store.upsert_media(&first).await.unwrap();
-    assert!(store.maintain_indexes().await.unwrap().is_empty(), "below the threshold: nothing to do");
+    // Below the threshold: the full-text indexes (built whenever missing), no vector index.
+    let report = store.maintain_indexes().await.unwrap();
+    assert!(report.iter().any(|l| l.starts_with("media: full-text index on")), "{report:?}");
+    assert!(!report.iter().any(|l| l.contains("vector index")), "below the threshold: {report:?}");
 
     store.upsert_media(&[row(VECTOR_INDEX_MIN_ROWS - 1)]).await.unwrap();
     let report = store.maintain_indexes().await.unwrap();

@@ -22,7 +22,7 @@ use medley_store::{
     SEGMENTS_TABLE, SID_CODEBOOKS_TABLE, SIDS_TABLE, SegmentRow, SidRow, Store, StoreError, TableName, VectorDims,
 };
 
-const DIMS: VectorDims = VectorDims { visual: 4, audio: 4, bridge: 4, music: 4, text: 4, clip: None };
+const DIMS: VectorDims = VectorDims { visual: 4, audio: 4, bridge: 4, music: 4, text: 4, clip: None, clap: None };
 const VERSION: &str = "v1";
 
 fn item(hash: &str) -> MediaRow {

@@ -28,7 +28,7 @@ fn old_sids_schema() -> Arc<Schema> {
 async fn old_sids_table_gains_pieces_and_content() {
     let dir = tempfile::tempdir().unwrap();
     let uri = dir.path().join("db").to_string_lossy().into_owned();
-    let dims = VectorDims { visual: 4, audio: 4, bridge: 4, music: 4, text: 4, clip: None };
+    let dims = VectorDims { visual: 4, audio: 4, bridge: 4, music: 4, text: 4, clip: None, clap: None };
     let store = Store::open(&uri, dims).await.unwrap();
 
     // One row as an older medley wrote it.

@@ -25,7 +25,7 @@ fn row(hash: &str) -> MediaRow {
 async fn a_write_that_lost_a_creation_race_is_retried_without_loss_or_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let uri = dir.path().join("db").to_string_lossy().into_owned();
-    let dims = VectorDims { visual: 4, audio: 4, bridge: 4, music: 4, text: 4, clip: None };
+    let dims = VectorDims { visual: 4, audio: 4, bridge: 4, music: 4, text: 4, clip: None, clap: None };
     let store = Store::open(&uri, dims).await.unwrap();
 
     // Another process's late creation of `media`: an empty overwrite of the same schema.

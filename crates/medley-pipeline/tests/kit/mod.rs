@@ -12,7 +12,7 @@ use medley_pipeline::{ModelSet, PipelineConfig, Sound, Text, Vision};
 use medley_store::{Store, VectorDims};
 
 /// Vector widths of the stubs.
-pub const DIMS: VectorDims = VectorDims { visual: 4, audio: 3, bridge: 3, music: 2, text: 3, clip: None };
+pub const DIMS: VectorDims = VectorDims { visual: 4, audio: 3, bridge: 3, music: 2, text: 3, clip: None, clap: None };
 
 /// Frames give `[mean red, mean green, mean blue, 1]` (0..1) and class probabilities over
 /// `red`, `green`, `blue` in proportion to those means. With `panic_on_red`, a mostly red
@@ -140,6 +140,7 @@ pub fn stub_models(panic_on_red: bool) -> ModelSet {
         reader: None,
         shots: None,
         clip: None,
+        clap: None,
         clock: Arc::default(),
     }
 }
