@@ -400,6 +400,11 @@ impl Ctx {
             let venv = self.venv(&format!("venv-{env}"), &requirements, file("no_deps").as_deref())?;
             let wheels = self.home.join("wheels");
             self.pip_download(&venv, "timm==1.0.31", "wheel", &wheels)?;
+            // A golden check on the sample media (TransNetV2 on Big Buck Bunny's cuts): on a
+            // fresh machine the media are not there yet when the models are exported.
+            if model.get("needs_media").and_then(|v| v.as_bool()) == Some(true) {
+                self.media()?;
+            }
             let t = Instant::now();
             let tmp = models_dir.join(format!(".{id}.partial"));
             let _ = std::fs::remove_dir_all(&tmp);
