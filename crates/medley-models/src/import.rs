@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::spec::{AudioSpec, FixedInput, GraphSpec, ImageSpec, MelSpec, ModelSpec, Seq2SeqSpec, TensorSpec, TextSpec};
-use crate::{AudioEncoder, ImageCaptioner, ImageEncoder, ModelError, ModelHome, Runtime, TextEncoder};
+use crate::spec::{
+    AudioSpec, FixedInput, GraphSpec, ImageSpec, MelSpec, ModelSpec, Seq2SeqSpec, TensorSpec, TextSpec, WhisperSpec,
+};
+use crate::{AudioEncoder, ImageCaptioner, ImageEncoder, ModelError, ModelHome, Runtime, SpeechToText, TextEncoder};
 
 /// Why a folder was refused (each names the file and what is wrong with it).
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +47,7 @@ pub enum ImportError {
     Model(#[from] ModelError),
 }
 
-const KNOWN: &str = "clip, siglip, clap, vision-encoder-decoder (whisper recognised, not yet supported)";
+const KNOWN: &str = "clip, siglip, clap, vision-encoder-decoder, whisper";
 
 /// What `models add` was asked.
 #[derive(Debug, Clone, Default)]
@@ -130,7 +132,19 @@ struct Written {
     text: Option<TextSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]
     seq2seq: Option<Seq2SeqSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    whisper: Option<WhisperSpec>,
     import: ImportInfo,
+}
+
+/// The adapter sections a plan writes into `model.toml`.
+#[derive(Default)]
+struct Sections {
+    image: Option<ImageSpec>,
+    audio: Option<AudioSpec>,
+    text: Option<TextSpec>,
+    seq2seq: Option<Seq2SeqSpec>,
+    whisper: Option<WhisperSpec>,
 }
 
 const CHECK_FILE: &str = ".medley-check.json";
@@ -489,13 +503,7 @@ fn plan(rt: &Runtime, dir: &Path, id: &str, role: Option<&str>) -> Result<Plan, 
         "clip" | "siglip" => plan_image_text(rt, &src, id, role),
         "clap" => plan_audio_text(rt, &src, id, role),
         "vision-encoder-decoder" => plan_captioner(rt, &src, id, role),
-        "whisper" => Err(ImportError::Unsupported {
-            path: src.config_path.clone(),
-            model_type: src.model_type.clone(),
-            why: "optimum's Whisper decoder takes the cross-attention cache from its first run; the \
-                  speech-to-text adapter does not feed it yet (use the registry's whisper-base)"
-                .into(),
-        }),
+        "whisper" => plan_whisper(rt, &src, id, role),
         other => Err(ImportError::UnknownModelType {
             path: src.config_path.clone(),
             model_type: other.to_string(),
@@ -661,7 +669,7 @@ fn plan_image_text(rt: &Runtime, src: &Source<'_>, id: &str, role: Option<&str>)
             format!("the image tower gives {} values and the text tower {}: not one space", i.dim, t.dim),
         ));
     }
-    finish(src, id, role, graphs, image, None, text, None, resize)
+    finish(src, id, role, graphs, Sections { image, text, ..Default::default() }, resize)
 }
 
 /// CLAP: `audio_model` (log-mel features in, computed in Rust) and `text_model`, or `model`.
@@ -786,11 +794,208 @@ fn plan_audio_text(rt: &Runtime, src: &Source<'_>, id: &str, role: Option<&str>)
             format!("the audio tower gives {} values and the text tower {}: not one space", a.dim, t.dim),
         ));
     }
-    finish(src, id, role, graphs, None, audio, text, None, String::new())
+    finish(src, id, role, graphs, Sections { audio, text, ..Default::default() }, String::new())
 }
 
 /// VisionEncoderDecoder (ViT + GPT-2 and friends): `encoder_model` and the merged decoder
 /// (or the decoder with past).
+/// A cached decoder's `present.*` outputs for its `past_key_values.*` inputs (each checked to
+/// be there), and the heads and head size of the cache.
+fn decoder_cache(dec: &GraphInfo, past: &[String]) -> Result<(Vec<String>, usize, usize), ImportError> {
+    let present: Vec<String> = past.iter().map(|p| p.replacen("past_key_values.", "present.", 1)).collect();
+    for p in &present {
+        if dec.output(p).is_none() {
+            return Err(ImportError::WrongOutputs {
+                path: dec.path.clone(),
+                expected: format!("{p} (the cache the decoder returns)"),
+                found: dec.outputs.iter().map(|o| o.0.as_str()).collect::<Vec<_>>().join(", "),
+            });
+        }
+    }
+    let shape = &dec.inputs.iter().find(|i| i.0 == past[0]).map(|i| i.1.clone()).unwrap_or_default();
+    match shape.as_slice() {
+        [_, h, _, d] if *h > 0 && *d > 0 => Ok((present, *h as usize, *d as usize)),
+        _ => Err(config_err(&dec.path, format!("{}: cannot tell heads and head size from {shape:?}", past[0]))),
+    }
+}
+
+/// The past inputs of a decoder graph.
+fn past_inputs(dec: &GraphInfo) -> Vec<String> {
+    dec.inputs.iter().map(|i| i.0.clone()).filter(|n| n.starts_with("past_key_values.")).collect()
+}
+
+/// The cross-attention part of a cache (optimum: `past_key_values.<i>.encoder.key/value`).
+fn cross_pasts(past: &[String]) -> Vec<String> {
+    past.iter().filter(|p| p.contains(".encoder.")).cloned().collect()
+}
+
+/// Whisper of any size, from optimum's `automatic-speech-recognition-with-past` export or the
+/// transformers.js layout: `encoder_model` (`input_features` -> `last_hidden_state`) and the
+/// merged decoder (`decoder_model_merged`: self- and cross-attention caches and
+/// `use_cache_branch`). The log-mel front end is computed by medley from
+/// preprocessor_config.json; the special tokens come from generation_config.json and the
+/// tokenizer.
+fn plan_whisper(rt: &Runtime, src: &Source<'_>, id: &str, role: Option<&str>) -> Result<Plan, ImportError> {
+    let role = check_role(src, role, &["speech_to_text"])?;
+    let dir = src.dir;
+    let (pre_path, pre) = src.pre()?;
+    let tok_path = src.tokenizer_file()?;
+    let num = |key: &str| -> Result<usize, ImportError> {
+        pre[key].as_u64().map(|v| v as usize).ok_or_else(|| config_err(&pre_path, format!("no {key}")))
+    };
+    let (n_mels, rate, hop, n_fft) =
+        (num("feature_size")?, num("sampling_rate")? as u32, num("hop_length")?, num("n_fft")?);
+    let chunk = match pre["n_samples"].as_u64() {
+        Some(n) => n as usize,
+        None => num("chunk_length")? * rate as usize,
+    };
+    let enc_rel = locate(dir, "encoder_model").ok_or_else(|| ImportError::MissingGraph {
+        dir: dir.to_path_buf(),
+        what: "encoder",
+        looked: looked(&["encoder_model"]),
+    })?;
+    let dec_rel = locate(dir, "decoder_model_merged").ok_or_else(|| ImportError::MissingGraph {
+        dir: dir.to_path_buf(),
+        what: "merged decoder (the first step and the cached steps in one graph)",
+        looked: looked(&["decoder_model_merged"]),
+    })?;
+    let enc = GraphInfo::open(rt, dir, &enc_rel)?;
+    enc.expect_inputs(&["input_features"], &["input_features"])?;
+    let (enc_out, _) = enc.pick_output(&["last_hidden_state"])?;
+    if let Some(m) = enc.inputs[0].1.get(1).copied().filter(|&m| m > 0)
+        && m as usize != n_mels
+    {
+        return Err(config_err(&pre_path, format!("feature_size {n_mels}, but {} takes {m} mel bins", enc.rel)));
+    }
+    let dec = GraphInfo::open(rt, dir, &dec_rel)?;
+    let past = past_inputs(&dec);
+    let mut allowed: Vec<&str> = vec!["input_ids", "encoder_hidden_states", "use_cache_branch", "cache_position"];
+    allowed.extend(past.iter().map(String::as_str));
+    dec.expect_inputs(&["input_ids", "encoder_hidden_states", "use_cache_branch"], &allowed)?;
+    let cross = cross_pasts(&past);
+    if cross.is_empty() || cross.len() == past.len() {
+        return Err(ImportError::WrongInputs {
+            path: dec.path.clone(),
+            expected: "past_key_values.<layer>.decoder.key/value and past_key_values.<layer>.encoder.key/value".into(),
+            found: dec.input_names().join(", "),
+        });
+    }
+    let (present, heads, head_dim) = decoder_cache(&dec, &past)?;
+    let (logits, vocab) = dec.pick_output(&["logits"])?;
+    let vocab = vocab
+        .or_else(|| src.config["vocab_size"].as_u64().map(|v| v as usize))
+        .ok_or_else(|| config_err(&src.config_path, "no vocab_size"))?;
+    let gen_path = dir.join("generation_config.json");
+    if !gen_path.is_file() {
+        return Err(ImportError::Unreadable {
+            path: gen_path,
+            message: "missing (Whisper's language and task tokens are read from it)".into(),
+        });
+    }
+    let generation = json(&gen_path)?;
+    let tokenizer = tokenizers::Tokenizer::from_file(&tok_path)
+        .map_err(|e| ImportError::Unreadable { path: tok_path.clone(), message: e.to_string() })?;
+    let id_of = |key: &str, token: &str| -> Result<u32, ImportError> {
+        generation[key]
+            .as_u64()
+            .or_else(|| src.config[key].as_u64())
+            .map(|v| v as u32)
+            .or_else(|| tokenizer.token_to_id(token))
+            .ok_or_else(|| config_err(&gen_path, format!("no {key}, and no {token} in the tokenizer")))
+    };
+    let sot = id_of("decoder_start_token_id", "<|startoftranscript|>")?;
+    let eos = id_of("eos_token_id", "<|endoftext|>")?;
+    let no_timestamps = id_of("no_timestamps_token_id", "<|notimestamps|>")?;
+    let task = |name: &str| -> Result<u32, ImportError> {
+        generation["task_to_id"][name]
+            .as_u64()
+            .map(|v| v as u32)
+            .or_else(|| tokenizer.token_to_id(&format!("<|{name}|>")))
+            .ok_or_else(|| config_err(&gen_path, format!("no task_to_id.{name}")))
+    };
+    let (transcribe, translate) = (task("transcribe")?, task("translate")?);
+    // English-only models (`*.en`) have no language tokens in their prompt.
+    let mut langs: Vec<(u32, String)> = match generation["lang_to_id"].as_object() {
+        Some(map) if generation["is_multilingual"].as_bool() != Some(false) => map
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((v.as_u64()? as u32, k.trim_start_matches("<|").trim_end_matches("|>").to_string()))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    langs.sort();
+    let ids = |key: &str| -> Vec<u32> {
+        let v = if generation[key].is_array() { &generation[key] } else { &src.config[key] };
+        v.as_array().map(|a| a.iter().filter_map(|x| x.as_u64().map(|x| x as u32)).collect()).unwrap_or_default()
+    };
+    let timestamp_begin = no_timestamps + 1;
+    let frames = chunk / hop.max(1);
+    // One timestamp step per encoder position: the encoder halves the frames.
+    let positions = (frames / 2).max(1);
+    if timestamp_begin as usize + positions > vocab || sot as usize >= vocab || eos as usize >= vocab {
+        return Err(config_err(
+            &gen_path,
+            format!(
+                "special tokens (start {sot}, end {eos}, timestamps from {timestamp_begin}) do not fit the vocabulary of {vocab}"
+            ),
+        ));
+    }
+    let max_new = generation["max_length"].as_u64().unwrap_or(448).clamp(2, 448) as usize / 2;
+    let seq2seq = Seq2SeqSpec {
+        frontend: None,
+        frontend_input: None,
+        encoder: base(&enc.rel),
+        encoder_input: "input_features".into(),
+        encoder_outputs: vec![enc_out],
+        decoder: base(&dec.rel),
+        decoder_input_ids: "input_ids".into(),
+        logits,
+        past_inputs: past,
+        present_outputs: present,
+        num_heads: heads,
+        head_dim,
+        vocab_size: vocab,
+        tokenizer: "tokenizer.json".into(),
+        start_ids: vec![sot],
+        eos_id: eos,
+        pad_id: generation["pad_token_id"].as_u64().map(|v| v as u32),
+        max_new_tokens: max_new,
+        suppress_ids: ids("suppress_tokens"),
+        begin_suppress_ids: ids("begin_suppress_tokens"),
+        decoder_encoder_inputs: vec!["encoder_hidden_states".into()],
+        use_cache_branch: Some("use_cache_branch".into()),
+        cross_past_inputs: cross,
+        cache_position: dec.has_input("cache_position").then(|| "cache_position".into()),
+        image: None,
+    };
+    let whisper = WhisperSpec {
+        sample_rate: rate,
+        chunk,
+        time_precision: chunk as f32 / rate as f32 / positions as f32,
+        sot,
+        transcribe,
+        translate,
+        no_timestamps,
+        timestamp_begin,
+        no_speech: tokenizer.token_to_id("<|nospeech|>").or_else(|| tokenizer.token_to_id("<|nocaptions|>")),
+        lang_ids: langs.iter().map(|l| l.0).collect(),
+        lang_codes: langs.into_iter().map(|l| l.1).collect(),
+        features: Some(MelSpec {
+            n_fft,
+            hop,
+            n_mels,
+            f_min: 0.0,
+            f_max: f64::from(rate / 2),
+            mel_scale: "slaney".into(),
+            norm: Some("slaney".into()),
+            frames,
+        }),
+    };
+    let sections = Sections { seq2seq: Some(seq2seq), whisper: Some(whisper), ..Default::default() };
+    finish(src, id, role, vec![enc, dec], sections, String::new())
+}
+
 fn plan_captioner(rt: &Runtime, src: &Source<'_>, id: &str, role: Option<&str>) -> Result<Plan, ImportError> {
     let role = check_role(src, role, &["captioner"])?;
     let dir = src.dir;
@@ -814,34 +1019,21 @@ fn plan_captioner(rt: &Runtime, src: &Source<'_>, id: &str, role: Option<&str>) 
     enc.expect_inputs(&["pixel_values"], &["pixel_values"])?;
     let (enc_out, hidden) = enc.pick_output(&["last_hidden_state"])?;
     let dec = GraphInfo::open(rt, dir, &dec_rel)?;
-    let past: Vec<String> =
-        dec.inputs.iter().map(|i| i.0.clone()).filter(|n| n.starts_with("past_key_values.")).collect();
-    let mut allowed: Vec<&str> = vec!["input_ids", "encoder_hidden_states", "use_cache_branch"];
+    let past = past_inputs(&dec);
+    let mut allowed: Vec<&str> = vec!["input_ids", "encoder_hidden_states", "use_cache_branch", "cache_position"];
     allowed.extend(past.iter().map(String::as_str));
     dec.expect_inputs(&["input_ids", "encoder_hidden_states"], &allowed)?;
-    if past.is_empty() || past.iter().any(|p| p.contains(".encoder.")) {
+    let cross = cross_pasts(&past);
+    // A cross-attention cache is filled by a merged decoder's first-step branch.
+    if past.is_empty() || (!cross.is_empty() && !dec.has_input("use_cache_branch")) {
         return Err(ImportError::WrongInputs {
             path: dec.path.clone(),
-            expected: "past_key_values.<layer>.key/value (the decoder's self-attention cache only)".into(),
+            expected: "past_key_values.<layer>.key/value (with a cross-attention cache, use_cache_branch too)".into(),
             found: dec.input_names().join(", "),
         });
     }
-    let present: Vec<String> = past.iter().map(|p| p.replacen("past_key_values.", "present.", 1)).collect();
-    for p in &present {
-        if dec.output(p).is_none() {
-            return Err(ImportError::WrongOutputs {
-                path: dec.path.clone(),
-                expected: format!("{p} (the cache the decoder returns)"),
-                found: dec.outputs.iter().map(|o| o.0.as_str()).collect::<Vec<_>>().join(", "),
-            });
-        }
-    }
+    let (present, heads, head_dim) = decoder_cache(&dec, &past)?;
     let (logits, vocab) = dec.pick_output(&["logits"])?;
-    let shape = &dec.inputs.iter().find(|i| i.0 == past[0]).map(|i| i.1.clone()).unwrap_or_default();
-    let (heads, head_dim) = match shape.as_slice() {
-        [_, h, _, d] if *h > 0 && *d > 0 => (*h as usize, *d as usize),
-        _ => return Err(config_err(&dec.path, format!("{}: cannot tell heads and head size from {shape:?}", past[0]))),
-    };
     let dec_cfg = &src.config["decoder"];
     let vocab = vocab
         .or_else(|| dec_cfg["vocab_size"].as_u64().map(|v| v as usize))
@@ -883,6 +1075,8 @@ fn plan_captioner(rt: &Runtime, src: &Source<'_>, id: &str, role: Option<&str>) 
         begin_suppress_ids: Vec::new(),
         decoder_encoder_inputs: vec!["encoder_hidden_states".into()],
         use_cache_branch: dec.has_input("use_cache_branch").then(|| "use_cache_branch".into()),
+        cross_past_inputs: cross,
+        cache_position: dec.has_input("cache_position").then(|| "cache_position".into()),
         image: Some(ImageSpec {
             file: base(&enc.rel),
             input: "pixel_values".into(),
@@ -900,7 +1094,7 @@ fn plan_captioner(rt: &Runtime, src: &Source<'_>, id: &str, role: Option<&str>) 
             fixed_inputs: Vec::new(),
         }),
     };
-    finish(src, id, role, vec![enc, dec], None, None, None, Some(seq2seq), resize)
+    finish(src, id, role, vec![enc, dec], Sections { seq2seq: Some(seq2seq), ..Default::default() }, resize)
 }
 
 /// Which pipeline file keys can name a model of `role`.
@@ -928,18 +1122,15 @@ pub fn pipeline_keys(role: &str) -> Vec<String> {
     keys.iter().map(|k| k.to_string()).collect()
 }
 
-#[allow(clippy::too_many_arguments)]
 fn finish(
     src: &Source<'_>,
     id: &str,
     role: String,
     graphs: Vec<GraphInfo>,
-    image: Option<ImageSpec>,
-    audio: Option<AudioSpec>,
-    text: Option<TextSpec>,
-    seq2seq: Option<Seq2SeqSpec>,
+    sections: Sections,
     resize: String,
 ) -> Result<Plan, ImportError> {
+    let Sections { image, audio, text, seq2seq, whisper } = sections;
     let rels: Vec<&str> = graphs.iter().map(|g| g.rel.as_str()).collect();
     let layout = layout_of(&rels);
     let mut files: Vec<(PathBuf, String)> = Vec::new();
@@ -959,6 +1150,7 @@ fn finish(
         audio,
         text,
         seq2seq,
+        whisper,
         import: ImportInfo {
             from: from.display().to_string(),
             model_type: src.model_type.clone(),
@@ -1199,6 +1391,7 @@ fn run_check(rt: &Runtime, spec: &ModelSpec, lines: &mut Vec<String>) -> Result<
             audio(lines)?;
         }
         "captioner" => caption_check(rt, spec, lines)?,
+        "speech_to_text" => speech_check(rt, spec, lines)?,
         other => {
             lines.push(format!("role {other} has no smoke check"));
             return Ok(false);
@@ -1233,6 +1426,61 @@ fn caption_check(rt: &Runtime, spec: &ModelSpec, lines: &mut Vec<String>) -> Res
     lines.push(format!(
         "decoder: {steps} cached greedy steps per picture, vocabulary {}; tokens {:?} and {:?}",
         s.vocab_size, out[0].tokens, out[1].tokens
+    ));
+    Ok(())
+}
+
+/// A speech-to-text model, through [`SpeechToText`]: two 5 s sounds through the front end
+/// and the encoder (states finite and different), then greedy decoding of a few tokens with
+/// both caches after an English transcription prompt (the end token suppressed, so every
+/// step runs).
+fn speech_check(rt: &Runtime, spec: &ModelSpec, lines: &mut Vec<String>) -> Result<(), String> {
+    let stt = SpeechToText::from_spec(rt, spec).map_err(|e| e.to_string())?;
+    let s = stt.seq2seq().spec();
+    let w = spec.whisper.as_ref().ok_or("speech model without a [whisper] section")?;
+    let [a, b] = test_sounds(stt.sample_rate(), stt.sample_rate() as usize * 5);
+    let mut states = Vec::new();
+    let mut rows = Vec::new();
+    for sound in [&a, &b] {
+        let state = stt.encode_window(sound).map_err(|e| e.to_string())?;
+        let name = &s.encoder_outputs[0];
+        rows.push(
+            state
+                .get(name)
+                .and_then(crate::Array::f32s)
+                .ok_or_else(|| format!("encoder has no float {name}"))?
+                .to_vec(),
+        );
+        states.push(state);
+    }
+    let width = rows[0].len();
+    vectors(&format!("front end and encoder (5 s at {} Hz)", stt.sample_rate()), &rows, width, lines)?;
+    let steps = 4;
+    let mut prompt = vec![w.sot];
+    if let Some(pos) = w.lang_codes.iter().position(|c| c == "en") {
+        prompt.extend([w.lang_ids[pos], w.transcribe]);
+    }
+    prompt.push(w.no_timestamps);
+    let opts = crate::GenerateOptions {
+        max_new_tokens: steps,
+        prompt: Some(prompt),
+        suppress: vec![s.eos_id],
+        ..Default::default()
+    };
+    let mut tokens = Vec::new();
+    for state in &states {
+        let g = stt.seq2seq().generate(state, &opts, None).map_err(|e| e.to_string())?.remove(0);
+        if g.tokens.len() != steps || !g.log_prob.is_finite() {
+            return Err(format!("decoder: expected {steps} tokens with a finite score, got {g:?}"));
+        }
+        tokens.push(g.tokens);
+    }
+    lines.push(format!(
+        "decoder: {steps} cached greedy steps per sound, vocabulary {}, {} languages; tokens {:?} and {:?}",
+        s.vocab_size,
+        w.lang_ids.len(),
+        tokens[0],
+        tokens[1]
     ));
     Ok(())
 }

@@ -97,6 +97,8 @@ pub struct Seq2Seq {
     encoder: Mutex<Session>,
     decoder: Mutex<Session>,
     tokenizer: Tokenizer,
+    /// Per past input: part of the cross-attention cache (`cross_past_inputs`).
+    cross: Vec<bool>,
 }
 
 impl Seq2Seq {
@@ -120,7 +122,14 @@ impl Seq2Seq {
         let decoder = rt.session(&spec.id, &spec.file(&s.decoder)?)?;
         let tokenizer = Tokenizer::from_file(spec.file(&s.tokenizer)?)
             .map_err(|e| ModelError::Tokenizer { model: spec.id.clone(), message: e.to_string() })?;
-        Ok(Self { id: spec.id.clone(), spec: s, frontend, encoder, decoder, tokenizer })
+        if let Some(stray) = s.cross_past_inputs.iter().find(|c| !s.past_inputs.contains(c)) {
+            return Err(ModelError::Spec {
+                path: spec.dir.join("model.toml"),
+                message: format!("cross_past_inputs names {stray}, which is not in past_inputs"),
+            });
+        }
+        let cross = s.past_inputs.iter().map(|p| s.cross_past_inputs.contains(p)).collect();
+        Ok(Self { id: spec.id.clone(), spec: s, frontend, encoder, decoder, tokenizer, cross })
     }
 
     pub fn id(&self) -> &str {
@@ -183,6 +192,7 @@ impl Seq2Seq {
 
     /// One decoder step for `rows` hypotheses: feeds `new_tokens` (same count per row) after
     /// the cached past; returns the last position's logits per row and updates `past`.
+    /// `enc` is [`Seq2Seq::enc_values`] of the hypotheses' encoder states.
     pub fn step(
         &self,
         enc: &[(String, DynValue)],
@@ -193,13 +203,13 @@ impl Seq2Seq {
         let t = new_tokens[0].len();
         let ids: Vec<i64> = new_tokens.iter().flat_map(|r| r.iter().map(|&x| i64::from(x))).collect();
         let err = |e: ort::Error| ModelError::session(&self.id, e);
+        let first = past.values.is_empty();
         let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> = Vec::new();
         inputs.push((self.spec.decoder_input_ids.clone(), Tensor::from_array(([rows, t], ids)).map_err(err)?.into()));
         for (name, v) in enc {
             inputs.push((name.clone(), v.into()));
         }
-        let old = std::mem::take(&mut past.values);
-        if old.is_empty() {
+        if first {
             let (h, d) = (self.spec.num_heads, self.spec.head_dim);
             for name in &self.spec.past_inputs {
                 inputs.push((
@@ -208,9 +218,16 @@ impl Seq2Seq {
                 ));
             }
         } else {
-            for (name, v) in self.spec.past_inputs.iter().zip(old) {
+            for (name, v) in self.spec.past_inputs.iter().zip(&past.values) {
                 inputs.push((name.clone(), v.into()));
             }
+        }
+        if let Some(name) = &self.spec.use_cache_branch {
+            inputs.push((name.clone(), Tensor::from_array(([1usize], vec![!first])).map_err(err)?.into()));
+        }
+        if let Some(name) = &self.spec.cache_position {
+            let positions: Vec<i64> = (past.len..past.len + t).map(|p| p as i64).collect();
+            inputs.push((name.clone(), Tensor::from_array(([t], positions)).map_err(err)?.into()));
         }
         let mut session = crate::runtime::lock(&self.decoder);
         let mut out = session.run(inputs).map_err(err)?;
@@ -220,25 +237,34 @@ impl Seq2Seq {
         let steps = data.len() / (rows * v).max(1);
         let last: Vec<Vec<f32>> =
             (0..rows).map(|r| data[(r * steps + steps - 1) * v..(r * steps + steps) * v].to_vec()).collect();
-        for name in &self.spec.present_outputs {
-            past.values
-                .push(out.remove(name).ok_or_else(|| ModelError::output(&self.id, format!("no output {name}")))?);
+        let mut old = std::mem::take(&mut past.values).into_iter();
+        for (name, &cross) in self.spec.present_outputs.iter().zip(&self.cross) {
+            let kept = old.next();
+            let value = match kept {
+                // The cross-attention cache is the first step's, whatever later steps return.
+                Some(kept) if cross => kept,
+                _ => out.remove(name).ok_or_else(|| ModelError::output(&self.id, format!("no output {name}")))?,
+            };
+            past.values.push(value);
         }
         past.len += t;
         Ok(last)
     }
 
-    fn enc_values(&self, state: &EncoderState) -> Result<Vec<(String, DynValue)>, ModelError> {
+    /// The encoder's outputs as decoder inputs, under the names the decoder takes them.
+    pub fn enc_values(&self, state: &EncoderState) -> Result<Vec<(String, DynValue)>, ModelError> {
         state
             .values
             .iter()
-            .map(|(n, a)| {
+            .enumerate()
+            .map(|(i, (n, a))| {
                 let v = match a {
                     Array::F32(s, d) => Tensor::from_array((s.clone(), d.clone())).map(|t| t.into_dyn()),
                     Array::I64(s, d) => Tensor::from_array((s.clone(), d.clone())).map(|t| t.into_dyn()),
                     Array::I32(s, d) => Tensor::from_array((s.clone(), d.clone())).map(|t| t.into_dyn()),
                 };
-                v.map(|v| (n.clone(), v)).map_err(|e| ModelError::input(&self.id, e))
+                let name = self.spec.decoder_encoder_inputs.get(i).unwrap_or(n).clone();
+                v.map(|v| (name, v)).map_err(|e| ModelError::input(&self.id, e))
             })
             .collect()
     }

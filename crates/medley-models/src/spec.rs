@@ -259,6 +259,15 @@ pub struct Seq2SeqSpec {
     /// (optimum's `decoder_model_merged.onnx`: `use_cache_branch`), false on the first step.
     #[serde(default)]
     pub use_cache_branch: Option<String>,
+    /// Those `past_inputs` the first step fills and later steps only read: a merged
+    /// decoder's cross-attention cache (optimum's `past_key_values.<i>.encoder.key/value`),
+    /// whose later `present` outputs are ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cross_past_inputs: Vec<String>,
+    /// The positions of the new tokens, `int64 [T]` from the cached length on (the decoders
+    /// optimum 1.22+ exports with transformers 4.4x: `cache_position`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_position: Option<String>,
     /// For captioners: image preprocessing of the encoder input.
     pub image: Option<ImageSpec>,
 }
@@ -268,7 +277,7 @@ fn max_new() -> usize {
 }
 
 /// Whisper's special tokens and audio framing.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct WhisperSpec {
     pub sample_rate: u32,
     /// Samples per window (30 s).
@@ -281,8 +290,13 @@ pub struct WhisperSpec {
     pub no_timestamps: u32,
     pub timestamp_begin: u32,
     pub no_speech: Option<u32>,
+    /// Empty for an English-only model (`*.en`): its prompt has no language or task token.
     pub lang_ids: Vec<u32>,
     pub lang_codes: Vec<String>,
+    /// Whisper's log-mel computed by medley, when the export has no front-end graph
+    /// (optimum and transformers.js exports take `input_features [B, n_mels, frames]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<MelSpec>,
 }
 
 impl ModelSpec {

@@ -4,6 +4,7 @@
 
 use std::ops::Range;
 
+use crate::audio::LogMel;
 use crate::runtime::Array;
 use crate::seq2seq::{EncoderState, GenerateOptions, LogitsProcessor, Seq2Seq, log_softmax};
 use crate::spec::{ModelSpec, WhisperSpec};
@@ -57,6 +58,8 @@ impl Transcript {
 pub struct SpeechToText {
     s2s: Seq2Seq,
     w: WhisperSpec,
+    /// The log-mel computed here when the export has no front-end graph.
+    mel: Option<LogMel>,
 }
 
 impl SpeechToText {
@@ -71,7 +74,19 @@ impl SpeechToText {
 
     pub fn from_spec(rt: &Runtime, spec: &ModelSpec) -> Result<Self, ModelError> {
         let w = spec.section(&spec.whisper, "whisper")?.clone();
-        Ok(Self { s2s: Seq2Seq::from_spec(rt, spec)?, w })
+        let s2s = Seq2Seq::from_spec(rt, spec)?;
+        let bad = |message: String| ModelError::Spec { path: spec.dir.join("model.toml"), message };
+        let mel = match (&w.features, &s2s.spec().frontend) {
+            (Some(f), _) => {
+                Some(LogMel::whisper(f, w.sample_rate, w.chunk).map_err(|m| bad(format!("[whisper.features]: {m}")))?)
+            }
+            (None, Some(_)) => None,
+            (None, None) => return Err(bad("whisper needs [whisper.features] or a seq2seq frontend graph".into())),
+        };
+        if w.lang_ids.len() != w.lang_codes.len() {
+            return Err(bad("whisper lang_ids and lang_codes differ in length".into()));
+        }
+        Ok(Self { s2s, w, mel })
     }
 
     pub fn id(&self) -> &str {
@@ -89,13 +104,24 @@ impl SpeechToText {
         let mut wave = vec![0f32; self.w.chunk];
         let n = samples.len().min(self.w.chunk);
         wave[..n].copy_from_slice(&samples[..n]);
-        let mel = self.s2s.frontend(&Array::F32(vec![1, self.w.chunk], wave))?;
+        let mel = match &self.mel {
+            Some(m) => {
+                let f = self.w.features.as_ref().map_or(0, |f| f.n_mels);
+                let feats = m.whisper_features(&wave);
+                Array::F32(vec![1, f, feats.len() / f.max(1)], feats)
+            }
+            None => self.s2s.frontend(&Array::F32(vec![1, self.w.chunk], wave))?,
+        };
         self.s2s.encode(&mel)
     }
 
     /// Language probabilities for an encoded window, best first.
     pub fn detect_language(&self, state: &EncoderState) -> Result<Vec<(String, f32)>, ModelError> {
-        let enc: Vec<(String, ort::value::DynValue)> = self.enc_values(state)?;
+        if self.w.lang_ids.is_empty() {
+            // An English-only model.
+            return Ok(vec![("en".into(), 1.0)]);
+        }
+        let enc = self.s2s.enc_values(state)?;
         let mut past = crate::seq2seq::Past::default();
         let logits = self.s2s.step(&enc, &mut past, &[vec![self.w.sot]])?;
         let sel: Vec<f32> = self.w.lang_ids.iter().map(|&i| logits[0][i as usize]).collect();
@@ -103,24 +129,6 @@ impl SpeechToText {
         let mut out: Vec<(String, f32)> = self.w.lang_codes.iter().cloned().zip(lp.into_iter().map(f32::exp)).collect();
         out.sort_by(|a, b| b.1.total_cmp(&a.1));
         Ok(out)
-    }
-
-    fn enc_values(&self, state: &EncoderState) -> Result<Vec<(String, ort::value::DynValue)>, ModelError> {
-        self.s2s
-            .spec()
-            .encoder_outputs
-            .iter()
-            .map(|n| {
-                let a = state.get(n).ok_or_else(|| ModelError::output(self.id(), format!("no encoder output {n}")))?;
-                let (s, d) = match a {
-                    Array::F32(s, d) => (s.clone(), d.clone()),
-                    _ => return Err(ModelError::output(self.id(), "encoder output not float")),
-                };
-                ort::value::Tensor::from_array((s, d))
-                    .map(|t| (n.clone(), t.into_dyn()))
-                    .map_err(|e| ModelError::input(self.id(), e))
-            })
-            .collect()
     }
 
     /// Transcribe 16 kHz mono samples of any length.
@@ -190,17 +198,18 @@ impl SpeechToText {
                 *language = self.detect_language(&state)?.into_iter().next();
             }
             let (lang, _) = language.clone().ok_or_else(|| ModelError::output(self.id(), "no language"))?;
-            let lang_pos = self
-                .w
-                .lang_codes
-                .iter()
-                .position(|c| *c == lang)
-                .ok_or_else(|| ModelError::input(self.id(), format!("unknown language {lang}")))?;
-            let mut prompt = vec![
-                self.w.sot,
-                self.w.lang_ids[lang_pos],
-                if opts.translate { self.w.translate } else { self.w.transcribe },
-            ];
+            let mut prompt = vec![self.w.sot];
+            // English-only models (no language ids) take no language or task token.
+            if !self.w.lang_ids.is_empty() {
+                let lang_pos = self
+                    .w
+                    .lang_codes
+                    .iter()
+                    .position(|c| *c == lang)
+                    .ok_or_else(|| ModelError::input(self.id(), format!("unknown language {lang}")))?;
+                prompt.push(self.w.lang_ids[lang_pos]);
+                prompt.push(if opts.translate { self.w.translate } else { self.w.transcribe });
+            }
             if !opts.timestamps {
                 prompt.push(self.w.no_timestamps);
             }

@@ -628,9 +628,12 @@ impl PipelineConfig {
             let Some(id) = id else { return Err(format!("{key}: required because its stage is enabled")) };
             home.model_dir(id).map_err(|e| format!("{key} = {id:?}: {e}"))?;
         }
+        let speech = m.speech.as_ref().filter(|_| self.stages.speech);
         for (key, id, wanted, what) in [
-            ("models.clip", &m.clip, "dual_image_text", "an image-text model"),
-            ("models.clap", &m.clap, "dual_audio_text", "an audio-text model"),
+            ("models.clip", m.clip.as_ref(), "dual_image_text", "an image-text model"),
+            ("models.clap", m.clap.as_ref(), "dual_audio_text", "an audio-text model"),
+            ("models.speech", speech, "speech_to_text", "a speech-to-text model"),
+            ("models.captioner", m.captioner.as_ref(), "captioner", "an image captioner"),
         ] {
             let Some(id) = id else { continue };
             let role = medley_models::ModelSpec::load(home, id).map_err(|e| format!("{key} = {id:?}: {e}"))?.role;
