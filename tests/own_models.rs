@@ -532,6 +532,8 @@ fn an_added_clap_model_fills_the_clap_column_that_search_uses() {
     std::fs::copy(env_path("MEDLEY_TEST_MEDIA").join("photos/chelsea.png"), media.join("chelsea.png")).unwrap();
     std::fs::copy(env_path("MEDLEY_TEST_MEDIA").join("music/1918.mp3"), media.join("1918.mp3")).unwrap();
     std::fs::copy(env_path("MEDLEY_TEST_FIXTURES").join("bbb_audio.m4a"), media.join("bbb_audio.m4a")).unwrap();
+    // A video, for music-for.
+    std::fs::copy(env_path("MEDLEY_TEST_FIXTURES").join("cat_upright.mp4"), media.join("cat_upright.mp4")).unwrap();
     let db = work.path().join("db");
     let index = |clap: &str| {
         let p = pipeline(clap);
@@ -560,6 +562,37 @@ fn an_added_clap_model_fills_the_clap_column_that_search_uses() {
         let score = h["score"].as_f64().unwrap();
         assert!(score > 0.0 && score <= 2.0 / 61.0 + 1e-6, "reciprocal-rank scores: {h}");
     }
+
+    // Segments have their own `clap` (the unit mean of their windows): a segment search reaches
+    // the sounds' stretches through CLAP too.
+    let out = home.run(&["search", "a dog barking", "--segments", "-k", "40", "--db", db.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let segment_hits = stdout_json(&out);
+    let sound_segments = segment_hits
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["path"].as_str().unwrap().ends_with("1918.mp3") && h["span"]["segment"].is_u64())
+        .count();
+    assert!(sound_segments >= 2, "the music's stretches are found: {segment_hits}");
+
+    // Music for the video: the sounds have no tags here (no music or sound-event stage), so its
+    // labels meet nothing in the text space; CLAP's text tower reads them and ranks the sounds
+    // themselves. Only sounds without pictures come back, never the video or the photo.
+    let video = hits
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["path"].as_str().unwrap().ends_with("cat_upright.mp4"))
+        .map(|h| h["content_hash"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| panic!("the video is found too: {hits}"));
+    let out = home.run(&["music-for", &video, "--db", db.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let music = stdout_json(&out);
+    let mut names: Vec<&str> =
+        music.as_array().unwrap().iter().map(|h| h["path"].as_str().unwrap().rsplit('/').next().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["1918.mp3", "bbb_audio.m4a"], "{music}");
 
     // A model of another role is refused as the clap model, naming the role it needs.
     let out = index("minilm-l6");
@@ -659,7 +692,7 @@ fn an_added_whisper_transcribes_where_someone_speaks() {
     let pipeline = work.path().join("speech.toml");
     std::fs::write(
         &pipeline,
-        "[pipeline]\nname = \"whisper-test\"\n[stages]\nvision = false\naudio = true\nmusic = false\nspeech = true\n\
+        "[pipeline]\nname = \"whisper-test\"\n[sampler]\nvideo = \"fps:1\"\n[stages]\nvision = false\naudio = true\nmusic = false\nspeech = true\n\
          sound_events = false\nocr = false\n[models]\nimage = \"efficientnet-lite0\"\naudio = \"aisfx\"\ntext = \"minilm-l6\"\n\
          speech = \"my-whisper\"\nvad = \"silero-vad\"\n",
     )

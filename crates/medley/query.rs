@@ -6,8 +6,8 @@ use anyhow::{Context, Result};
 use medley_models::ModelHome;
 use medley_pipeline::{
     Encoders, EvalError, IndexOptions, Indexer, ItemVectorSet, QueryEncoders, QueryError, evaluate,
-    music_for as rank_music, parse_eval_tsv, resolve_vectors, search_hybrid, search_segments, search_text, short_id,
-    similar_items,
+    music_for as rank_music, music_query, parse_eval_tsv, resolve_vectors, search_hybrid, search_segments, search_text,
+    short_id, similar_items,
 };
 use medley_store::SearchHit;
 
@@ -158,6 +158,14 @@ fn shared_query_error(e: QueryError) -> anyhow::Error {
     }
 }
 
+/// An item found for `similar` or `music-for`: its id, its vectors, and its labels when it was
+/// embedded on the fly (an indexed item's are read from the table when needed).
+struct FoundItem {
+    hash: String,
+    vectors: ItemVectorSet,
+    labels: Option<Vec<medley_store::Label>>,
+}
+
 /// The vectors of an item given by id, or of a file embedded on the fly (nothing is written).
 /// With `lean`, a file is embedded with only the stages its visual, audio and bridge vectors
 /// come from (what `similar` compares): no speech, sound events, on-screen text or captions,
@@ -168,7 +176,7 @@ async fn item_vectors(
     db: &str,
     item: &str,
     lean: bool,
-) -> Result<(String, ItemVectorSet)> {
+) -> Result<FoundItem> {
     Ok(if Path::new(item).is_file() {
         let mut config = crate::index::load_pipeline(home, None)?;
         if lean {
@@ -181,10 +189,14 @@ async fn item_vectors(
         let row = Indexer::new(encoders, medley_store::Store::open_existing(db).await?, IndexOptions::default())
             .embed(Path::new(item))
             .await?;
-        (row.content_hash.clone(), [("visual", row.visual), ("audio", row.audio), ("bridge", row.bridge)])
+        FoundItem {
+            hash: row.content_hash.clone(),
+            vectors: [("visual", row.visual), ("audio", row.audio), ("bridge", row.bridge)],
+            labels: Some(row.labels),
+        }
     } else {
         match resolve_vectors(store, item).await.map_err(shared_query_error)? {
-            Some(found) => found,
+            Some((hash, vectors)) => FoundItem { hash, vectors, labels: None },
             None => return Err(config_err(anyhow::anyhow!("{item} is neither a file nor an item id in {db}"))),
         }
     })
@@ -192,15 +204,28 @@ async fn item_vectors(
 
 pub async fn music_for(home: &ModelHome, a: MusicForArgs) -> Result<ExitCode> {
     let store = open_db(&a.db).await?;
-    let (hash, vectors) = item_vectors(home, &store, &a.db, &a.video, false).await?;
-    let hits = rank_music(&store, &a.video, &hash, vectors, a.k as usize).await.map_err(shared_query_error)?;
+    let found = item_vectors(home, &store, &a.db, &a.video, false).await?;
+    // With a `clap` column, the video's labels are also read by that model's text tower.
+    let clap = match QueryEncoders::clap_tower(home, &store).map_err(config_err)? {
+        Some(tower) => {
+            let labels = match found.labels {
+                Some(l) => l,
+                None => store.labels(&found.hash).await.map_err(query_error)?,
+            };
+            music_query(&tower, &labels).map_err(shared_query_error)?
+        }
+        None => None,
+    };
+    let hits = rank_music(&store, &a.video, &found.hash, found.vectors, clap.as_deref(), a.k as usize)
+        .await
+        .map_err(shared_query_error)?;
     print_hits(&hits, a.json, "no music or audio items with tags in this database")?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn similar(home: &ModelHome, a: SimilarArgs) -> Result<ExitCode> {
     let store = open_db(&a.db).await?;
-    let (hash, vectors) = item_vectors(home, &store, &a.db, &a.item, true).await?;
+    let FoundItem { hash, vectors, .. } = item_vectors(home, &store, &a.db, &a.item, true).await?;
     let hits = similar_items(&store, &a.item, &hash, vectors, a.by.as_deref(), a.k as usize, a.filter.as_deref())
         .await
         .map_err(shared_query_error)?;

@@ -71,7 +71,7 @@ pub(crate) fn build_item(
         Heard::default()
     };
     let clap = match &models.clap {
-        Some(tower) if stages.audio && has_sound => soundtrack_space(models, tower.as_ref(), &probe, opts)?,
+        Some(tower) if stages.audio && has_sound => soundtrack_space(models, tower.as_ref(), &probe, opts, &segmenter)?,
         _ => None,
     };
 
@@ -244,29 +244,41 @@ struct Heard {
 
 /// The soundtrack in an audio-text model's space (the `clap` column): an audio-only pass at the
 /// model's own rate (48 kHz for CLAP, so it cannot share the other passes), its windows
-/// embedded by the audio tower, the unit mean. A sound shorter than one window (or a tail of at
-/// least a fifth of one) is embedded zero-padded, so short sounds get a vector too.
+/// embedded by the audio tower, the unit mean (and each window to its segment). A sound
+/// shorter than one window (or a tail of at least a fifth of one) is embedded zero-padded, so
+/// short sounds get a vector too.
 fn soundtrack_space(
     models: &ModelSet,
     tower: &dyn crate::models::Sound,
     probe: &Probe,
     opts: &IndexOptions,
+    segmenter: &RefCell<Segmenter>,
 ) -> Result<Option<Vec<f32>>, FileError> {
     let path = probe.path.as_path();
     let window = tower.window().max(1);
+    let window_s = window as f64 / f64::from(tower.sample_rate().max(1));
     let mut pool = MeanPool::default();
     let mut buffer: Vec<f32> = Vec::new();
+    // The windows waiting for a batch, and how many were embedded before them.
     let mut windows: Vec<Vec<f32>> = Vec::new();
+    let mut embedded = 0usize;
     let mut error = None;
-    let embed = |windows: &mut Vec<Vec<f32>>, pool: &mut MeanPool, error: &mut Option<ModelError>| {
+    let mut embed = |windows: &mut Vec<Vec<f32>>, pool: &mut MeanPool, error: &mut Option<ModelError>| {
         if error.is_none() && !windows.is_empty() {
             let refs: Vec<&[f32]> = windows.iter().map(Vec::as_slice).collect();
             match models.call(Busy::Audio, || tower.encode(&refs)) {
-                Ok(outs) if outs.len() == refs.len() => outs.iter().for_each(|v| pool.add(v)),
+                Ok(outs) if outs.len() == refs.len() => {
+                    let mut segments = segmenter.borrow_mut();
+                    for (i, v) in outs.iter().enumerate() {
+                        pool.add(v);
+                        segments.clap(((embedded + i) as f64 + 0.5) * window_s, v);
+                    }
+                }
                 Ok(outs) => *error = Some(miscounted("audio-text model", refs.len(), outs.len())),
                 Err(e) => *error = Some(e),
             }
         }
+        embedded += windows.len();
         windows.clear();
     };
     let decode_opts = DecodeOptions {

@@ -31,7 +31,7 @@ pub use error::{FileError, Stage};
 pub use eval::{EvalError, EvalQuery, EvalReport, check_queries, evaluate, parse_eval_tsv};
 pub use item::hash_file;
 pub use models::{Caption, ModelSet, Music, Sound, Speech, Tagged, Text, Vision};
-pub use music::music_for;
+pub use music::{music_for, music_prompt, music_query};
 pub use options::IndexOptions;
 pub use query::{
     DualQuery, ItemVectorSet, QueryEncoders, QueryError, SIMILAR_COLUMNS, resolve_vectors, search_hybrid,

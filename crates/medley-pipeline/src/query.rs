@@ -54,16 +54,26 @@ impl QueryEncoders {
 
     /// `text` with the text towers of the models that filled `store`'s `clip` and `clap`.
     pub fn for_store(text: impl Into<Arc<TextEncoder>>, home: &ModelHome, store: &Store) -> Result<Self, ModelError> {
-        let tower = |space: Option<&ClipSpace>| -> Result<Option<Arc<TextEncoder>>, ModelError> {
-            match space {
-                Some(space) => Ok(Some(Arc::new(TextEncoder::from_spec(
-                    &Runtime::load(home)?,
-                    &ModelSpec::load(home, &space.model)?,
-                )?))),
-                None => Ok(None),
-            }
-        };
-        Ok(Self { text: text.into(), clip: tower(store.clip_space())?, clap: tower(store.clap_space())? })
+        Ok(Self {
+            text: text.into(),
+            clip: Self::tower(home, store.clip_space())?,
+            clap: Self::tower(home, store.clap_space())?,
+        })
+    }
+
+    /// The text tower of the model that filled `store`'s `clap` column, if it has one.
+    pub fn clap_tower(home: &ModelHome, store: &Store) -> Result<Option<Arc<TextEncoder>>, ModelError> {
+        Self::tower(home, store.clap_space())
+    }
+
+    fn tower(home: &ModelHome, space: Option<&ClipSpace>) -> Result<Option<Arc<TextEncoder>>, ModelError> {
+        match space {
+            Some(space) => Ok(Some(Arc::new(TextEncoder::from_spec(
+                &Runtime::load(home)?,
+                &ModelSpec::load(home, &space.model)?,
+            )?))),
+            None => Ok(None),
+        }
     }
 
     /// The pipeline's text model alone (loadable while the table opens).
@@ -144,7 +154,7 @@ pub async fn search_spaces(
 }
 
 /// Reciprocal rank fusion: each hit scores the sum over the lists of 1 / (60 + rank).
-fn fuse_ranks(lists: impl IntoIterator<Item = Vec<SearchHit>>, k: usize) -> Vec<SearchHit> {
+pub(crate) fn fuse_ranks(lists: impl IntoIterator<Item = Vec<SearchHit>>, k: usize) -> Vec<SearchHit> {
     let mut fused: Vec<SearchHit> = Vec::new();
     for list in lists {
         for (rank, hit) in list.into_iter().enumerate() {
@@ -254,7 +264,7 @@ impl Ranked {
     }
 
     /// The text-space ranking fused with the `clip` and `clap` ones when there is a query
-    /// vector for them and the table has the column (`clap`: items only).
+    /// vector for them and the table has the column.
     async fn fused(
         self,
         store: &Store,
@@ -264,7 +274,10 @@ impl Ranked {
         filter: Option<&str>,
     ) -> Result<Vec<SearchHit>, QueryError> {
         let clip = dual.clip.as_deref().filter(|_| store.clip_space().is_some());
-        let clap = dual.clap.as_deref().filter(|_| store.clap_space().is_some() && matches!(self, Ranked::Items));
+        let mut clap = dual.clap.as_deref().filter(|_| store.clap_space().is_some());
+        if clap.is_some() && matches!(self, Ranked::Segments) && !store.segments_have_column(CLAP_COLUMN).await? {
+            clap = None;
+        }
         if clip.is_none() && clap.is_none() {
             return self.text_space(store, semantic, k, filter).await;
         }

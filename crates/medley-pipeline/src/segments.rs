@@ -21,6 +21,7 @@ struct Pools {
     probabilities: MeanPool,
     colours: MeanPool,
     clip: MeanPool,
+    clap: MeanPool,
     audio: MeanPool,
     music: MeanPool,
     tags: MeanPool,
@@ -45,6 +46,8 @@ pub(crate) struct Segmenter {
     /// Audio-encoder and music-tagger windows as (middle time, embedding[, tag probabilities]):
     /// their segment is only known once every shot is (shots end after their frames arrive).
     audio: Vec<(f64, Vec<f32>)>,
+    /// Audio-text model windows (the `clap` column), as (middle time, embedding).
+    clap: Vec<(f64, Vec<f32>)>,
     music: Vec<(f64, Vec<f32>, Vec<f32>)>,
     /// Sound-event windows as (middle time, class probabilities).
     sounds: Vec<(f64, Vec<f32>)>,
@@ -52,7 +55,15 @@ pub(crate) struct Segmenter {
 
 impl Segmenter {
     pub fn new(by: SegmentBy, window_s: f64) -> Self {
-        Self { by, window_s, frames: BTreeMap::new(), audio: Vec::new(), music: Vec::new(), sounds: Vec::new() }
+        Self {
+            by,
+            window_s,
+            frames: BTreeMap::new(),
+            audio: Vec::new(),
+            clap: Vec::new(),
+            music: Vec::new(),
+            sounds: Vec::new(),
+        }
     }
 
     fn enabled(&self) -> bool {
@@ -81,6 +92,12 @@ impl Segmenter {
     pub fn audio(&mut self, middle_s: f64, embedding: &[f32]) {
         if self.enabled() {
             self.audio.push((middle_s, embedding.to_vec()));
+        }
+    }
+
+    pub fn clap(&mut self, middle_s: f64, embedding: &[f32]) {
+        if self.enabled() {
+            self.clap.push((middle_s, embedding.to_vec()));
         }
     }
 
@@ -132,6 +149,9 @@ impl Segmenter {
         };
         for (t, v) in std::mem::take(&mut self.audio) {
             self.frames.entry(key_at(t)).or_default().audio.add(&v);
+        }
+        for (t, v) in std::mem::take(&mut self.clap) {
+            self.frames.entry(key_at(t)).or_default().clap.add(&v);
         }
         for (t, v, p) in std::mem::take(&mut self.music) {
             let pools = self.frames.entry(key_at(t)).or_default();
@@ -189,6 +209,7 @@ impl Segmenter {
                 frames_sampled: pools.frames,
                 visual: pools.visual.mean(),
                 clip: pools.clip.unit_mean(),
+                clap: pools.clap.unit_mean(),
                 audio: pools.audio.mean(),
                 music: pools.music.mean(),
                 text: None,

@@ -12,7 +12,7 @@ use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use medley_media::MediaErrorKind;
 use medley_pipeline::{
-    EvalError, EvalQuery, QueryError, SIMILAR_COLUMNS, evaluate, hash_file, music_for, resolve_vectors,
+    EvalError, EvalQuery, QueryError, SIMILAR_COLUMNS, evaluate, hash_file, music_for, music_prompt, resolve_vectors,
     search_segments_spaces, search_spaces, similar_items,
 };
 use medley_store::StoreError;
@@ -474,7 +474,17 @@ async fn music(
     let k = check_k(p.k)?;
     let store = app.indexer.store();
     let (hash, vectors) = resolve_vectors(store, &id).await?.ok_or_else(|| no_item(&id))?;
-    let hits = music_for(store, &id, &hash, vectors, k).await?;
+    // With a `clap` column, the video's labels read by that model's text tower (as `medley music-for`).
+    let clap = match (&app.clap_queries, store.clap_space()) {
+        (Some(embedder), Some(_)) => match music_prompt(&store.labels(&hash).await.map_err(QueryError::from)?) {
+            Some(prompt) => {
+                Some(embedder.embed(&prompt).await.map_err(|e| ApiError::internal(e.to_string()))?.to_vec())
+            }
+            None => None,
+        },
+        _ => None,
+    };
+    let hits = music_for(store, &id, &hash, vectors, clap.as_deref(), k).await?;
     Ok(Json(hits).into_response())
 }
 

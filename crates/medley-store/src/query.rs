@@ -10,7 +10,7 @@ use crate::StoreError;
 use crate::indexes::{FTS_COLUMNS, SEARCH_NPROBES, SEARCH_REFINE_FACTOR};
 use crate::open::Store;
 use crate::readers::{Source, read_hits};
-use crate::rows::SearchHit;
+use crate::rows::{Label, SearchHit};
 use crate::schema::{FAILURES_TABLE, MEDIA_TABLE, SEGMENTS_TABLE};
 
 /// A SQL string literal for a filter: quoted, with `'` doubled, so a value cannot change it.
@@ -119,6 +119,13 @@ impl Store {
         Ok(schema.field_with_name(name).is_ok())
     }
 
+    /// Whether the `segments` table has column `name` (tables written before a column existed,
+    /// opened without migrating, lack it).
+    pub async fn segments_have_column(&self, name: &str) -> Result<bool, StoreError> {
+        let schema = self.segments.schema().await.map_err(|e| self.lance(e))?;
+        Ok(schema.field_with_name(name).is_ok())
+    }
+
     /// Nearest items to `query` by cosine similarity on a vector column (`bridge`, `visual`,
     /// ...), optionally restricted by an SQL filter (`duration_s < 60`), applied before the
     /// nearest-neighbour search so `k` results come back when `k` rows match.
@@ -213,6 +220,25 @@ impl Store {
         let mut hits = read_hits(self.source(MEDIA_TABLE), &batches, "_score", |s| s)?;
         hits.sort_by(|a, b| b.score.total_cmp(&a.score));
         Ok(hits)
+    }
+
+    /// The stored labels of one item (its pictures' top classes, best first), by content hash;
+    /// none for an item that is not there.
+    pub async fn labels(&self, content_hash: &str) -> Result<Vec<Label>, StoreError> {
+        let query = self
+            .media
+            .query()
+            .only_if(format!("content_hash = {}", sql_string(content_hash)))
+            .select(Select::columns(&["labels"]))
+            .limit(1);
+        let batches = self.collect(query, Self::lance).await?;
+        for batch in &batches {
+            let b = self.source(MEDIA_TABLE).batch(batch);
+            if let Some(i) = b.rows().next() {
+                return b.lists("labels", "list<struct<label: utf8, score: float32>>")?.labels(i);
+            }
+        }
+        Ok(Vec::new())
     }
 
     /// The stored vector of one item, by content hash.

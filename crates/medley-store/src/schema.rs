@@ -240,6 +240,7 @@ pub(crate) fn added_null_segment_fields(d: &VectorDims) -> Vec<Field> {
         vector("sound_bridge", d.bridge),
     ];
     fields.extend(d.clip.as_ref().map(|s| space_field(CLIP_COLUMN, s)));
+    fields.extend(d.clap.as_ref().map(|s| space_field(CLAP_COLUMN, s)));
     fields
 }
 

@@ -36,6 +36,9 @@ pub struct SegmentRow {
     pub transcript: Option<String>,
     /// The mean of its frames in the image-text space (`clip`), when the pipeline has a model.
     pub clip: Option<Vec<f32>>,
+    /// The unit mean of its sound windows in the audio-text space (`clap`), when the pipeline
+    /// has such a model.
+    pub clap: Option<Vec<f32>>,
 }
 
 /// Every segment of one item, written together: a re-index replaces the item's segments.
@@ -116,6 +119,9 @@ pub(crate) fn segments_batch(
     let mut columns = columns;
     if let Some(clip) = &dims.clip {
         columns.push(vectors(rows.iter().map(|(_, s)| s.clip.as_ref()), clip.width)?);
+    }
+    if let Some(clap) = &dims.clap {
+        columns.push(vectors(rows.iter().map(|(_, s)| s.clap.as_ref()), clap.width)?);
     }
     RecordBatch::try_new(schema, columns)
 }
