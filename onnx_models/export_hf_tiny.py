@@ -94,6 +94,19 @@ def optimum_export(hub, out, task):
     copy_side_files(hub, out)
 
 
+def tjs_from_optimum(hub, opt, tjs, quantize):
+    """The transformers.js layout of an optimum encoder-decoder export: the hub's config files
+    at the top, the encoder and the merged decoder under onnx/ (with the *_quantized variants
+    such repos ship when `quantize`)."""
+    onnx_dir = os.path.join(tjs, "onnx")
+    os.makedirs(onnx_dir)
+    copy_side_files(hub, tjs)
+    for name in ("encoder_model", "decoder_model_merged"):
+        shutil.copy(os.path.join(opt, f"{name}.onnx"), os.path.join(onnx_dir, f"{name}.onnx"))
+        if quantize:
+            quantized(os.path.join(onnx_dir, f"{name}.onnx"), os.path.join(onnx_dir, f"{name}_quantized.onnx"))
+
+
 def batch_axes(names, seq=()):
     return {n: ({0: "batch", 1: "sequence_length"} if n in seq else {0: "batch"}) for n in names}
 
@@ -345,13 +358,7 @@ def vit_gpt2(root, work):
     optimum_export(hub, opt, "image-to-text-with-past")
 
     # transformers.js (Xenova/vit-gpt2-image-captioning): the encoder and the merged decoder.
-    tjs = os.path.join(root, "vit-gpt2-tjs")
-    onnx_dir = os.path.join(tjs, "onnx")
-    os.makedirs(onnx_dir)
-    copy_side_files(hub, tjs)
-    for name in ("encoder_model", "decoder_model_merged"):
-        shutil.copy(os.path.join(opt, f"{name}.onnx"), os.path.join(onnx_dir, f"{name}.onnx"))
-        quantized(os.path.join(onnx_dir, f"{name}.onnx"), os.path.join(onnx_dir, f"{name}_quantized.onnx"))
+    tjs_from_optimum(hub, opt, os.path.join(root, "vit-gpt2-tjs"), quantize=True)
 
 
 # --- Whisper ---------------------------------------------------------------------------------
@@ -399,12 +406,7 @@ def whisper(root, work, golden):
     opt = os.path.join(root, "whisper-optimum")
     optimum_export(hub, opt, "automatic-speech-recognition-with-past")
     # transformers.js (Xenova/whisper-*): the encoder and the merged decoder under onnx/.
-    tjs = os.path.join(root, "whisper-tjs")
-    onnx_dir = os.path.join(tjs, "onnx")
-    os.makedirs(onnx_dir)
-    copy_side_files(hub, tjs)
-    for name in ("encoder_model", "decoder_model_merged"):
-        shutil.copy(os.path.join(opt, f"{name}.onnx"), os.path.join(onnx_dir, f"{name}.onnx"))
+    tjs_from_optimum(hub, opt, os.path.join(root, "whisper-tjs"), quantize=False)
 
     # Golden: the extractor's features of 2 s of a chirp with noise, the language transformers'
     # model detects, and a plain greedy English transcription without timestamps, decoded

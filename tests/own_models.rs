@@ -45,12 +45,34 @@ impl Home {
     fn new() -> Self {
         Self { dir: tempfile::tempdir().unwrap() }
     }
+    /// A cache holding, as links, these models of the real one (the registry's).
+    fn with_registry(ids: &[&str]) -> Self {
+        let home = Self::new();
+        let models = home.path().join("models");
+        std::fs::create_dir_all(&models).unwrap();
+        let real = env_path("MEDLEY_HOME").join("models");
+        for id in ids {
+            std::os::unix::fs::symlink(real.join(id), models.join(id)).unwrap();
+        }
+        home
+    }
     fn path(&self) -> &Path {
         self.dir.path()
     }
     fn run(&self, args: &[&str]) -> Output {
         let lib = env_path("MEDLEY_HOME").join("onnxruntime/libonnxruntime.so");
         medley().arg("--home").arg(self.path()).args(args).env("MEDLEY_ORT_LIB", lib).output().unwrap()
+    }
+    /// `medley index MEDIA --db DB --pipeline PIPELINE` with this cache.
+    fn index(&self, media: &Path, db: &Path, pipeline: &Path) -> Output {
+        self.run(&[
+            "index",
+            media.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+            "--pipeline",
+            pipeline.to_str().unwrap(),
+        ])
     }
     fn add(&self, dir: &Path, extra: &[&str]) -> Output {
         let mut args = vec!["models", "add", dir.to_str().unwrap()];
@@ -64,6 +86,16 @@ impl Home {
             Err(_) => Vec::new(),
         }
     }
+}
+
+/// `<work>/media` with a copy of each file under its own name.
+fn media_folder(work: &Path, files: &[PathBuf]) -> PathBuf {
+    let media = work.join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    for f in files {
+        std::fs::copy(f, media.join(f.file_name().unwrap())).unwrap();
+    }
+    media
 }
 
 fn text(out: &Output) -> String {
@@ -419,13 +451,8 @@ fn space_columns(home: &Home, db: &Path, column: &str) -> Value {
 /// is refused before any work.
 #[test]
 fn an_added_clip_model_fills_the_clip_column_that_search_uses() {
-    let home = Home::new();
+    let home = Home::with_registry(&["efficientnet-lite0", "aisfx", "minilm-l6"]);
     let models = home.path().join("models");
-    std::fs::create_dir_all(&models).unwrap();
-    let real = env_path("MEDLEY_HOME").join("models");
-    for id in ["efficientnet-lite0", "aisfx", "minilm-l6"] {
-        std::os::unix::fs::symlink(real.join(id), models.join(id)).unwrap();
-    }
     for (folder, id) in [("clip-optimum", "my-clip"), ("siglip-tjs", "my-siglip")] {
         let out = home.add(&fixtures().join(folder), &["--id", id]);
         assert!(out.status.success(), "{}", text(&out));
@@ -441,19 +468,20 @@ fn an_added_clip_model_fills_the_clip_column_that_search_uses() {
         std::fs::write(&path, toml).unwrap();
         path
     };
-    let media = work.path().join("media");
-    std::fs::create_dir_all(&media).unwrap();
-    let source = env_path("MEDLEY_TEST_MEDIA");
-    for file in ["photos/chelsea.png", "photos/coffee.png", "photos/rocket.jpg", "music/funkyrobot.mp3"] {
-        std::fs::copy(source.join(file), media.join(Path::new(file).file_name().unwrap())).unwrap();
-    }
-    // A video: its 10 s windows are segments.
-    std::fs::copy(env_path("MEDLEY_TEST_FIXTURES").join("cat_upright.mp4"), media.join("cat_upright.mp4")).unwrap();
+    let (source, fixtures) = (env_path("MEDLEY_TEST_MEDIA"), env_path("MEDLEY_TEST_FIXTURES"));
+    let media = media_folder(
+        work.path(),
+        &[
+            source.join("photos/chelsea.png"),
+            source.join("photos/coffee.png"),
+            source.join("photos/rocket.jpg"),
+            source.join("music/funkyrobot.mp3"),
+            // A video: its 10 s windows are segments.
+            fixtures.join("cat_upright.mp4"),
+        ],
+    );
     let db = work.path().join("db");
-    let index = |clip: &str| {
-        let p = pipeline(clip);
-        home.run(&["index", media.to_str().unwrap(), "--db", db.to_str().unwrap(), "--pipeline", p.to_str().unwrap()])
-    };
+    let index = |clip: &str| home.index(&media, &db, &pipeline(clip));
     let out = index("my-clip");
     assert!(out.status.success(), "{}", text(&out));
 
@@ -507,13 +535,8 @@ fn an_added_clip_model_fills_the_clip_column_that_search_uses() {
 /// found. A model of another role is refused as the clap model before any work.
 #[test]
 fn an_added_clap_model_fills_the_clap_column_that_search_uses() {
-    let home = Home::new();
+    let home = Home::with_registry(&["efficientnet-lite0", "aisfx", "minilm-l6"]);
     let models = home.path().join("models");
-    std::fs::create_dir_all(&models).unwrap();
-    let real = env_path("MEDLEY_HOME").join("models");
-    for id in ["efficientnet-lite0", "aisfx", "minilm-l6"] {
-        std::os::unix::fs::symlink(real.join(id), models.join(id)).unwrap();
-    }
     let out = home.add(&fixtures().join("clap-tjs"), &["--id", "my-clap"]);
     assert!(out.status.success(), "{}", text(&out));
     let work = tempfile::tempdir().unwrap();
@@ -527,18 +550,19 @@ fn an_added_clap_model_fills_the_clap_column_that_search_uses() {
         std::fs::write(&path, toml).unwrap();
         path
     };
-    let media = work.path().join("media");
-    std::fs::create_dir_all(&media).unwrap();
-    std::fs::copy(env_path("MEDLEY_TEST_MEDIA").join("photos/chelsea.png"), media.join("chelsea.png")).unwrap();
-    std::fs::copy(env_path("MEDLEY_TEST_MEDIA").join("music/1918.mp3"), media.join("1918.mp3")).unwrap();
-    std::fs::copy(env_path("MEDLEY_TEST_FIXTURES").join("bbb_audio.m4a"), media.join("bbb_audio.m4a")).unwrap();
-    // A video, for music-for.
-    std::fs::copy(env_path("MEDLEY_TEST_FIXTURES").join("cat_upright.mp4"), media.join("cat_upright.mp4")).unwrap();
+    let (source, fixtures) = (env_path("MEDLEY_TEST_MEDIA"), env_path("MEDLEY_TEST_FIXTURES"));
+    let media = media_folder(
+        work.path(),
+        &[
+            source.join("photos/chelsea.png"),
+            source.join("music/1918.mp3"),
+            fixtures.join("bbb_audio.m4a"),
+            // A video, for music-for.
+            fixtures.join("cat_upright.mp4"),
+        ],
+    );
     let db = work.path().join("db");
-    let index = |clap: &str| {
-        let p = pipeline(clap);
-        home.run(&["index", media.to_str().unwrap(), "--db", db.to_str().unwrap(), "--pipeline", p.to_str().unwrap()])
-    };
+    let index = |clap: &str| home.index(&media, &db, &pipeline(clap));
     let out = index("my-clap");
     assert!(out.status.success(), "{}", text(&out));
 
@@ -679,13 +703,7 @@ fn an_added_whisper_transcribes_like_transformers() {
 /// transcript (the random model's words) and a language, the music track none.
 #[test]
 fn an_added_whisper_transcribes_where_someone_speaks() {
-    let home = Home::new();
-    let models = home.path().join("models");
-    std::fs::create_dir_all(&models).unwrap();
-    let real = env_path("MEDLEY_HOME").join("models");
-    for id in ["efficientnet-lite0", "aisfx", "minilm-l6", "silero-vad"] {
-        std::os::unix::fs::symlink(real.join(id), models.join(id)).unwrap();
-    }
+    let home = Home::with_registry(&["efficientnet-lite0", "aisfx", "minilm-l6", "silero-vad"]);
     let out = home.add(&fixtures().join("whisper-tjs"), &["--id", "my-whisper"]);
     assert!(out.status.success(), "{}", text(&out));
     let work = tempfile::tempdir().unwrap();
@@ -705,10 +723,8 @@ fn an_added_whisper_transcribes_where_someone_speaks() {
         .filter(|p| p.extension().is_some_and(|x| x == "wav"))
         .min()
         .unwrap();
-    let media = work.path().join("media");
-    std::fs::create_dir_all(&media).unwrap();
-    std::fs::copy(&speech, media.join("speech.wav")).unwrap();
-    std::fs::copy(env_path("MEDLEY_TEST_MEDIA").join("music/1918.mp3"), media.join("1918.mp3")).unwrap();
+    let spoken = speech.file_name().unwrap().to_string_lossy().into_owned();
+    let media = media_folder(work.path(), &[speech, env_path("MEDLEY_TEST_MEDIA").join("music/1918.mp3")]);
     let db = work.path().join("db");
     let out = home.run(&[
         "index",
@@ -732,23 +748,16 @@ fn an_added_whisper_transcribes_where_someone_speaks() {
         std::process::Command::new(env_path("MEDLEY_TEST_PYTHON")).args(["-c", script]).arg(&parquet).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let rows = stdout_json(&out);
-    let transcript = rows["speech.wav"][0].as_str().unwrap_or_default();
+    let transcript = rows[&spoken][0].as_str().unwrap_or_default();
     assert!(!transcript.trim().is_empty(), "the speech is transcribed: {rows}");
-    assert!(rows["speech.wav"][1].as_str().is_some_and(|l| !l.is_empty()), "with a language: {rows}");
+    assert!(rows[&spoken][1].as_str().is_some_and(|l| !l.is_empty()), "with a language: {rows}");
     assert!(rows["1918.mp3"][0].as_str().unwrap_or_default().is_empty(), "music gets no transcript: {rows}");
 
     // A model of another role as the speech model is refused before any work, naming the role.
     let wrong = work.path().join("wrong.toml");
     std::fs::write(&wrong, std::fs::read_to_string(&pipeline).unwrap().replace("\"my-whisper\"", "\"minilm-l6\""))
         .unwrap();
-    let out = home.run(&[
-        "index",
-        media.to_str().unwrap(),
-        "--db",
-        db.to_str().unwrap(),
-        "--pipeline",
-        wrong.to_str().unwrap(),
-    ]);
+    let out = home.index(&media, &db, &wrong);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("speech_to_text"), "{}", text(&out));
 }

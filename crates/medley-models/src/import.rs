@@ -799,34 +799,113 @@ fn plan_audio_text(rt: &Runtime, src: &Source<'_>, id: &str, role: Option<&str>)
 
 /// VisionEncoderDecoder (ViT + GPT-2 and friends): `encoder_model` and the merged decoder
 /// (or the decoder with past).
-/// A cached decoder's `present.*` outputs for its `past_key_values.*` inputs (each checked to
-/// be there), and the heads and head size of the cache.
-fn decoder_cache(dec: &GraphInfo, past: &[String]) -> Result<(Vec<String>, usize, usize), ImportError> {
-    let present: Vec<String> = past.iter().map(|p| p.replacen("past_key_values.", "present.", 1)).collect();
-    for p in &present {
-        if dec.output(p).is_none() {
-            return Err(ImportError::WrongOutputs {
+/// An optimum encoder-decoder export's cached decoder (`decoder_model_merged` or
+/// `decoder_with_past_model`), as its graph describes it.
+struct CachedDecoder {
+    rel: String,
+    logits: String,
+    /// The logits' width, when the graph fixes it.
+    vocab: Option<usize>,
+    past: Vec<String>,
+    present: Vec<String>,
+    /// The cross-attention part of the cache (`past_key_values.<i>.encoder.key/value`).
+    cross: Vec<String>,
+    heads: usize,
+    head_dim: usize,
+    use_cache_branch: bool,
+    cache_position: bool,
+}
+
+impl CachedDecoder {
+    /// Reads `dec`: `input_ids`, `encoder_hidden_states`, the `past_key_values.*` inputs with
+    /// their `present.*` outputs, and the `required` inputs (`use_cache_branch` for a merged
+    /// decoder); `cache_position` where the export has it.
+    fn read(dec: &GraphInfo, required: &[&str]) -> Result<Self, ImportError> {
+        let past: Vec<String> =
+            dec.inputs.iter().map(|i| i.0.clone()).filter(|n| n.starts_with("past_key_values.")).collect();
+        let mut allowed = vec!["input_ids", "encoder_hidden_states", "use_cache_branch", "cache_position"];
+        allowed.extend(past.iter().map(String::as_str));
+        let mut wanted = vec!["input_ids", "encoder_hidden_states"];
+        wanted.extend_from_slice(required);
+        dec.expect_inputs(&wanted, &allowed)?;
+        let cross: Vec<String> = past.iter().filter(|p| p.contains(".encoder.")).cloned().collect();
+        let use_cache_branch = dec.has_input("use_cache_branch");
+        // A cross-attention cache is filled by a merged decoder's first-step branch.
+        if past.is_empty() || (!cross.is_empty() && !use_cache_branch) {
+            return Err(ImportError::WrongInputs {
                 path: dec.path.clone(),
-                expected: format!("{p} (the cache the decoder returns)"),
-                found: dec.outputs.iter().map(|o| o.0.as_str()).collect::<Vec<_>>().join(", "),
+                expected: "past_key_values.<layer>.key/value (with a cross-attention cache, use_cache_branch too)"
+                    .into(),
+                found: dec.input_names().join(", "),
             });
         }
+        let present: Vec<String> = past.iter().map(|p| p.replacen("past_key_values.", "present.", 1)).collect();
+        for p in &present {
+            if dec.output(p).is_none() {
+                return Err(ImportError::WrongOutputs {
+                    path: dec.path.clone(),
+                    expected: format!("{p} (the cache the decoder returns)"),
+                    found: dec.outputs.iter().map(|o| o.0.as_str()).collect::<Vec<_>>().join(", "),
+                });
+            }
+        }
+        let shape = dec.inputs.iter().find(|i| i.0 == past[0]).map(|i| i.1.clone()).unwrap_or_default();
+        let (heads, head_dim) = match shape.as_slice() {
+            [_, h, _, d] if *h > 0 && *d > 0 => (*h as usize, *d as usize),
+            _ => {
+                return Err(config_err(
+                    &dec.path,
+                    format!("{}: cannot tell heads and head size from {shape:?}", past[0]),
+                ));
+            }
+        };
+        let (logits, vocab) = dec.pick_output(&["logits"])?;
+        Ok(Self {
+            rel: dec.rel.clone(),
+            logits,
+            vocab,
+            past,
+            present,
+            cross,
+            heads,
+            head_dim,
+            use_cache_branch,
+            cache_position: dec.has_input("cache_position"),
+        })
     }
-    let shape = &dec.inputs.iter().find(|i| i.0 == past[0]).map(|i| i.1.clone()).unwrap_or_default();
-    match shape.as_slice() {
-        [_, h, _, d] if *h > 0 && *d > 0 => Ok((present, *h as usize, *d as usize)),
-        _ => Err(config_err(&dec.path, format!("{}: cannot tell heads and head size from {shape:?}", past[0]))),
+
+    /// The `[seq2seq]` section of this decoder after `encoder` (its `input`, and its `output`
+    /// fed to the decoder as `encoder_hidden_states`), with a vocabulary of `vocab`; the
+    /// tokens (start, end, suppressed) are the caller's to fill in.
+    fn seq2seq(self, encoder: &GraphInfo, input: &str, output: String, vocab: usize) -> Seq2SeqSpec {
+        Seq2SeqSpec {
+            frontend: None,
+            frontend_input: None,
+            encoder: base(&encoder.rel),
+            encoder_input: input.into(),
+            encoder_outputs: vec![output],
+            decoder: base(&self.rel),
+            decoder_input_ids: "input_ids".into(),
+            logits: self.logits,
+            past_inputs: self.past,
+            present_outputs: self.present,
+            num_heads: self.heads,
+            head_dim: self.head_dim,
+            vocab_size: vocab,
+            tokenizer: "tokenizer.json".into(),
+            start_ids: Vec::new(),
+            eos_id: 0,
+            pad_id: None,
+            max_new_tokens: 64,
+            suppress_ids: Vec::new(),
+            begin_suppress_ids: Vec::new(),
+            decoder_encoder_inputs: vec!["encoder_hidden_states".into()],
+            use_cache_branch: self.use_cache_branch.then(|| "use_cache_branch".into()),
+            cross_past_inputs: self.cross,
+            cache_position: self.cache_position.then(|| "cache_position".into()),
+            image: None,
+        }
     }
-}
-
-/// The past inputs of a decoder graph.
-fn past_inputs(dec: &GraphInfo) -> Vec<String> {
-    dec.inputs.iter().map(|i| i.0.clone()).filter(|n| n.starts_with("past_key_values.")).collect()
-}
-
-/// The cross-attention part of a cache (optimum: `past_key_values.<i>.encoder.key/value`).
-fn cross_pasts(past: &[String]) -> Vec<String> {
-    past.iter().filter(|p| p.contains(".encoder.")).cloned().collect()
 }
 
 /// Whisper of any size, from optimum's `automatic-speech-recognition-with-past` export or the
@@ -868,21 +947,9 @@ fn plan_whisper(rt: &Runtime, src: &Source<'_>, id: &str, role: Option<&str>) ->
         return Err(config_err(&pre_path, format!("feature_size {n_mels}, but {} takes {m} mel bins", enc.rel)));
     }
     let dec = GraphInfo::open(rt, dir, &dec_rel)?;
-    let past = past_inputs(&dec);
-    let mut allowed: Vec<&str> = vec!["input_ids", "encoder_hidden_states", "use_cache_branch", "cache_position"];
-    allowed.extend(past.iter().map(String::as_str));
-    dec.expect_inputs(&["input_ids", "encoder_hidden_states", "use_cache_branch"], &allowed)?;
-    let cross = cross_pasts(&past);
-    if cross.is_empty() || cross.len() == past.len() {
-        return Err(ImportError::WrongInputs {
-            path: dec.path.clone(),
-            expected: "past_key_values.<layer>.decoder.key/value and past_key_values.<layer>.encoder.key/value".into(),
-            found: dec.input_names().join(", "),
-        });
-    }
-    let (present, heads, head_dim) = decoder_cache(&dec, &past)?;
-    let (logits, vocab) = dec.pick_output(&["logits"])?;
-    let vocab = vocab
+    let cached = CachedDecoder::read(&dec, &["use_cache_branch"])?;
+    let vocab = cached
+        .vocab
         .or_else(|| src.config["vocab_size"].as_u64().map(|v| v as usize))
         .ok_or_else(|| config_err(&src.config_path, "no vocab_size"))?;
     let gen_path = dir.join("generation_config.json");
@@ -943,31 +1010,13 @@ fn plan_whisper(rt: &Runtime, src: &Source<'_>, id: &str, role: Option<&str>) ->
     }
     let max_new = generation["max_length"].as_u64().unwrap_or(448).clamp(2, 448) as usize / 2;
     let seq2seq = Seq2SeqSpec {
-        frontend: None,
-        frontend_input: None,
-        encoder: base(&enc.rel),
-        encoder_input: "input_features".into(),
-        encoder_outputs: vec![enc_out],
-        decoder: base(&dec.rel),
-        decoder_input_ids: "input_ids".into(),
-        logits,
-        past_inputs: past,
-        present_outputs: present,
-        num_heads: heads,
-        head_dim,
-        vocab_size: vocab,
-        tokenizer: "tokenizer.json".into(),
         start_ids: vec![sot],
         eos_id: eos,
         pad_id: generation["pad_token_id"].as_u64().map(|v| v as u32),
         max_new_tokens: max_new,
         suppress_ids: ids("suppress_tokens"),
         begin_suppress_ids: ids("begin_suppress_tokens"),
-        decoder_encoder_inputs: vec!["encoder_hidden_states".into()],
-        use_cache_branch: Some("use_cache_branch".into()),
-        cross_past_inputs: cross,
-        cache_position: dec.has_input("cache_position").then(|| "cache_position".into()),
-        image: None,
+        ..cached.seq2seq(&enc, "input_features", enc_out, vocab)
     };
     let whisper = WhisperSpec {
         sample_rate: rate,
@@ -1019,23 +1068,10 @@ fn plan_captioner(rt: &Runtime, src: &Source<'_>, id: &str, role: Option<&str>) 
     enc.expect_inputs(&["pixel_values"], &["pixel_values"])?;
     let (enc_out, hidden) = enc.pick_output(&["last_hidden_state"])?;
     let dec = GraphInfo::open(rt, dir, &dec_rel)?;
-    let past = past_inputs(&dec);
-    let mut allowed: Vec<&str> = vec!["input_ids", "encoder_hidden_states", "use_cache_branch", "cache_position"];
-    allowed.extend(past.iter().map(String::as_str));
-    dec.expect_inputs(&["input_ids", "encoder_hidden_states"], &allowed)?;
-    let cross = cross_pasts(&past);
-    // A cross-attention cache is filled by a merged decoder's first-step branch.
-    if past.is_empty() || (!cross.is_empty() && !dec.has_input("use_cache_branch")) {
-        return Err(ImportError::WrongInputs {
-            path: dec.path.clone(),
-            expected: "past_key_values.<layer>.key/value (with a cross-attention cache, use_cache_branch too)".into(),
-            found: dec.input_names().join(", "),
-        });
-    }
-    let (present, heads, head_dim) = decoder_cache(&dec, &past)?;
-    let (logits, vocab) = dec.pick_output(&["logits"])?;
+    let cached = CachedDecoder::read(&dec, &[])?;
     let dec_cfg = &src.config["decoder"];
-    let vocab = vocab
+    let vocab = cached
+        .vocab
         .or_else(|| dec_cfg["vocab_size"].as_u64().map(|v| v as usize))
         .ok_or_else(|| config_err(&src.config_path, "no decoder.vocab_size"))?;
     let generation = json(&dir.join("generation_config.json")).ok();
@@ -1053,37 +1089,17 @@ fn plan_captioner(rt: &Runtime, src: &Source<'_>, id: &str, role: Option<&str>) 
     let eos = token("eos_token_id").ok_or_else(|| config_err(&src.config_path, "no eos_token_id"))?;
     let max_new = generation.as_ref().and_then(|g| g["max_length"].as_u64()).unwrap_or(32).clamp(2, 64) as usize;
     let seq2seq = Seq2SeqSpec {
-        frontend: None,
-        frontend_input: None,
-        encoder: base(&enc.rel),
-        encoder_input: "pixel_values".into(),
-        encoder_outputs: vec![enc_out.clone()],
-        decoder: base(&dec.rel),
-        decoder_input_ids: "input_ids".into(),
-        logits,
-        past_inputs: past,
-        present_outputs: present,
-        num_heads: heads,
-        head_dim,
-        vocab_size: vocab,
-        tokenizer: "tokenizer.json".into(),
         start_ids: vec![start],
         eos_id: eos,
         pad_id: token("pad_token_id"),
         max_new_tokens: max_new,
-        suppress_ids: Vec::new(),
-        begin_suppress_ids: Vec::new(),
-        decoder_encoder_inputs: vec!["encoder_hidden_states".into()],
-        use_cache_branch: dec.has_input("use_cache_branch").then(|| "use_cache_branch".into()),
-        cross_past_inputs: cross,
-        cache_position: dec.has_input("cache_position").then(|| "cache_position".into()),
         image: Some(ImageSpec {
             file: base(&enc.rel),
             input: "pixel_values".into(),
             size,
             mean,
             std,
-            embedding: enc_out,
+            embedding: enc_out.clone(),
             dim: hidden.unwrap_or_default(),
             logits: None,
             labels: None,
@@ -1093,6 +1109,7 @@ fn plan_captioner(rt: &Runtime, src: &Source<'_>, id: &str, role: Option<&str>) 
             normalize: false,
             fixed_inputs: Vec::new(),
         }),
+        ..cached.seq2seq(&enc, "pixel_values", enc_out, vocab)
     };
     finish(src, id, role, vec![enc, dec], Sections { seq2seq: Some(seq2seq), ..Default::default() }, resize)
 }
