@@ -698,6 +698,33 @@ fn an_added_whisper_transcribes_like_transformers() {
     }
 }
 
+/// An English-only Whisper (`*.en`: `is_multilingual` false, no language tokens) is added with
+/// no language list, and transcribes with the bare prompt, in English, without detecting.
+#[test]
+fn an_english_only_whisper_needs_no_language_tokens() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("whisper-tiny.en");
+    copy_dir(&fixtures().join("whisper-tjs"), &dir);
+    let path = dir.join("generation_config.json");
+    let mut g: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    g["is_multilingual"] = false.into();
+    g.as_object_mut().unwrap().remove("lang_to_id");
+    std::fs::write(&path, g.to_string()).unwrap();
+    let home = Home::new();
+    let out = home.add(&dir, &["--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout_json(&out)["check"]["status"], "passed", "{}", text(&out));
+    let spec = medley_models::ModelSpec::from_dir(&home.path().join("models/whisper-tiny.en")).unwrap();
+    assert!(spec.whisper.as_ref().unwrap().lang_ids.is_empty());
+    let rt = medley_models::Runtime::load(&medley_models::ModelHome::new(env_path("MEDLEY_HOME"))).unwrap();
+    let stt =
+        medley_models::SpeechToText::load(&rt, &medley_models::ModelHome::new(home.path()), "whisper-tiny.en").unwrap();
+    let opts = medley_models::TranscribeOptions { timestamps: false, max_new_tokens: 5, ..Default::default() };
+    let t = stt.transcribe(&whisper_golden().wave, &opts).unwrap();
+    assert_eq!((t.language.as_str(), t.language_probability), ("en", 1.0), "{t:?}");
+    assert!(!t.text().is_empty(), "{t:?}");
+}
+
 /// The two commands for speech: `models add` a Whisper export, then `index` with it as
 /// `models.speech`. Voice activity still decides where it listens: the LibriVox speech gets a
 /// transcript (the random model's words) and a language, the music track none.
