@@ -1,8 +1,8 @@
 //! What medley understands beyond ImageNet labels, on real files from the labelled evaluation
 //! set (`<home>/eval-set/`, built by `cargo xtask media` from Debian's gcompris-qt-data): a
 //! dog barking with nothing to see is found by "a dog barking" (sound events), a title card
-//! by the words on it (on-screen text), a paint pot by its paint's colour, each stored in its
-//! columns.
+//! by the words on it (on-screen text), a drawn numeral by its name, a paint pot by its paint's
+//! colour, each stored in its columns.
 
 mod common;
 
@@ -32,6 +32,9 @@ const FILES: &[&str] = &[
     "images/image-002.png",
     "images/image-008.png",
     "images/image-010.png",
+    // Numerals drawn to fill the picture, which text detection finds nothing in: 7 and 0.
+    "images/image-020.png",
+    "images/image-013.png",
 ];
 
 struct Indexed {
@@ -123,6 +126,18 @@ fn a_title_card_is_found_by_the_words_on_it() {
     assert!(read.contains("moulin de la galette"), "read: {read:?}");
     assert!(read.contains("renoir"), "the whole line, not a square crop of it: {read:?}");
     assert_eq!(search("Bal du moulin de la Galette").first().map(String::as_str), Some("text-001.mp4"));
+}
+
+#[test]
+fn a_numeral_filling_the_picture_is_read_and_found_by_its_name() {
+    // Detection finds no text line in a glyph this size; the whole picture is read instead, and
+    // the numeral reaches the text space spelled out ("7 seven").
+    for (file, numeral, query) in
+        [("image-020.png", "7", "the number seven"), ("image-013.png", "0", "the number zero")]
+    {
+        assert_eq!(row(file)["ocr_text"].as_str(), Some(numeral), "{file}");
+        assert_eq!(search(query).first().map(String::as_str), Some(file), "{query}");
+    }
 }
 
 #[test]

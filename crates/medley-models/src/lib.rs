@@ -35,7 +35,7 @@ pub use graph::Graph;
 pub use home::ModelHome;
 pub use image::{ImageEncoder, ImageOutput};
 pub use import::{AddOptions, Added, CheckReport, ImportError, ModelEntry};
-pub use ocr::{OcrLine, OcrSpec, TextBox, TextReader};
+pub use ocr::{OcrLine, OcrSpec, TextBox, TextReader, reads_as_words};
 pub use runtime::{Array, Device, Runtime};
 pub use seq2seq::{GenerateOptions, LogitsProcessor};
 pub use shots::{ShotDetector, ShotSpec, ShotStream};

@@ -75,7 +75,9 @@ impl<'a> VisualAccumulator<'a> {
             Ok(lines) => self.read.extend(
                 lines
                     .into_iter()
-                    .filter(|l| l.score >= ocr.min_score && is_words(&l.text))
+                    // A confident read of the whole picture is kept even when short: the lone glyph
+                    // is what the picture shows.
+                    .filter(|l| l.score >= ocr.min_score && (l.whole_picture || medley_models::reads_as_words(&l.text)))
                     .map(|l| (frame.pts_s, l.text.trim().to_string())),
             ),
             Err(e) => self.error = Some(e),
@@ -137,14 +139,6 @@ impl<'a> VisualAccumulator<'a> {
         }
         self.pending.clear();
     }
-}
-
-/// Whether a line read is text worth keeping: at least 3 letters or digits. Drawings and
-/// textures read as stray single characters ("P", "o"), and one of those embedded weighs as
-/// much as the picture's labels in the text space (measured on the labelled set: 5 of 227
-/// pictures had only such lines).
-fn is_words(line: &str) -> bool {
-    line.chars().filter(|c| c.is_alphanumeric()).count() >= 3
 }
 
 /// Mean absolute difference of two equal-length byte pictures, 0..1 (1 when the sizes differ).
@@ -238,16 +232,6 @@ impl<'a> AudioAccumulator<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stray_characters_are_not_text() {
-        assert!(is_words("Mona Lisa"));
-        assert!(is_words("1876"));
-        assert!(is_words("東京都"));
-        for junk in ["P", "o", "1.6", ":1", "G", "  ", "-- -"] {
-            assert!(!is_words(junk), "{junk:?}");
-        }
-    }
 
     #[test]
     fn pictures_that_differ_are_told_apart() {

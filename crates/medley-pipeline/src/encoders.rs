@@ -445,7 +445,7 @@ impl Read for TextReader {
     fn read(&self, rgb: &[u8], width: u32, height: u32) -> Result<Vec<ReadLine>, ModelError> {
         Ok(TextReader::read(self, rgb, width, height)?
             .into_iter()
-            .map(|l| ReadLine { text: l.text, score: l.score })
+            .map(|l| ReadLine { text: l.text, score: l.score, whole_picture: l.whole_picture })
             .collect())
     }
 }

@@ -108,8 +108,9 @@ pub(crate) fn build_item(
         }
         _ => None,
     };
+    let ocr_spelled = ocr_text.as_deref().map(crate::numerals::with_numbers_spelled);
     let [text, ocr, caption_vector] =
-        embed_texts(models, [heard.transcript.as_deref(), ocr_text.as_deref(), caption.as_deref()])
+        embed_texts(models, [heard.transcript.as_deref(), ocr_spelled.as_deref(), caption.as_deref()])
             .map_err(model_err)?;
     let music_presence = text_space::music_presence(
         sound_probabilities.as_deref(),

@@ -11,6 +11,7 @@ mod eval;
 mod item;
 mod models;
 mod music;
+mod numerals;
 mod options;
 mod pool;
 mod query;

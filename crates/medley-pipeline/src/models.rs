@@ -90,6 +90,8 @@ pub trait SoundEvents: Send + Sync {
 pub struct ReadLine {
     pub text: String,
     pub score: f32,
+    /// The whole picture read as one line (nothing was detected in it): kept even when short.
+    pub whole_picture: bool,
 }
 
 /// Reads the text in a whole RGB24 picture.

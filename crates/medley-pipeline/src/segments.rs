@@ -1,6 +1,7 @@
 //! Cutting an item into segments (shots, or fixed windows) and pooling each segment's vectors
 //! while frames and audio windows stream past, for the `segments` table.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use medley_media::Shot;
@@ -223,18 +224,19 @@ impl Segmenter {
             });
         }
         // What was said and read in each segment, embedded in one text-encoder call.
-        let texts: Vec<(usize, bool, &str)> = rows
+        let texts: Vec<(usize, bool, Cow<str>)> = rows
             .iter()
             .enumerate()
             .flat_map(|(i, r)| {
-                [(i, true, r.transcript.as_deref()), (i, false, r.ocr_text.as_deref())]
+                let read = r.ocr_text.as_deref().map(crate::numerals::with_numbers_spelled);
+                [(i, true, r.transcript.as_deref().map(Cow::Borrowed)), (i, false, read)]
                     .into_iter()
                     .filter_map(|(i, spoken, t)| t.map(|t| (i, spoken, t)))
             })
             .collect();
         let mut ocr_vectors: Vec<Option<Vec<f32>>> = vec![None; rows.len()];
         if !texts.is_empty() {
-            let strs: Vec<&str> = texts.iter().map(|(_, _, t)| *t).collect();
+            let strs: Vec<&str> = texts.iter().map(|(_, _, t)| t.as_ref()).collect();
             let vectors = models.call(Busy::Text, || models.text.encode(&strs))?;
             if vectors.len() != strs.len() {
                 return Err(miscounted("text encoder", strs.len(), vectors.len()));
