@@ -141,6 +141,11 @@ impl LogMel {
         Ok(Self { spec: spec.clone(), window, filters, dft })
     }
 
+    /// Mel bands per frame.
+    pub fn n_mels(&self) -> usize {
+        self.spec.n_mels
+    }
+
     /// The mel power of every frame: `[frames][n_mels]`, row-major.
     fn mel_power(&self, samples: &[f32]) -> Vec<f64> {
         let n = self.spec.n_fft;

@@ -106,9 +106,9 @@ impl SpeechToText {
         wave[..n].copy_from_slice(&samples[..n]);
         let mel = match &self.mel {
             Some(m) => {
-                let f = self.w.features.as_ref().map_or(0, |f| f.n_mels);
                 let feats = m.whisper_features(&wave);
-                Array::F32(vec![1, f, feats.len() / f.max(1)], feats)
+                let n_mels = m.n_mels();
+                Array::F32(vec![1, n_mels, feats.len() / n_mels.max(1)], feats)
             }
             None => self.s2s.frontend(&Array::F32(vec![1, self.w.chunk], wave))?,
         };

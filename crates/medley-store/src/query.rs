@@ -9,7 +9,7 @@ use lancedb::{DistanceType, Table};
 use crate::StoreError;
 use crate::indexes::{FTS_COLUMNS, SEARCH_NPROBES, SEARCH_REFINE_FACTOR};
 use crate::open::Store;
-use crate::readers::{Source, read_hits};
+use crate::readers::{LABELS_TYPE, Source, read_hits};
 use crate::rows::{Label, SearchHit};
 use crate::schema::{FAILURES_TABLE, MEDIA_TABLE, SEGMENTS_TABLE};
 
@@ -115,14 +115,17 @@ impl Store {
     /// Whether the `media` table has the column `name` (tables written by older versions and
     /// opened read-only may lack the newer ones).
     pub async fn media_has_column(&self, name: &str) -> Result<bool, StoreError> {
-        let schema = self.media.schema().await.map_err(|e| self.lance(e))?;
-        Ok(schema.field_with_name(name).is_ok())
+        self.has_column(&self.media, name).await
     }
 
     /// Whether the `segments` table has column `name` (tables written before a column existed,
     /// opened without migrating, lack it).
     pub async fn segments_have_column(&self, name: &str) -> Result<bool, StoreError> {
-        let schema = self.segments.schema().await.map_err(|e| self.lance(e))?;
+        self.has_column(&self.segments, name).await
+    }
+
+    async fn has_column(&self, table: &Table, name: &str) -> Result<bool, StoreError> {
+        let schema = table.schema().await.map_err(|e| self.lance(e))?;
         Ok(schema.field_with_name(name).is_ok())
     }
 
@@ -235,7 +238,7 @@ impl Store {
         for batch in &batches {
             let b = self.source(MEDIA_TABLE).batch(batch);
             if let Some(i) = b.rows().next() {
-                return b.lists("labels", "list<struct<label: utf8, score: float32>>")?.labels(i);
+                return b.lists("labels", LABELS_TYPE)?.labels(i);
             }
         }
         Ok(Vec::new())

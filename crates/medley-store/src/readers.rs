@@ -189,7 +189,7 @@ impl Column<'_, '_, ListArray> {
 
     /// The labels in row `i`: structs of `label` (utf8) and `score` (float32).
     pub(crate) fn labels(&self, i: usize) -> Result<Vec<Label>, StoreError> {
-        const EXPECTED: &str = "list<struct<label: utf8, score: float32>>";
+        const EXPECTED: &str = LABELS_TYPE;
         if self.array.is_null(i) {
             return Ok(Vec::new());
         }
@@ -210,6 +210,9 @@ impl Column<'_, '_, ListArray> {
     }
 }
 
+/// The type of a labels column (`labels`, `sound_tags`, `music_tags`), as errors name it.
+pub(crate) const LABELS_TYPE: &str = "list<struct<label: utf8, score: float32>>";
+
 /// Search results from batches holding the hit columns, a float score column (`_distance` or
 /// `_score`, mapped to the hit's score by `score`) and, for segments, the span columns.
 pub(crate) fn read_hits(
@@ -223,7 +226,7 @@ pub(crate) fn read_hits(
         let b = source.batch(batch);
         let (hash, path, kind) = (b.strings("content_hash")?, b.strings("path")?, b.strings("kind")?);
         let (duration, scores) = (b.f64s("duration_s")?, b.f32s(score_column)?);
-        let labels = b.lists("labels", "list<struct<label: utf8, score: float32>>")?;
+        let labels = b.lists("labels", LABELS_TYPE)?;
         let segment = b.optional::<UInt32Array>("segment", "uint32")?;
         let start = b.optional::<Float64Array>("start_s", "float64")?;
         let end = b.optional::<Float64Array>("end_s", "float64")?;
