@@ -390,6 +390,19 @@ fn clap_features_match_the_hugging_face_extractor() {
 }
 
 /// The media rows' `clip` vectors and the `clip` field's model, as pyarrow reads an export.
+/// A pipeline file in `dir` with vision and audio, and the added model `id` as the dual
+/// encoder `role` (`clip` or `clap`); `extra` sections follow.
+fn dual_pipeline(dir: &Path, role: &str, id: &str, extra: &str) -> PathBuf {
+    let path = dir.join(format!("{id}.toml"));
+    let toml = format!(
+        "[pipeline]\nname = \"{role}-test\"\n[sampler]\nvideo = \"fps:1\"\n[stages]\nvision = true\naudio = true\nmusic = false\n\
+         speech = false\nsound_events = false\nocr = false\n[models]\nimage = \"efficientnet-lite0\"\naudio = \"aisfx\"\n\
+         text = \"minilm-l6\"\n{role} = \"{id}\"\n{extra}"
+    );
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
 fn clip_columns(home: &Home, db: &Path) -> Value {
     space_columns(home, db, "clip")
 }
@@ -458,16 +471,6 @@ fn an_added_clip_model_fills_the_clip_column_that_search_uses() {
         assert!(out.status.success(), "{}", text(&out));
     }
     let work = tempfile::tempdir().unwrap();
-    let pipeline = |clip: &str| {
-        let path = work.path().join(format!("{clip}.toml"));
-        let toml = format!(
-            "[pipeline]\nname = \"clip-test\"\n[sampler]\nvideo = \"fps:1\"\n[stages]\nvision = true\naudio = true\nmusic = false\nspeech = false\n\
-             sound_events = false\nocr = false\n[models]\nimage = \"efficientnet-lite0\"\naudio = \"aisfx\"\n\
-             text = \"minilm-l6\"\nclip = \"{clip}\"\n[segments]\nby = \"window\"\nwindow_s = 10.0\n"
-        );
-        std::fs::write(&path, toml).unwrap();
-        path
-    };
     let (source, fixtures) = (env_path("MEDLEY_TEST_MEDIA"), env_path("MEDLEY_TEST_FIXTURES"));
     let media = media_folder(
         work.path(),
@@ -481,7 +484,8 @@ fn an_added_clip_model_fills_the_clip_column_that_search_uses() {
         ],
     );
     let db = work.path().join("db");
-    let index = |clip: &str| home.index(&media, &db, &pipeline(clip));
+    let segments = "[segments]\nby = \"window\"\nwindow_s = 10.0\n";
+    let index = |clip: &str| home.index(&media, &db, &dual_pipeline(work.path(), "clip", clip, segments));
     let out = index("my-clip");
     assert!(out.status.success(), "{}", text(&out));
 
@@ -540,16 +544,6 @@ fn an_added_clap_model_fills_the_clap_column_that_search_uses() {
     let out = home.add(&fixtures().join("clap-tjs"), &["--id", "my-clap"]);
     assert!(out.status.success(), "{}", text(&out));
     let work = tempfile::tempdir().unwrap();
-    let pipeline = |clap: &str| {
-        let path = work.path().join(format!("{clap}.toml"));
-        let toml = format!(
-            "[pipeline]\nname = \"clap-test\"\n[sampler]\nvideo = \"fps:1\"\n[stages]\nvision = true\naudio = true\nmusic = false\n\
-             speech = false\nsound_events = false\nocr = false\n[models]\nimage = \"efficientnet-lite0\"\naudio = \"aisfx\"\n\
-             text = \"minilm-l6\"\nclap = \"{clap}\"\n"
-        );
-        std::fs::write(&path, toml).unwrap();
-        path
-    };
     let (source, fixtures) = (env_path("MEDLEY_TEST_MEDIA"), env_path("MEDLEY_TEST_FIXTURES"));
     let media = media_folder(
         work.path(),
@@ -562,7 +556,7 @@ fn an_added_clap_model_fills_the_clap_column_that_search_uses() {
         ],
     );
     let db = work.path().join("db");
-    let index = |clap: &str| home.index(&media, &db, &pipeline(clap));
+    let index = |clap: &str| home.index(&media, &db, &dual_pipeline(work.path(), "clap", clap, ""));
     let out = index("my-clap");
     assert!(out.status.success(), "{}", text(&out));
 
