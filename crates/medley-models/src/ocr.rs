@@ -177,8 +177,7 @@ impl TextReader {
             return Ok(lines);
         }
         // Not through `crop`: a portrait picture is not a vertical line of text to turn.
-        let picture = (rgb.to_vec(), width as usize, height as usize);
-        let whole = self.rec_batch(&[&picture])?.pop().and_then(|(text, score)| {
+        let whole = self.rec_batch(&[(rgb, width as usize, height as usize)])?.pop().and_then(|(text, score)| {
             let text = text.trim().to_string();
             (!text.is_empty() && score >= self.spec.whole_picture_score).then_some(OcrLine {
                 text,
@@ -236,10 +235,11 @@ impl TextReader {
         let crops: Vec<(Vec<u8>, usize, usize)> = boxes.iter().map(|b| crop(rgb, w, h, b.bbox)).collect();
         // Crops of similar shape go together so little of each batch is padding.
         let mut order: Vec<usize> = (0..crops.len()).collect();
-        order.sort_by(|&a, &b| ratio(&crops[a]).total_cmp(&ratio(&crops[b])));
+        order.sort_by(|&a, &b| ratio(crops[a].1, crops[a].2).total_cmp(&ratio(crops[b].1, crops[b].2)));
         let mut read: Vec<Option<(String, f32)>> = vec![None; crops.len()];
         for chunk in order.chunks(self.spec.rec_batch) {
-            let batch: Vec<&(Vec<u8>, usize, usize)> = chunk.iter().map(|&i| &crops[i]).collect();
+            let batch: Vec<(&[u8], usize, usize)> =
+                chunk.iter().map(|&i| (crops[i].0.as_slice(), crops[i].1, crops[i].2)).collect();
             for (&i, r) in chunk.iter().zip(self.rec_batch(&batch)?) {
                 read[i] = Some(r);
             }
@@ -262,10 +262,10 @@ impl TextReader {
 
     /// Recognise one batch of crops: resized to the model's height keeping aspect, padded to
     /// the widest, CTC greedy decoding.
-    fn rec_batch(&self, crops: &[&(Vec<u8>, usize, usize)]) -> Result<Vec<(String, f32)>, ModelError> {
+    fn rec_batch(&self, crops: &[(&[u8], usize, usize)]) -> Result<Vec<(String, f32)>, ModelError> {
         let s = &self.spec;
         let rh = s.rec_height as usize;
-        let max_ratio = crops.iter().map(|c| ratio(c)).fold(s.rec_width as f32 / rh as f32, f32::max);
+        let max_ratio = crops.iter().map(|c| ratio(c.1, c.2)).fold(s.rec_width as f32 / rh as f32, f32::max);
         let rw = ((rh as f32 * max_ratio) as usize).clamp(1, s.rec_max_width.max(1) as usize);
         let interp = match s.rec_interpolation.as_deref() {
             Some("linear") => Interp::Linear,
@@ -461,8 +461,9 @@ fn crop(rgb: &[u8], w: usize, h: usize, bbox: [u32; 4]) -> (Vec<u8>, usize, usiz
     (out, cw, ch)
 }
 
-fn ratio(c: &(Vec<u8>, usize, usize)) -> f32 {
-    c.1 as f32 / c.2 as f32
+/// Width over height.
+fn ratio(w: usize, h: usize) -> f32 {
+    w as f32 / h as f32
 }
 
 /// CTC greedy decoding of one `[steps, classes]` probability matrix: the best class per step,
