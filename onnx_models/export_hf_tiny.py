@@ -8,22 +8,26 @@ written exactly in the two layouts users get them in, for `medley models add` te
   <out>/<family>-tjs/       the transformers.js layout (Xenova/* repos): config files at the
                             top, graphs under onnx/ (text_model.onnx, vision_model.onnx,
                             audio_model.onnx, model.onnx, encoder_model.onnx,
-                            decoder_model_merged.onnx and their *_quantized.onnx variants)
+                            vision_encoder.onnx, embed_tokens.onnx, decoder_model_merged.onnx
+                            and their *_quantized.onnx variants)
 
 Families: clip (CLIPModel), siglip (SiglipModel), clap (ClapModel, HTSAT unfused + RoBERTa),
 vit-gpt2 (VisionEncoderDecoderModel, ViT encoder + GPT-2 decoder: the captioner), whisper
-(WhisperForConditionalGeneration: tiny layers, the real tokenizer and special tokens).
+(WhisperForConditionalGeneration: tiny layers, the real tokenizer and special tokens), smolvlm
+(Idefics3ForConditionalGeneration shaped like HuggingFaceTB/SmolVLM-256M-Instruct).
 
 optimum 1.23.3 (the last release for transformers 4.46) exports clip and
 vision-encoder-decoder itself. It has no export config for siglip (added in 1.24) or clap
 (none in any release): siglip's optimum folder is written with torch.onnx.export under the
 file and tensor names optimum 1.24's SiglipOnnxConfig uses; clap exists only in the
 transformers.js layout (Xenova/clap-htsat-unfused), written with torch.onnx.export under the
-names that repo's graphs carry.
+names that repo's graphs carry; so does smolvlm (no optimum release exports idefics3), under
+the names of SmolVLM-256M-Instruct's onnx/ graphs.
 
 Each folder also gets nothing medley-specific; goldens for the Rust tests (the CLAP and
-Whisper feature extractors' log-mel of one waveform, Whisper's language and greedy tokens) go
-to <out>/golden/.
+Whisper feature extractors' log-mel of one waveform, Whisper's language and greedy tokens,
+SmolVLM's prompt ids, preprocessed picture, image features and greedy tokens) go to
+<out>/golden/.
 
 Usage: python export_hf_tiny.py OUT_DIR
 """
@@ -444,6 +448,251 @@ def whisper(root, work, golden):
                    "max_new_tokens": WHISPER_MAX_NEW, "tokens": ids, "text": text}, f)
 
 
+# --- SmolVLM (Idefics3) ----------------------------------------------------------------------
+
+SMOLVLM_MAX_NEW = 12
+SMOLVLM_WORDS = ["User", ":", "Assistant", "Describe", "Ġthis", "Ġpicture", "Ġimage", "Ġthe", "Ġa", "Ġis", "Ġof",
+                 "Ġand", "Ġin", "Ġred", "Ġblue", "Ġsky", "."]
+SMOLVLM_TEMPLATE = ("<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}"
+                    "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
+                    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
+                    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n"
+                    "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}")
+
+
+def smolvlm_tokenizer():
+    """SmolVLM's tokenizer in miniature: byte-level BPE (digits split, as SmolLM2's) over <|endoftext|>,
+    <|im_start|>, <|im_end|> and the 256 byte symbols, a few merges, then the added special tokens in
+    the real order (<global-img>, <row_1_col_1>..<row_6_col_6>, <fake_token_around_image>, <image>,
+    <end_of_utterance>; the real one has 88 reserved tokens before the last)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<|endoftext|>": 0, "<|im_start|>": 1, "<|im_end|>": 2}
+    for ch in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab[ch] = len(vocab)
+    merges = []
+    for word in SMOLVLM_WORDS:
+        cur = word[0]
+        for ch in word[1:]:
+            if cur + ch not in vocab:
+                merges.append((cur, ch))
+                vocab[cur + ch] = len(vocab)
+            cur += ch
+    tok = Tokenizer(models.BPE(vocab, merges))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    tok.decoder = decoders.ByteLevel()
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<global-img>"]
+    special += [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
+    special += ["<fake_token_around_image>", "<image>", "<end_of_utterance>"]
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in special])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<end_of_utterance>",
+                                   pad_token="<|im_end|>", unk_token="<|endoftext|>", model_max_length=512,
+                                   additional_special_tokens=["<fake_token_around_image>", "<image>",
+                                                              "<end_of_utterance>"],
+                                   model_input_names=["input_ids", "attention_mask"])
+
+
+def smolvlm(root, work, golden):
+    """Idefics3ForConditionalGeneration shaped like HuggingFaceTB/SmolVLM-256M-Instruct (SigLIP-style
+    vision tower, pixel-shuffle connector with scale_factor 4, Llama text model with grouped KV heads)
+    at tiny sizes: 64 px images in 4 px patches, so image_seq_len = (64/4)^2 / 4^2 = 16. Written in the
+    layout of that repo's onnx/ folder (transformers.js): vision_encoder.onnx (pixel_values,
+    pixel_attention_mask -> image_features), embed_tokens.onnx (input_ids -> inputs_embeds) and
+    decoder_model_merged.onnx (inputs_embeds, attention_mask, position_ids, past_key_values.{i}.key/value
+    -> logits, present.{i}.key/value; no use_cache_branch: the first step gets zero-length pasts), with
+    *_quantized variants. No optimum release exports idefics3, so each graph is torch.onnx.export of a
+    wrapper around the model's parts. The preprocessor keeps the real keys but do_image_splitting false
+    (the real repo: true): one global image, resized to size.longest_edge then squared to
+    max_image_size.longest_edge.
+
+    Golden (smolvlm.json, smolvlm_pixels.f32): the prompt, its ids, the preprocessed picture, the image
+    features, the first step's logits and SMOLVLM_MAX_NEW greedy tokens decoded with onnxruntime the
+    way a client does (embed, put the image features in the <image> rows, then the cached decoder one
+    token a step), checked equal to model.generate."""
+    import onnxruntime as ort
+    from PIL import Image
+    from transformers import (GenerationConfig, Idefics3Config, Idefics3ForConditionalGeneration,
+                              Idefics3ImageProcessor, Idefics3Processor)
+    from transformers.cache_utils import DynamicCache
+    from transformers.modeling_attn_mask_utils import _prepare_4d_attention_mask
+
+    hub = os.path.join(work, "smolvlm")
+    tok = smolvlm_tokenizer()
+    ids_of = tok.convert_tokens_to_ids
+    image_id, eos, bos, pad = (ids_of(t) for t in ("<image>", "<end_of_utterance>", "<|im_start|>", "<|im_end|>"))
+    torch.manual_seed(7)
+    cfg = Idefics3Config(
+        text_config=dict(model_type="llama", vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                         max_position_embeddings=512, rms_norm_eps=1e-5, rope_theta=100000.0, initializer_range=0.2,
+                         bos_token_id=bos, eos_token_id=eos, pad_token_id=pad, tie_word_embeddings=False),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=64, patch_size=4),
+        scale_factor=4, image_token_id=image_id, pad_token_id=pad, bos_token_id=bos, eos_token_id=eos,
+        attn_implementation="eager")
+    model = Idefics3ForConditionalGeneration(cfg).eval()
+    model.generation_config = GenerationConfig(bos_token_id=bos, eos_token_id=eos, pad_token_id=pad)
+    model.save_pretrained(hub)
+    seq_len = model.model.image_seq_len
+    side = cfg.vision_config.image_size
+    processor = Idefics3Processor(
+        Idefics3ImageProcessor(size={"longest_edge": 4 * side}, max_image_size={"longest_edge": side},
+                               do_image_splitting=False, image_mean=[0.5] * 3, image_std=[0.5] * 3),
+        tok, image_seq_len=seq_len, chat_template=SMOLVLM_TEMPLATE)
+    processor.save_pretrained(hub)
+
+    class Vision(torch.nn.Module):
+        """Idefics3Model's image path: drop all-zero padding images, pool the pixel mask to a patch
+        mask, the vision tower, the connector. The per-image loop placing position ids with
+        torch.bucketize (no ONNX op) is written with tensor ops, for patch masks that are top-left
+        rectangles (what the processor makes); the patch mask always goes to the attention (the
+        model drops an all-true one, which a trace would freeze)."""
+
+        def __init__(self):
+            super().__init__()
+            self.m = model.model
+
+        def forward(self, pixel_values, pixel_attention_mask):
+            vision, p = self.m.vision_model, cfg.vision_config.patch_size
+            per_side = vision.embeddings.num_patches_per_side
+            c, h, w = pixel_values.shape[2:]
+            pixels = pixel_values.reshape(-1, c, h, w)
+            real = (pixels != 0).flatten(1).sum(1) > 0
+            pixels = pixels[real]
+            mask = pixel_attention_mask.reshape(-1, h, w)[real].to(torch.int64)
+            patches = mask.reshape(-1, h // p, p, w // p, p).sum((2, 4)) > 0
+            boundaries = torch.arange(1 / per_side, 1.0, 1 / per_side)
+
+            def buckets(n, count):
+                frac = torch.arange(n).unsqueeze(0) * (1 / count.unsqueeze(1))
+                return (frac.unsqueeze(-1) >= boundaries).sum(-1)
+
+            rows = buckets(patches.shape[1], patches[:, :, 0].sum(1))
+            cols = buckets(patches.shape[2], patches[:, 0, :].sum(1))
+            position_ids = ((rows.unsqueeze(2) * per_side + cols.unsqueeze(1)) * patches).flatten(1)
+            embeds = vision.embeddings.patch_embedding(pixels).flatten(2).transpose(1, 2)
+            embeds = embeds + vision.embeddings.position_embedding(position_ids)
+            bias = _prepare_4d_attention_mask(patches.flatten(1), embeds.dtype)
+            hidden = vision.encoder(inputs_embeds=embeds, attention_mask=bias)[0]
+            return self.m.connector(vision.post_layernorm(hidden))
+
+    class Embed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = model.model.text_model.embed_tokens
+
+        def forward(self, input_ids):
+            return self.m(input_ids)
+
+    layers = cfg.text_config.num_hidden_layers
+    kv_heads, head_dim = cfg.text_config.num_key_value_heads, cfg.text_config.head_dim
+
+    class Decoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = model
+
+        def forward(self, inputs_embeds, attention_mask, position_ids, *past):
+            cache = DynamicCache.from_legacy_cache(tuple(zip(past[::2], past[1::2])))
+            out = self.m.model.text_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                                          position_ids=position_ids, past_key_values=cache, use_cache=True)
+            present = [t for kv in out.past_key_values.to_legacy_cache() for t in kv]
+            return (self.m.lm_head(out.last_hidden_state), *present)
+
+    tjs = os.path.join(root, "smolvlm-tjs")
+    onnx_dir = os.path.join(tjs, "onnx")
+    os.makedirs(onnx_dir)
+    copy_side_files(hub, tjs)
+    kv_names = [f"{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+    past_names = [f"past_key_values.{n}" for n in kv_names]
+    present_names = [f"present.{n}" for n in kv_names]
+    px = torch.randn(1, 2, 3, side, side)
+    images = {0: "batch_size", 1: "num_images"}
+    export(Vision(), (px, torch.ones(1, 2, side, side, dtype=torch.bool)), os.path.join(onnx_dir, "vision_encoder.onnx"),
+           ["pixel_values", "pixel_attention_mask"], ["image_features"],
+           {"pixel_values": images, "pixel_attention_mask": images,
+            "image_features": {0: "batch_size * num_images", 1: "image_seq_len"}})
+    export(Embed(), (torch.tensor([[bos, image_id, eos]]),), os.path.join(onnx_dir, "embed_tokens.onnx"), ["input_ids"],
+           ["inputs_embeds"], {"input_ids": {0: "batch_size", 1: "sequence_length"},
+                               "inputs_embeds": {0: "batch_size", 1: "sequence_length"}})
+    past = [torch.randn(1, kv_heads, 3, head_dim) for _ in past_names]
+    embeds = torch.randn(1, 2, cfg.text_config.hidden_size)
+    export(Decoder(), (embeds, torch.ones(1, 5, dtype=torch.int64), torch.tensor([[3, 4]]), *past),
+           os.path.join(onnx_dir, "decoder_model_merged.onnx"),
+           ["inputs_embeds", "attention_mask", "position_ids", *past_names], ["logits", *present_names],
+           {"inputs_embeds": {0: "batch_size", 1: "sequence_length"},
+            "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
+            "position_ids": {0: "batch_size", 1: "sequence_length"}, "logits": {0: "batch_size", 1: "sequence_length"},
+            **{n: {0: "batch_size", 2: "past_sequence_length"} for n in past_names},
+            **{n: {0: "batch_size", 2: "total_sequence_length"} for n in present_names}})
+    for name in ("vision_encoder", "embed_tokens", "decoder_model_merged"):
+        quantized(os.path.join(onnx_dir, f"{name}.onnx"), os.path.join(onnx_dir, f"{name}_quantized.onnx"))
+
+    # Golden. The picture: an 80x48 RGB gradient; the prompt: the chat template's one user turn.
+    y, x = np.mgrid[0:48, 0:80]
+    rgb = np.stack([x * 255 // 79, y * 255 // 47, (7 * x + 13 * y) % 256], axis=-1).astype(np.uint8)
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe this picture."}]}]
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+    expanded = prompt.replace("<image>", "<fake_token_around_image><global-img>" + "<image>" * seq_len
+                              + "<fake_token_around_image>")
+    inputs = processor(text=prompt, images=[Image.fromarray(rgb)], return_tensors="np")
+    input_ids = inputs["input_ids"]
+    assert input_ids.tolist() == [tok(expanded, add_special_tokens=False)["input_ids"]]
+    pixels = inputs["pixel_values"].astype(np.float32)
+    # The steps the processor took: longest edge to size.longest_edge (aspect kept, the short edge
+    # rounded down then up to even), then to max_image_size square, both LANCZOS on 8-bit RGB;
+    # x / 255, then (x - 0.5) / 0.5.
+    tall = int(4 * side / (80 / 48))
+    square = Image.fromarray(rgb).resize((4 * side, tall + tall % 2), Image.LANCZOS).resize((side, side), Image.LANCZOS)
+    by_hand = (np.asarray(square, dtype=np.float32).transpose(2, 0, 1) * np.float32(1 / 255) - 0.5) / 0.5
+    assert np.abs(by_hand - pixels[0, 0]).max() < 1e-6
+
+    sessions = {n: ort.InferenceSession(os.path.join(onnx_dir, f"{n}.onnx"), providers=["CPUExecutionProvider"])
+                for n in ("vision_encoder", "embed_tokens", "decoder_model_merged")}
+    features = sessions["vision_encoder"].run(None, {"pixel_values": pixels,
+                                                     "pixel_attention_mask": inputs["pixel_attention_mask"].astype(bool)})[0]
+    embeds = sessions["embed_tokens"].run(None, {"input_ids": input_ids})[0]
+    embeds[input_ids == image_id] = features.reshape(-1, features.shape[-1])
+    feeds = {"inputs_embeds": embeds, "attention_mask": np.ones_like(input_ids),
+             "position_ids": np.arange(input_ids.shape[1])[None],
+             **{n: np.zeros((1, kv_heads, 0, head_dim), np.float32) for n in past_names}}
+    tokens, margins = [], []
+    for _ in range(SMOLVLM_MAX_NEW):
+        logits, *present = sessions["decoder_model_merged"].run(None, feeds)
+        last = logits[0, -1]
+        if not tokens:
+            first_logits = last
+        top = np.sort(last)[-2:]
+        margins.append(float(top[1] - top[0]))
+        tokens.append(int(np.argmax(last)))
+        if tokens[-1] == eos:
+            break
+        total = feeds["attention_mask"].shape[1] + 1
+        feeds = {"inputs_embeds": sessions["embed_tokens"].run(None, {"input_ids": np.array([[tokens[-1]]])})[0],
+                 "attention_mask": np.ones((1, total), np.int64), "position_ids": np.array([[total - 1]]),
+                 **dict(zip(past_names, present))}
+    assert min(margins) > 1e-4, f"greedy margins {margins}: pick another seed"
+
+    pt = {k: torch.from_numpy(v) for k, v in inputs.items()}
+    with torch.no_grad():
+        reference = model(**pt).image_hidden_states.numpy()
+        generated = model.generate(**pt, max_new_tokens=SMOLVLM_MAX_NEW, do_sample=False)[0, input_ids.shape[1]:]
+    assert np.abs(features - reference).max() < 1e-4, np.abs(features - reference).max()
+    assert generated.tolist() == tokens, (generated.tolist(), tokens)
+    text = tok.decode(tokens, skip_special_tokens=True)
+    print(f"  smolvlm golden: {input_ids.shape[1]} prompt tokens, tokens {tokens}, least margin {min(margins):.4f}")
+    pixels.tofile(os.path.join(golden, "smolvlm_pixels.f32"))
+    with open(os.path.join(golden, "smolvlm.json"), "w") as f:
+        json.dump({"image_rgb": {"height": 48, "width": 80, "hwc": rgb.ravel().tolist()}, "prompt": prompt,
+                   "prompt_expanded": expanded, "input_ids": input_ids[0].tolist(), "image_token_id": image_id,
+                   "eos_token_id": eos, "pixel_values_shape": list(pixels.shape), "pixel_values_sum": float(pixels.sum()),
+                   "pixel_values_first": pixels.ravel()[:8].tolist(), "image_features_shape": list(features.shape),
+                   "image_features": features.ravel().tolist(), "first_step_logits": first_logits.tolist(),
+                   "max_new_tokens": SMOLVLM_MAX_NEW, "tokens": tokens, "text": text}, f)
+
+
 def main():
     if len(sys.argv) != 2:
         raise SystemExit(__doc__)
@@ -457,6 +706,7 @@ def main():
     clap(out, work, golden)
     vit_gpt2(out, work)
     whisper(out, work, golden)
+    smolvlm(out, work, golden)
     shutil.rmtree(work)
     for name in sorted(os.listdir(out)):
         print(f"{name}: {sorted(os.listdir(os.path.join(out, name)))}")

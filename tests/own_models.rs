@@ -14,7 +14,7 @@ use common::{env_path, medley, stdout_json};
 use serde_json::Value;
 
 /// Each fixture folder and the role `models add` must give it.
-const FOLDERS: [(&str, &str); 9] = [
+const FOLDERS: [(&str, &str); 10] = [
     ("clip-optimum", "dual_image_text"),
     ("clip-tjs", "dual_image_text"),
     ("siglip-optimum", "dual_image_text"),
@@ -24,6 +24,7 @@ const FOLDERS: [(&str, &str); 9] = [
     ("vit-gpt2-tjs", "captioner"),
     ("whisper-optimum", "speech_to_text"),
     ("whisper-tjs", "speech_to_text"),
+    ("smolvlm-tjs", "captioner"),
 ];
 
 fn fixtures() -> PathBuf {
@@ -297,6 +298,29 @@ fn malformed_folders_are_refused_naming_the_file_and_leave_nothing() {
             says: &["whisper-without-generation-config/generation_config.json", "missing", "language"],
         },
         Case {
+            name: "vlm-without-embeddings",
+            from: "smolvlm-tjs",
+            breaks: |d| std::fs::remove_file(d.join("onnx/embed_tokens.onnx")).unwrap(),
+            says: &["vlm-without-embeddings", "no token embedding graph", "onnx/embed_tokens.onnx"],
+        },
+        Case {
+            name: "vlm-renamed-decoder-input",
+            from: "smolvlm-tjs",
+            breaks: |d| rename_in_graph(&d.join("onnx/decoder_model_merged.onnx"), "inputs_embeds", "inputs_embedz"),
+            says: &["onnx/decoder_model_merged.onnx", "wrong input names", "inputs_embeds"],
+        },
+        Case {
+            name: "blip",
+            from: "vit-gpt2-tjs",
+            breaks: |d| {
+                let path = d.join("config.json");
+                let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+                v["model_type"] = "blip".into();
+                std::fs::write(&path, v.to_string()).unwrap();
+            },
+            says: &["blip/config.json", "not supported yet", "neither optimum nor transformers.js"],
+        },
+        Case {
             name: "no-preprocessor",
             from: "clip-optimum",
             breaks: |d| std::fs::remove_file(d.join("preprocessor_config.json")).unwrap(),
@@ -390,8 +414,8 @@ fn clap_features_match_the_hugging_face_extractor() {
 }
 
 /// The media rows' `clip` vectors and the `clip` field's model, as pyarrow reads an export.
-/// A pipeline file in `dir` with vision and audio, and the added model `id` as the dual
-/// encoder `role` (`clip` or `clap`); `extra` sections follow.
+/// A pipeline file in `dir` with vision and audio, and the added model `id` under the
+/// `[models]` key `role` (`clip`, `clap`, `captioner`); `extra` sections follow.
 fn dual_pipeline(dir: &Path, role: &str, id: &str, extra: &str) -> PathBuf {
     let path = dir.join(format!("{id}.toml"));
     let toml = format!(
@@ -781,4 +805,110 @@ fn an_added_whisper_transcribes_where_someone_speaks() {
     let out = home.index(&media, &db, &wrong);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("speech_to_text"), "{}", text(&out));
+}
+
+/// The golden the fixture script wrote for the tiny SmolVLM: the chat turn and its ids, the
+/// processor's pixels of a picture, the vision encoder's features, and the tokens transformers'
+/// `generate` picks greedily.
+fn smolvlm_golden() -> (Value, Vec<f32>) {
+    let dir = fixtures().join("golden");
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("smolvlm.json")).unwrap()).unwrap();
+    let bytes = std::fs::read(dir.join("smolvlm_pixels.f32")).unwrap();
+    (json, bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
+}
+
+fn u32s(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+/// An added SmolVLM (transformers.js layout) answers as the transformers model it was exported
+/// from: the same chat turn and token ids, the same image features, and the same greedy tokens
+/// through the token embeddings, the image rows and the cached decoder.
+#[test]
+fn an_added_smolvlm_answers_like_transformers() {
+    let home = Home::new();
+    let out = home.add(&fixtures().join("smolvlm-tjs"), &["--id", "vlm", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let added = stdout_json(&out);
+    assert_eq!(added["role"], "captioner", "{added}");
+    assert_eq!(added["model_type"], "idefics3", "{added}");
+    let (golden, pixels) = smolvlm_golden();
+    let real = medley_models::ModelHome::new(env_path("MEDLEY_HOME"));
+    let rt = medley_models::Runtime::load(&real).unwrap();
+    let vlm =
+        medley_models::VisionLanguageModel::load(&rt, &medley_models::ModelHome::new(home.path()), "vlm").unwrap();
+    let question = "Describe this picture.";
+    assert_eq!(vlm.prompt_text(question), golden["prompt_expanded"].as_str().unwrap());
+    let prompt = vlm.tokenize(question).unwrap();
+    assert_eq!(prompt.ids, u32s(&golden["input_ids"]));
+
+    let features = vlm.image_features(&pixels, 1).unwrap();
+    let want: Vec<f32> =
+        golden["image_features"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    assert_eq!(features.len(), want.len());
+    let diff = features.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(diff < 1e-4, "image features: max |rust - transformers| = {diff}");
+
+    let max_new = golden["max_new_tokens"].as_u64().unwrap() as usize;
+    let g = vlm.generate_from_features(&prompt, &features, 1, max_new, true).unwrap().remove(0);
+    let mut tokens = u32s(&golden["tokens"]);
+    if tokens.last() == golden["eos_token_id"].as_u64().map(|e| e as u32).as_ref() {
+        tokens.pop();
+        assert!(g.ended, "{g:?}");
+    }
+    assert_eq!(g.tokens, tokens);
+    assert!(!g.tokens.is_empty(), "the golden has tokens before the end");
+    assert_eq!(vlm.decode(&g.tokens).unwrap(), golden["text"].as_str().unwrap().trim());
+}
+
+/// Each segment's caption by file name and segment number, as Python reads the table.
+fn segment_captions(db: &Path) -> Value {
+    let script = "import json, sys, lancedb\n\
+        t = lancedb.connect(sys.argv[1]).open_table('segments').to_arrow().to_pylist()\n\
+        print(json.dumps({f\"{r['path'].split('/')[-1]}:{r['segment']}\": r['caption'] for r in t}))";
+    let out = std::process::Command::new(env_path("MEDLEY_TEST_PYTHON")).args(["-c", script]).arg(db).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    stdout_json(&out)
+}
+
+/// Two commands from a SmolVLM export to captions: `models add`, then `index` with it as
+/// `models.captioner` and the question in `[captions]`. The item gets its middle frame's
+/// caption as its `description`, every segment of the video its own in `segments.caption`,
+/// and another question gives other captions (the prompt reaches the model). A prompt for an
+/// image captioner that takes none is refused before any work.
+#[test]
+fn an_added_smolvlm_captions_items_and_segments_with_the_pipelines_prompt() {
+    let home = Home::with_registry(&["efficientnet-lite0", "aisfx", "minilm-l6"]);
+    for (folder, id) in [("smolvlm-tjs", "my-vlm"), ("vit-gpt2-tjs", "my-vit-gpt2")] {
+        let out = home.add(&fixtures().join(folder), &["--id", id]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let work = tempfile::tempdir().unwrap();
+    let media = media_folder(work.path(), &[env_path("MEDLEY_TEST_FIXTURES").join("cat_upright.mp4")]);
+    let index = |db: &str, id: &str, question: &str| {
+        let extra = format!("[segments]\nby = \"window\"\nwindow_s = 1.0\n[captions]\nprompt = \"{question}\"\n");
+        let pipeline = dual_pipeline(work.path(), "captioner", id, &extra);
+        home.index(&media, &work.path().join(db), &pipeline)
+    };
+    let out = index("a", "my-vlm", "What animal is this?");
+    assert!(out.status.success(), "{}", text(&out));
+    let first = segment_captions(&work.path().join("a"));
+    let first = first.as_object().unwrap();
+    assert!(first.len() >= 2, "the 3 s video has several 1 s windows: {first:?}");
+    for (segment, caption) in first {
+        assert!(caption.as_str().is_some_and(|c| !c.trim().is_empty()), "{segment} has a caption: {first:?}");
+    }
+    let rows = space_columns(&home, &work.path().join("a"), "description");
+    let description = rows["rows"]["cat_upright.mp4"].as_str().unwrap().to_string();
+    assert!(!description.contains("no captioner configured"), "{description}");
+
+    let out = index("b", "my-vlm", "Where was this filmed?");
+    assert!(out.status.success(), "{}", text(&out));
+    let second = segment_captions(&work.path().join("b"));
+    assert_ne!(first, second.as_object().unwrap(), "another question, other captions");
+
+    let out = index("c", "my-vit-gpt2", "What animal is this?");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("captions.prompt") && text(&out).contains("takes no prompt"), "{}", text(&out));
+    assert!(!work.path().join("c").exists(), "refused before any work");
 }

@@ -51,10 +51,18 @@ impl ImageCaptioner {
         self.generate(images, opts)?.iter().map(|g| self.s2s.decode(&g.tokens)).collect()
     }
 
-    /// Caption one packed RGB24 picture of `size` squared pixels (any size: it is resized
-    /// bilinearly to the captioner's input first).
-    pub fn caption_square(&self, rgb: &[u8], size: u32, opts: &GenerateOptions) -> Result<String, ModelError> {
-        let resized = crate::image::resize_square(rgb, size as usize, self.image.size as usize);
-        Ok(self.caption(&[&resized], opts)?.remove(0))
+    /// Caption packed RGB24 pictures of `size` squared pixels (any size: each is resized
+    /// bilinearly to the captioner's input first), one caption per picture.
+    pub fn caption_squares(
+        &self,
+        pictures: &[&[u8]],
+        size: u32,
+        opts: &GenerateOptions,
+    ) -> Result<Vec<String>, ModelError> {
+        let to = self.image.size as usize;
+        let resized: Vec<Vec<u8>> =
+            pictures.iter().map(|rgb| crate::image::resize_square(rgb, size as usize, to)).collect();
+        let refs: Vec<&[u8]> = resized.iter().map(Vec::as_slice).collect();
+        self.caption(&refs, opts)
     }
 }

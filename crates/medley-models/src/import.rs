@@ -14,9 +14,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::spec::{
-    AudioSpec, FixedInput, GraphSpec, ImageSpec, MelSpec, ModelSpec, Seq2SeqSpec, TensorSpec, TextSpec, WhisperSpec,
+    AudioSpec, FixedInput, GraphSpec, ImageSpec, MelSpec, ModelSpec, Seq2SeqSpec, TensorSpec, TextSpec, VlmSpec,
+    WhisperSpec,
 };
-use crate::{AudioEncoder, ImageCaptioner, ImageEncoder, ModelError, ModelHome, Runtime, SpeechToText, TextEncoder};
+use crate::{
+    AudioEncoder, ImageCaptioner, ImageEncoder, ModelError, ModelHome, Runtime, SpeechToText, TextEncoder,
+    VisionLanguageModel,
+};
 
 /// Why a folder was refused (each names the file and what is wrong with it).
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +51,7 @@ pub enum ImportError {
     Model(#[from] ModelError),
 }
 
-const KNOWN: &str = "clip, siglip, clap, vision-encoder-decoder, whisper";
+const KNOWN: &str = "clip, siglip, clap, vision-encoder-decoder, whisper, idefics3 (SmolVLM)";
 
 /// What `models add` was asked.
 #[derive(Debug, Clone, Default)]
@@ -134,6 +138,8 @@ struct Written {
     seq2seq: Option<Seq2SeqSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]
     whisper: Option<WhisperSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vlm: Option<VlmSpec>,
     import: ImportInfo,
 }
 
@@ -145,6 +151,7 @@ struct Sections {
     text: Option<TextSpec>,
     seq2seq: Option<Seq2SeqSpec>,
     whisper: Option<WhisperSpec>,
+    vlm: Option<VlmSpec>,
 }
 
 const CHECK_FILE: &str = ".medley-check.json";
@@ -504,6 +511,15 @@ fn plan(rt: &Runtime, dir: &Path, id: &str, role: Option<&str>) -> Result<Plan, 
         "clap" => plan_audio_text(rt, &src, id, role),
         "vision-encoder-decoder" => plan_captioner(rt, &src, id, role),
         "whisper" => plan_whisper(rt, &src, id, role),
+        "idefics3" | "smolvlm" => plan_vlm(rt, &src, id, role),
+        // Said plainly rather than "unknown": users expect BLIP next to ViT-GPT2.
+        "blip" | "blip-2" => Err(ImportError::Unsupported {
+            path: src.config_path.clone(),
+            model_type: src.model_type.clone(),
+            why: "neither optimum nor transformers.js exports BLIP captioning to ONNX, so there is no layout to \
+                  read; use a vision-encoder-decoder captioner or SmolVLM (model_type idefics3)"
+                .into(),
+        }),
         other => Err(ImportError::UnknownModelType {
             path: src.config_path.clone(),
             model_type: other.to_string(),
@@ -1114,6 +1130,166 @@ fn plan_captioner(rt: &Runtime, src: &Source<'_>, id: &str, role: Option<&str>) 
     finish(src, id, role, vec![enc, dec], Sections { seq2seq: Some(seq2seq), ..Default::default() }, resize)
 }
 
+/// Idefics3's chat turn (SmolVLM's chat template for one user message with a picture, with
+/// the generation prompt) and the block its processor puts where the picture goes when the
+/// image is not split into tiles.
+const IDEFICS3_TEMPLATE: &str = "<|im_start|>User:{image}{prompt}<end_of_utterance>\nAssistant:";
+const IDEFICS3_IMAGE_BLOCK: &str = "<fake_token_around_image><global-img>{image_tokens}<fake_token_around_image>";
+
+/// A prompted vision-language model of the Idefics3 family (SmolVLM), in the transformers.js
+/// layout its hub repositories ship (`onnx/vision_encoder`, `onnx/embed_tokens`,
+/// `onnx/decoder_model_merged`). Each frame is fed as one whole picture at the vision tower's
+/// size (the processor's tiling, `do_image_splitting`, is not used: one picture is
+/// `image_seq_len` tokens, 64 for SmolVLM-256M, against 13 times that tiled).
+fn plan_vlm(rt: &Runtime, src: &Source<'_>, id: &str, role: Option<&str>) -> Result<Plan, ImportError> {
+    let role = check_role(src, role, &["captioner"])?;
+    let dir = src.dir;
+    let (pre_path, pre) = src.pre()?;
+    let tokenizer_path = src.tokenizer_file()?;
+    let cfg = &src.config;
+    let text_cfg = &cfg["text_config"];
+    let vision_cfg = &cfg["vision_config"];
+    let number = |v: &Value, key: &str| -> Result<u64, ImportError> {
+        v[key].as_u64().filter(|&n| n > 0).ok_or_else(|| config_err(&src.config_path, format!("no {key}")))
+    };
+    let side = number(vision_cfg, "image_size")?;
+    let patch = number(vision_cfg, "patch_size")?;
+    let scale = cfg["scale_factor"].as_u64().unwrap_or(1).max(1);
+    let per_side = side / patch;
+    if side % patch != 0 || per_side % scale != 0 {
+        return Err(config_err(
+            &src.config_path,
+            format!("vision_config: image_size {side} is not patch_size {patch} x a multiple of scale_factor {scale}"),
+        ));
+    }
+    let image_seq_len = ((per_side / scale) * (per_side / scale)) as usize;
+    let image_token_id = number(cfg, "image_token_id")? as u32;
+    let width = number(text_cfg, "hidden_size")? as usize;
+    // The mean and std as the processor applies them, at the vision tower's square size.
+    let mut square = pre.clone();
+    square["size"] = serde_json::json!({ "height": side, "width": side });
+    square["do_center_crop"] = Value::Bool(false);
+    let (size, mean, std, _) = image_preprocessing(&pre_path, &square)?;
+    let tok = tokenizers::Tokenizer::from_file(&tokenizer_path)
+        .map_err(|e| ImportError::Unreadable { path: tokenizer_path.clone(), message: e.to_string() })?;
+    let image_token = tok.id_to_token(image_token_id).ok_or_else(|| {
+        config_err(&tokenizer_path, format!("image_token_id {image_token_id} is not in the vocabulary"))
+    })?;
+    for needed in ["<|im_start|>", "<fake_token_around_image>", "<global-img>", "<end_of_utterance>"] {
+        if tok.token_to_id(needed).is_none() {
+            return Err(config_err(&tokenizer_path, format!("no {needed} token: not an Idefics3 (SmolVLM) tokenizer")));
+        }
+    }
+    let generation = json(&dir.join("generation_config.json")).ok();
+    let mut eos_ids: Vec<u32> = Vec::new();
+    for v in
+        [generation.as_ref().map(|g| &g["eos_token_id"]), Some(&text_cfg["eos_token_id"]), Some(&cfg["eos_token_id"])]
+            .into_iter()
+            .flatten()
+    {
+        let ids: Vec<u64> = match v {
+            Value::Number(n) => n.as_u64().into_iter().collect(),
+            Value::Array(a) => a.iter().filter_map(Value::as_u64).collect(),
+            _ => Vec::new(),
+        };
+        for id in ids.into_iter().map(|i| i as u32) {
+            if !eos_ids.contains(&id) {
+                eos_ids.push(id);
+            }
+        }
+    }
+    if let Some(end) = tok.token_to_id("<end_of_utterance>")
+        && !eos_ids.contains(&end)
+    {
+        eos_ids.insert(0, end);
+    }
+
+    let find = |stem: &'static str, what: &'static str| {
+        locate(dir, stem).ok_or_else(|| ImportError::MissingGraph {
+            dir: dir.to_path_buf(),
+            what,
+            looked: looked(&[stem]),
+        })
+    };
+    let vision = GraphInfo::open(rt, dir, &find("vision_encoder", "vision encoder")?)?;
+    vision.expect_inputs(&["pixel_values"], &["pixel_values", "pixel_attention_mask"])?;
+    let (features, _) = vision.pick_output(&["image_features"])?;
+    let embed = GraphInfo::open(rt, dir, &find("embed_tokens", "token embedding")?)?;
+    embed.expect_inputs(&["input_ids"], &["input_ids"])?;
+    embed.pick_output(&["inputs_embeds"])?;
+    let dec = GraphInfo::open(rt, dir, &find("decoder_model_merged", "language model decoder")?)?;
+    let past: Vec<String> =
+        dec.inputs.iter().map(|i| i.0.clone()).filter(|n| n.starts_with("past_key_values.")).collect();
+    let mut allowed = vec!["inputs_embeds", "attention_mask", "position_ids"];
+    allowed.extend(past.iter().map(String::as_str));
+    dec.expect_inputs(&["inputs_embeds", "attention_mask", "position_ids"], &allowed)?;
+    if past.is_empty() {
+        return Err(ImportError::WrongInputs {
+            path: dec.path.clone(),
+            expected: "past_key_values.<layer>.key/value (the decoder's cache)".into(),
+            found: dec.input_names().join(", "),
+        });
+    }
+    let present: Vec<String> = past.iter().map(|p| p.replacen("past_key_values.", "present.", 1)).collect();
+    if let Some(missing) = present.iter().find(|p| dec.output(p).is_none()) {
+        return Err(ImportError::WrongOutputs {
+            path: dec.path.clone(),
+            expected: format!("{missing} (the cache the decoder returns)"),
+            found: dec.outputs.iter().map(|o| o.0.as_str()).collect::<Vec<_>>().join(", "),
+        });
+    }
+    let shape = dec.inputs.iter().find(|i| i.0 == past[0]).map(|i| i.1.clone()).unwrap_or_default();
+    let (kv_heads, head_dim) = match shape.as_slice() {
+        [_, h, _, d] if *h > 0 && *d > 0 => (*h as usize, *d as usize),
+        _ => {
+            let heads = number(text_cfg, "num_attention_heads")? as usize;
+            let kv = text_cfg["num_key_value_heads"].as_u64().map_or(heads, |k| k as usize);
+            (kv, text_cfg["head_dim"].as_u64().map_or(width / heads.max(1), |d| d as usize))
+        }
+    };
+    let (logits, _) = dec.pick_output(&["logits"])?;
+    let vlm = VlmSpec {
+        image: ImageSpec {
+            file: base(&vision.rel),
+            input: "pixel_values".into(),
+            size,
+            mean,
+            std,
+            embedding: features,
+            dim: width,
+            logits: None,
+            labels: None,
+            label_texts: None,
+            label_prior: None,
+            activation: None,
+            normalize: false,
+            fixed_inputs: Vec::new(),
+        },
+        pixel_attention_mask: vision.has_input("pixel_attention_mask").then(|| "pixel_attention_mask".into()),
+        embed: base(&embed.rel),
+        decoder: base(&dec.rel),
+        tokenizer: "tokenizer.json".into(),
+        logits,
+        past_inputs: past,
+        present_outputs: present,
+        kv_heads,
+        head_dim,
+        image_token_id,
+        image_seq_len,
+        template: IDEFICS3_TEMPLATE.into(),
+        image_block: IDEFICS3_IMAGE_BLOCK.into(),
+        image_token,
+        eos_ids,
+        max_new_tokens: 48,
+        default_prompt: DEFAULT_CAPTION_PROMPT.into(),
+    };
+    let resize = format!("resize to {size}x{size} whole (one picture per frame; the processor's tiling is not used)");
+    finish(src, id, role, vec![vision, embed, dec], Sections { vlm: Some(vlm), ..Default::default() }, resize)
+}
+
+/// What a prompted captioner is asked when the pipeline file does not say.
+pub const DEFAULT_CAPTION_PROMPT: &str = "Describe this picture in one sentence.";
+
 /// Which pipeline file keys can name a model of `role`.
 pub fn pipeline_keys(role: &str) -> Vec<String> {
     let keys: &[&str] = match role {
@@ -1147,7 +1323,7 @@ fn finish(
     sections: Sections,
     resize: String,
 ) -> Result<Plan, ImportError> {
-    let Sections { image, audio, text, seq2seq, whisper } = sections;
+    let Sections { image, audio, text, seq2seq, whisper, vlm } = sections;
     let rels: Vec<&str> = graphs.iter().map(|g| g.rel.as_str()).collect();
     let layout = layout_of(&rels);
     let mut files: Vec<(PathBuf, String)> = Vec::new();
@@ -1168,6 +1344,7 @@ fn finish(
         text,
         seq2seq,
         whisper,
+        vlm,
         import: ImportInfo {
             from: from.display().to_string(),
             model_type: src.model_type.clone(),
@@ -1407,6 +1584,7 @@ fn run_check(rt: &Runtime, spec: &ModelSpec, lines: &mut Vec<String>) -> Result<
         "audio" => {
             audio(lines)?;
         }
+        "captioner" if spec.vlm.is_some() => vlm_check(rt, spec, lines)?,
         "captioner" => caption_check(rt, spec, lines)?,
         "speech_to_text" => speech_check(rt, spec, lines)?,
         other => {
@@ -1443,6 +1621,36 @@ fn caption_check(rt: &Runtime, spec: &ModelSpec, lines: &mut Vec<String>) -> Res
     lines.push(format!(
         "decoder: {steps} cached greedy steps per picture, vocabulary {}; tokens {:?} and {:?}",
         s.vocab_size, out[0].tokens, out[1].tokens
+    ));
+    Ok(())
+}
+
+/// A prompted captioner, through [`VisionLanguageModel`]: the vision encoder on two pictures
+/// (features finite and different), the prompt tokenised with one picture's image tokens, then
+/// a few greedy steps of the cached decoder from each picture (the end tokens ignored, so every
+/// step runs).
+fn vlm_check(rt: &Runtime, spec: &ModelSpec, lines: &mut Vec<String>) -> Result<(), String> {
+    let vlm = VisionLanguageModel::from_spec(rt, spec).map_err(|e| e.to_string())?;
+    let n = vlm.input_size() as usize;
+    let [a, b] = test_images(n);
+    let pixels = vlm.pixels(&[&a, &b]).map_err(|e| e.to_string())?;
+    let features = vlm.image_features(&pixels, 2).map_err(|e| e.to_string())?;
+    let half = features.len() / 2;
+    let rows = vec![features[..half].to_vec(), features[half..].to_vec()];
+    let s = vlm.spec();
+    let what = format!("vision encoder ({n}x{n} RGB) -> {} x {}", s.image_seq_len, s.image.dim);
+    vectors(&what, &rows, half, lines)?;
+    let prompt = vlm.tokenize(&s.default_prompt).map_err(|e| e.to_string())?;
+    let steps = 4;
+    let out = vlm.generate_from_features(&prompt, &features, 2, steps, false).map_err(|e| e.to_string())?;
+    if out.iter().any(|g| g.tokens.len() != steps || !g.log_prob.is_finite()) {
+        return Err(format!("decoder: expected {steps} tokens with finite scores per picture, got {out:?}"));
+    }
+    lines.push(format!(
+        "decoder: a {}-token prompt, then {steps} cached greedy steps per picture; tokens {:?} and {:?}",
+        prompt.ids.len(),
+        out[0].tokens,
+        out[1].tokens
     ));
     Ok(())
 }

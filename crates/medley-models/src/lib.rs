@@ -1,7 +1,8 @@
 //! ONNX Runtime encoders for medley: where the runtime and models live, one shared session
 //! per model, and the role adapters, each built from the `model.toml` an export script wrote
 //! next to the graphs: image, audio and text encoders (also CLIP/CLAP towers), music tagger,
-//! encoder-decoder generation (Whisper speech to text, image captioning), the label bridge,
+//! encoder-decoder generation (Whisper speech to text, image captioning), prompted
+//! vision-language captioning (SmolVLM), the label bridge,
 //! and a dynamic batcher.
 
 mod audio;
@@ -22,6 +23,7 @@ mod spec;
 mod tagger;
 mod text;
 mod vad;
+mod vlm;
 pub mod wer;
 mod whisper;
 
@@ -40,10 +42,11 @@ pub use runtime::{Array, Device, Runtime};
 pub use seq2seq::{GenerateOptions, LogitsProcessor};
 pub use shots::{ShotDetector, ShotSpec, ShotStream};
 pub use spec::{FixedInput, MelSpec};
-pub use spec::{ModelSpec, TensorSpec};
+pub use spec::{ModelSpec, TensorSpec, VlmSpec};
 pub use tagger::{MusicTagger, TagOutput};
 pub use text::TextEncoder;
 pub use vad::{VadOptions, VadSpec, VoiceActivity, speech_regions};
+pub use vlm::{VisionLanguageModel, VlmPrompt};
 pub use whisper::{Segment, SpeechToText, TranscribeOptions, Transcript};
 
 /// A CLIP-style dual encoder: an image tower and a text tower into one space, from one

@@ -449,7 +449,7 @@ pub(crate) fn log_softmax(l: &[f32]) -> Vec<f32> {
     l.iter().map(|x| x - lse).collect()
 }
 
-fn argmax(l: &[f32]) -> (u32, f32) {
+pub(crate) fn argmax(l: &[f32]) -> (u32, f32) {
     let mut best = (0u32, f32::NEG_INFINITY);
     for (i, &x) in l.iter().enumerate() {
         if x > best.1 {

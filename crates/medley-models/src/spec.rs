@@ -29,6 +29,9 @@ pub struct ModelSpec {
     pub tagger: Option<TaggerSpec>,
     pub seq2seq: Option<Seq2SeqSpec>,
     pub whisper: Option<WhisperSpec>,
+    /// A prompted vision-language captioner (SmolVLM / Idefics3).
+    #[serde(default)]
+    pub vlm: Option<VlmSpec>,
     /// On-screen text reading (PP-OCR detection + recognition).
     pub ocr: Option<crate::ocr::OcrSpec>,
     /// Shot-boundary detection (TransNetV2).
@@ -274,6 +277,49 @@ pub struct Seq2SeqSpec {
 
 fn max_new() -> usize {
     64
+}
+
+/// A prompted vision-language model in the transformers.js layout of SmolVLM (Idefics3): a
+/// vision encoder (`pixel_values [B, images, 3, S, S]`, `pixel_attention_mask` -> image
+/// features, `image_seq_len` rows per image), a token-embedding graph (`input_ids` ->
+/// `inputs_embeds`) and a decoder-only language model with a self-attention cache fed
+/// `inputs_embeds`, `attention_mask` and `position_ids`. The prompt's image-token rows are
+/// replaced by the image features before the first decoder step.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct VlmSpec {
+    /// The vision encoder and its preprocessing (`file`, `input` = pixel values, `size`,
+    /// `mean`/`std`, `embedding` = the image-features output, `dim` = the text model's width).
+    pub image: ImageSpec,
+    /// The vision encoder's boolean pixel mask input, when it has one (all true: medley feeds
+    /// one whole picture per frame).
+    #[serde(default)]
+    pub pixel_attention_mask: Option<String>,
+    pub embed: String,
+    pub decoder: String,
+    pub tokenizer: String,
+    pub logits: String,
+    /// Self-attention cache, one name per layer and kind, with the outputs in matching order.
+    pub past_inputs: Vec<String>,
+    pub present_outputs: Vec<String>,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// The `<image>` token: its rows take the image features.
+    pub image_token_id: u32,
+    /// Image-feature rows per picture.
+    pub image_seq_len: usize,
+    /// The chat turn, `{image}` where the picture goes and `{prompt}` where the question goes
+    /// (Idefics3: `<|im_start|>User:{image}{prompt}<end_of_utterance>\nAssistant:`).
+    pub template: String,
+    /// What `{image}` stands for, `{image_tokens}` being `image_seq_len` image tokens.
+    pub image_block: String,
+    /// The `<image>` token's text.
+    pub image_token: String,
+    /// Generation stops at any of these.
+    pub eos_ids: Vec<u32>,
+    #[serde(default = "max_new")]
+    pub max_new_tokens: usize,
+    /// Asked when the pipeline file gives no `captions.prompt`.
+    pub default_prompt: String,
 }
 
 /// Whisper's special tokens and audio framing.

@@ -89,8 +89,13 @@ impl<'a> VisualAccumulator<'a> {
         // The whole picture is only for the reader; the rest of the pipeline keeps the square.
         frame.full = None;
         let nearer = |f: &Frame| (f.pts_s - self.middle_s).abs();
-        if self.models.captioner.is_some() && self.middle.as_ref().is_none_or(|m| nearer(&frame) < nearer(m)) {
-            self.middle = Some(frame.clone());
+        if self.models.captioner.is_some() {
+            if self.middle.as_ref().is_none_or(|m| nearer(&frame) < nearer(m)) {
+                self.middle = Some(frame.clone());
+            }
+            if self.models.config.captions.segments {
+                self.segmenter.borrow_mut().picture(frame.pts_s, frame.shot, &frame.rgb, frame.size);
+            }
         }
         self.pending.push(frame);
         if self.pending.len() >= self.batch {

@@ -51,7 +51,55 @@ pub struct PipelineConfig {
     #[serde(default)]
     pub speech: SpeechConfig,
     #[serde(default)]
+    pub captions: CaptionsConfig,
+    #[serde(default)]
     pub runtime: crate::RuntimeConfig,
+}
+
+/// `[captions]`: what the captioner (`models.captioner`) is asked and how much it writes. A
+/// prompted vision-language model (SmolVLM) is asked `prompt` about each frame it captions;
+/// an image captioner (ViT-GPT2, BLIP) takes no prompt, and a file giving one for it is
+/// refused.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptionsConfig {
+    /// The question; unset, the model's default (`Describe this picture in one sentence.`).
+    #[serde(default)]
+    pub prompt: Option<String>,
+    /// Tokens per caption at most.
+    #[serde(default = "default_caption_tokens")]
+    pub max_new_tokens: usize,
+    /// Also caption each segment's middle frame into `segments.caption` (one model call per
+    /// segment, batched per item); the item's `description` is its middle frame's caption either way.
+    #[serde(default = "default_true")]
+    pub segments: bool,
+}
+
+fn default_caption_tokens() -> usize {
+    40
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for CaptionsConfig {
+    fn default() -> Self {
+        Self { prompt: None, max_new_tokens: default_caption_tokens(), segments: true }
+    }
+}
+
+impl CaptionsConfig {
+    fn check(&self) -> Result<(), String> {
+        if !(1..=256).contains(&self.max_new_tokens) {
+            return Err(format!("captions.max_new_tokens: must be between 1 and 256, got {}", self.max_new_tokens));
+        }
+        if let Some(p) = &self.prompt
+            && (p.trim().is_empty() || p.chars().count() > 1000)
+        {
+            return Err("captions.prompt: must be a question of 1 to 1000 characters".into());
+        }
+        Ok(())
+    }
 }
 
 /// `[speech]`: where Whisper listens. The voice-activity model (`models.vad`) gives a speech
@@ -513,8 +561,9 @@ pub struct Models {
     /// A voice-activity model (Silero VAD): needed by `stages.speech`, which transcribes only
     /// the speech it finds.
     pub vad: Option<String>,
-    /// An image captioner (VisionEncoderDecoder / BLIP-style export): when set, it captions
-    /// the frame nearest the middle of each item into `description`.
+    /// An image captioner (VisionEncoderDecoder export) or a prompted vision-language model
+    /// (SmolVLM; see `[captions]`): when set, it captions the frame nearest the middle of each
+    /// item into `description`, and of each segment into `segments.caption`.
     pub captioner: Option<String>,
     /// A sound-event tagger on 16 kHz windows (YAMNet): needed by `stages.sound_events`.
     pub sound_events: Option<String>,
@@ -636,9 +685,15 @@ impl PipelineConfig {
             ("models.captioner", m.captioner.as_ref(), "captioner", "an image captioner"),
         ] {
             let Some(id) = id else { continue };
-            let role = medley_models::ModelSpec::load(home, id).map_err(|e| format!("{key} = {id:?}: {e}"))?.role;
-            if role != wanted {
-                return Err(format!("{key} = {id:?}: needs {what} (role {wanted}), not {role}"));
+            let spec = medley_models::ModelSpec::load(home, id).map_err(|e| format!("{key} = {id:?}: {e}"))?;
+            if spec.role != wanted {
+                return Err(format!("{key} = {id:?}: needs {what} (role {wanted}), not {}", spec.role));
+            }
+            if key == "models.captioner" && spec.vlm.is_none() && self.captions.prompt.is_some() {
+                return Err(format!(
+                    "captions.prompt: models.captioner = {id:?} is an image captioner that takes no prompt \
+                     (prompted captioning needs a vision-language model such as SmolVLM)"
+                ));
             }
         }
         Ok(())
@@ -650,6 +705,7 @@ impl PipelineConfig {
         self.text_space.check()?;
         self.ocr.check()?;
         self.speech.check()?;
+        self.captions.check()?;
         if self.stages.ocr && !self.stages.vision {
             return Err("stages.ocr: needs stages.vision (it reads sampled frames)".into());
         }

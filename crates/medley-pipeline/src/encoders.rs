@@ -8,12 +8,12 @@ use std::time::Duration;
 use medley_models::{
     AudioEncoder, Batcher, Calibration, ColourBridge, GenerateOptions, ImageCaptioner, ImageEncoder, ImageOutput,
     LabelBridge, ModelError, ModelHome, ModelSpec, MusicTagger, Runtime, ShotDetector, SpeechToText, TextEncoder,
-    TextReader, TranscribeOptions, Transcript, VadOptions, VoiceActivity,
+    TextReader, TranscribeOptions, Transcript, VadOptions, VisionLanguageModel, VoiceActivity,
 };
 use medley_store::{ClipSpace, VectorDims};
 
 use crate::clock::StageClock;
-use crate::config::{LabelText, PipelineConfig};
+use crate::config::{CaptionsConfig, LabelText, PipelineConfig};
 use crate::models::{
     Caption, CutsError, ImageEmbed, ModelSet, Music, Read, ReadLine, ShotBoundaries, Sound, SoundEvents, Speech,
     Tagged, Text, Vision,
@@ -27,7 +27,7 @@ pub struct Encoders {
     pub text: Arc<TextEncoder>,
     pub music: Option<Arc<MusicStage>>,
     pub speech: Option<Arc<SpeechStage>>,
-    pub captioner: Option<Arc<ImageCaptioner>>,
+    pub captioner: Option<Arc<CaptionStage>>,
     pub sound_events: Option<Arc<SoundEventStage>>,
     pub reader: Option<Arc<TextReader>>,
     pub shots: Option<Arc<ShotDetector>>,
@@ -271,8 +271,11 @@ impl Encoders {
             }
             _ => None,
         };
-        let captioner =
-            m.captioner.as_deref().map(|id| ImageCaptioner::load(&rt, home, id).map(Arc::new)).transpose()?;
+        let captioner = m
+            .captioner
+            .as_deref()
+            .map(|id| CaptionStage::load(&rt, home, id, &config.captions).map(Arc::new))
+            .transpose()?;
         let clip = m.clip.as_deref().map(|id| load_clip(&rt, home, id).map(Arc::new)).transpose()?;
         let clap = m.clap.as_deref().map(|id| load_clap(&rt, home, id).map(Arc::new)).transpose()?;
         let vision = Arc::new(VisionStage { image: image.clone(), batches: image_batches, bridge, colours });
@@ -508,9 +511,59 @@ fn load_clap(rt: &medley_models::Runtime, home: &ModelHome, id: &str) -> Result<
     })
 }
 
-impl Caption for ImageCaptioner {
-    fn caption(&self, rgb: &[u8], size: u32) -> Result<String, ModelError> {
-        let options = GenerateOptions { max_new_tokens: 30, ..Default::default() };
-        self.caption_square(rgb, size, &options)
+/// The captioner: an image captioner (encoder-decoder, no prompt) or a prompted
+/// vision-language model asked the pipeline's `captions.prompt`.
+pub struct CaptionStage {
+    model: CaptionModel,
+    prompt: String,
+    max_new_tokens: usize,
+}
+
+enum CaptionModel {
+    Plain(Box<ImageCaptioner>),
+    Prompted(Box<VisionLanguageModel>),
+}
+
+impl CaptionStage {
+    /// Pictures per model call: a vision-language model keeps a cache per picture for every
+    /// prompt token and generated token.
+    const BATCH: usize = 8;
+
+    fn load(rt: &Runtime, home: &ModelHome, id: &str, config: &CaptionsConfig) -> Result<Self, ModelError> {
+        let spec = ModelSpec::load(home, id)?;
+        let (model, prompt) = match &spec.vlm {
+            Some(v) => {
+                let prompt = config.prompt.clone().unwrap_or_else(|| v.default_prompt.clone());
+                let model = VisionLanguageModel::from_spec(rt, &spec)?;
+                // A prompt the model cannot take (no room for the picture) fails here, not per file.
+                model.tokenize(&prompt)?;
+                (CaptionModel::Prompted(Box::new(model)), prompt)
+            }
+            None => (CaptionModel::Plain(Box::new(ImageCaptioner::from_spec(rt, &spec)?)), String::new()),
+        };
+        Ok(Self { model, prompt, max_new_tokens: config.max_new_tokens })
+    }
+
+    pub fn id(&self) -> &str {
+        match &self.model {
+            CaptionModel::Plain(c) => c.id(),
+            CaptionModel::Prompted(v) => v.id(),
+        }
+    }
+}
+
+impl Caption for CaptionStage {
+    fn caption(&self, frames: &[&[u8]], size: u32) -> Result<Vec<String>, ModelError> {
+        let mut out = Vec::with_capacity(frames.len());
+        for chunk in frames.chunks(Self::BATCH) {
+            out.extend(match &self.model {
+                CaptionModel::Plain(c) => {
+                    let options = GenerateOptions { max_new_tokens: self.max_new_tokens, ..Default::default() };
+                    c.caption_squares(chunk, size, &options)?
+                }
+                CaptionModel::Prompted(v) => v.describe(chunk, size, &self.prompt, self.max_new_tokens)?,
+            });
+        }
+        Ok(out)
     }
 }

@@ -103,9 +103,12 @@ pub(crate) fn build_item(
     // One text-encoder call for what was said, read and captioned.
     let duration_s = duration(&probe, &stats, models.sound.sample_rate());
     let caption = match (&models.captioner, &visual.middle) {
-        (Some(c), Some(frame)) => {
-            Some(models.call(Busy::Caption, || c.caption(&frame.rgb, frame.size)).map_err(model_err)?)
-        }
+        (Some(c), Some(frame)) => models
+            .call(Busy::Caption, || c.caption(&[&frame.rgb], frame.size))
+            .map_err(model_err)?
+            .pop()
+            // A captioner that ends at once says nothing: the composed description stands.
+            .filter(|c| !c.trim().is_empty()),
         _ => None,
     };
     let ocr_spelled = ocr_text.as_deref().map(crate::numerals::with_numbers_spelled);

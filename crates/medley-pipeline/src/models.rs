@@ -124,9 +124,9 @@ pub trait Speech: Send + Sync {
     fn transcribe(&self, samples: &[f32], regions: &[Range<usize>]) -> Result<Option<Transcript>, ModelError>;
 }
 
-/// A caption for one square RGB24 frame.
+/// Captions for square RGB24 frames of `size` pixels a side, one per frame.
 pub trait Caption: Send + Sync {
-    fn caption(&self, rgb: &[u8], size: u32) -> Result<String, ModelError>;
+    fn caption(&self, frames: &[&[u8]], size: u32) -> Result<Vec<String>, ModelError>;
 }
 
 /// The pipeline an index run executes: its configuration and a model per stage, behind the

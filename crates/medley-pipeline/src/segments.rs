@@ -27,6 +27,43 @@ struct Pools {
     music: MeanPool,
     tags: MeanPool,
     sounds: EventPool,
+    /// Frames kept for the captioner, evenly thinned (see [`Segmenter::picture`]).
+    pictures: Thinned,
+}
+
+/// At most [`Thinned::CAP`] evenly spaced pictures of a stream of any length: when full, every
+/// other one goes and only every second one after that is kept, so a segment's memory stays
+/// bounded while its middle stays covered.
+#[derive(Default)]
+struct Thinned {
+    kept: Vec<(f64, Vec<u8>)>,
+    seen: usize,
+    stride: usize,
+}
+
+impl Thinned {
+    const CAP: usize = 8;
+
+    fn add(&mut self, pts_s: f64, rgb: &[u8]) {
+        let stride = self.stride.max(1);
+        if self.seen.is_multiple_of(stride) {
+            self.kept.push((pts_s, rgb.to_vec()));
+            if self.kept.len() >= Self::CAP {
+                let mut i = 0;
+                self.kept.retain(|_| {
+                    i += 1;
+                    i % 2 == 1
+                });
+                self.stride = stride * 2;
+            }
+        }
+        self.seen += 1;
+    }
+
+    /// The kept picture nearest `t`.
+    fn nearest(&self, t: f64) -> Option<&[u8]> {
+        self.kept.iter().min_by(|a, b| (a.0 - t).abs().total_cmp(&(b.0 - t).abs())).map(|(_, rgb)| rgb.as_slice())
+    }
 }
 
 /// What the vision models made of one frame.
@@ -52,6 +89,8 @@ pub(crate) struct Segmenter {
     music: Vec<(f64, Vec<f32>, Vec<f32>)>,
     /// Sound-event windows as (middle time, class probabilities).
     sounds: Vec<(f64, Vec<f32>)>,
+    /// The side of the square pictures kept for the captioner.
+    picture_size: u32,
 }
 
 impl Segmenter {
@@ -64,6 +103,7 @@ impl Segmenter {
             clap: Vec::new(),
             music: Vec::new(),
             sounds: Vec::new(),
+            picture_size: 0,
         }
     }
 
@@ -71,13 +111,25 @@ impl Segmenter {
         self.by != SegmentBy::None
     }
 
+    /// The segment a frame at `pts_s` of shot `shot` falls in (none when not segmenting).
+    fn key(&self, pts_s: f64, shot: Option<u32>) -> Option<u32> {
+        match self.by {
+            SegmentBy::None => None,
+            SegmentBy::Shots => Some(shot.unwrap_or(0)),
+            SegmentBy::Window(w) => Some(window_of(pts_s, w)),
+        }
+    }
+
+    /// A frame's square picture, kept (thinned) for captioning its segment.
+    pub fn picture(&mut self, pts_s: f64, shot: Option<u32>, rgb: &[u8], size: u32) {
+        let Some(key) = self.key(pts_s, shot) else { return };
+        self.picture_size = size;
+        self.frames.entry(key).or_default().pictures.add(pts_s, rgb);
+    }
+
     /// A frame's outputs; `shot` is the frame's shot under the `shots` sampler.
     pub fn frame(&mut self, pts_s: f64, shot: Option<u32>, out: FrameOut<'_>) {
-        let key = match self.by {
-            SegmentBy::None => return,
-            SegmentBy::Shots => shot.unwrap_or(0),
-            SegmentBy::Window(w) => window_of(pts_s, w),
-        };
+        let Some(key) = self.key(pts_s, shot) else { return };
         let pools = self.frames.entry(key).or_default();
         pools.frames += 1;
         pools.visual.add(out.embedding);
@@ -221,36 +273,51 @@ impl Segmenter {
                 semantic: None,
                 sound_bridge,
                 transcript: (!said.is_empty()).then(|| said.join(" ")),
+                caption: None,
             });
         }
-        // What was said and read in each segment, embedded in one text-encoder call.
-        let texts: Vec<(usize, bool, Cow<str>)> = rows
+        self.caption(models, &mut rows)?;
+        // What was said, read and captioned in each segment, embedded in one text-encoder call.
+        #[derive(Clone, Copy)]
+        enum Said {
+            Spoken,
+            Read,
+            Captioned,
+        }
+        let texts: Vec<(usize, Said, Cow<str>)> = rows
             .iter()
             .enumerate()
             .flat_map(|(i, r)| {
                 let read = r.ocr_text.as_deref().map(crate::numerals::with_numbers_spelled);
-                [(i, true, r.transcript.as_deref().map(Cow::Borrowed)), (i, false, read)]
-                    .into_iter()
-                    .filter_map(|(i, spoken, t)| t.map(|t| (i, spoken, t)))
+                [
+                    (Said::Spoken, r.transcript.as_deref().map(Cow::Borrowed)),
+                    (Said::Read, read),
+                    (Said::Captioned, r.caption.as_deref().map(Cow::Borrowed)),
+                ]
+                .into_iter()
+                .filter_map(move |(kind, t)| t.map(|t| (i, kind, t)))
             })
             .collect();
         let mut ocr_vectors: Vec<Option<Vec<f32>>> = vec![None; rows.len()];
+        let mut caption_vectors: Vec<Option<Vec<f32>>> = vec![None; rows.len()];
         if !texts.is_empty() {
             let strs: Vec<&str> = texts.iter().map(|(_, _, t)| t.as_ref()).collect();
             let vectors = models.call(Busy::Text, || models.text.encode(&strs))?;
             if vectors.len() != strs.len() {
                 return Err(miscounted("text encoder", strs.len(), vectors.len()));
             }
-            let slots: Vec<(usize, bool)> = texts.iter().map(|(i, spoken, _)| (*i, *spoken)).collect();
-            for ((i, spoken), v) in slots.into_iter().zip(vectors) {
-                if spoken {
-                    rows[i].text = Some(v);
-                } else {
-                    ocr_vectors[i] = Some(v);
+            let slots: Vec<(usize, Said)> = texts.iter().map(|(i, kind, _)| (*i, *kind)).collect();
+            for ((i, kind), v) in slots.into_iter().zip(vectors) {
+                match kind {
+                    Said::Spoken => rows[i].text = Some(v),
+                    Said::Read => ocr_vectors[i] = Some(v),
+                    Said::Captioned => caption_vectors[i] = Some(v),
                 }
             }
         }
-        for ((row, (visual, music, music_presence)), ocr) in rows.iter_mut().zip(&parts).zip(&ocr_vectors) {
+        for (((row, (visual, music, music_presence)), ocr), caption) in
+            rows.iter_mut().zip(&parts).zip(&ocr_vectors).zip(&caption_vectors)
+        {
             row.semantic = TextSpaceParts {
                 visual: visual.as_deref(),
                 sound: row.sound_bridge.as_deref(),
@@ -258,11 +325,37 @@ impl Segmenter {
                 music_presence: *music_presence,
                 speech: row.text.as_deref(),
                 ocr: ocr.as_deref(),
-                caption: None,
+                caption: caption.as_deref(),
             }
             .fuse(&models.config.text_space);
         }
         Ok(rows)
+    }
+
+    /// Caption each segment's kept picture nearest its middle, in one batched captioner call
+    /// (`captions.segments`; a segment without pictures, or whose caption is empty, has none).
+    fn caption(&self, models: &ModelSet, rows: &mut [SegmentRow]) -> Result<(), ModelError> {
+        let Some(captioner) = models.captioner.as_ref().filter(|_| models.config.captions.segments) else {
+            return Ok(());
+        };
+        let mut wanted: Vec<(usize, &[u8])> = Vec::new();
+        for (i, (row, pools)) in rows.iter().zip(self.frames.values()).enumerate() {
+            if let Some(rgb) = pools.pictures.nearest((row.start_s + row.end_s) / 2.0) {
+                wanted.push((i, rgb));
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let pictures: Vec<&[u8]> = wanted.iter().map(|(_, rgb)| *rgb).collect();
+        let captions = models.call(Busy::Caption, || captioner.caption(&pictures, self.picture_size))?;
+        if captions.len() != pictures.len() {
+            return Err(miscounted("captioner", pictures.len(), captions.len()));
+        }
+        for ((i, _), caption) in wanted.iter().zip(captions) {
+            rows[*i].caption = Some(caption).filter(|c| !c.trim().is_empty());
+        }
+        Ok(())
     }
 }
 

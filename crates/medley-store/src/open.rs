@@ -242,7 +242,7 @@ fn added_media_names() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = ADDED_MEDIA_COLUMNS.map(|(name, ..)| name).to_vec();
     names.extend(["sound_tags", "ocr_text"]);
     names.extend(TEXT_SPACE_COLUMNS);
-    names.extend(["device", "hwaccel", CLIP_COLUMN, CLAP_COLUMN]);
+    names.extend(["device", "hwaccel", "caption", CLIP_COLUMN, CLAP_COLUMN]);
     names
 }
 

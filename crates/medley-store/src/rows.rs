@@ -4,6 +4,7 @@ use arrow_array::{
     ArrayRef, BooleanArray, Float32Array, Float64Array, ListArray, RecordBatch, StringArray, StructArray,
     TimestampMicrosecondArray, UInt32Array, UInt64Array,
     builder::{FixedSizeListBuilder, Float32Builder},
+    new_null_array,
 };
 use arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, Field, SchemaRef};
@@ -297,5 +298,19 @@ pub(crate) fn failure_batch(schema: SchemaRef, rows: &[FailureRow]) -> Result<Re
                 .with_timezone("UTC"),
         ),
     ];
+    RecordBatch::try_new(schema, columns)
+}
+
+/// `batch` with the columns of `schema`, in its order, matched by name (a column the batch
+/// lacks is nulls): a table migrated from an older version has its added columns last, in the
+/// order they were added, which need not be the order a fresh table has.
+pub(crate) fn conform(batch: &RecordBatch, schema: SchemaRef) -> Result<RecordBatch, ArrowError> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            batch.column_by_name(f.name()).cloned().unwrap_or_else(|| new_null_array(f.data_type(), batch.num_rows()))
+        })
+        .collect();
     RecordBatch::try_new(schema, columns)
 }

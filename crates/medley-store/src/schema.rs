@@ -142,7 +142,7 @@ pub const VECTOR_COLUMNS: [&str; 5] = ["visual", "audio", "music", "text", "brid
 /// (the text model's space): `semantic` fuses every bridge, the transcript, the on-screen text
 /// and captions into one vector per item (what text search ranks by); the others keep each
 /// bridge for researchers: `sound_bridge` (sound events), `music_bridge` (music tags), `ocr`
-/// (the on-screen text embedded). `segments` has `semantic` and `sound_bridge`.
+/// (the on-screen text embedded). `segments` has `semantic`, `sound_bridge` and `caption`.
 pub const TEXT_SPACE_COLUMNS: [&str; 4] = ["semantic", "sound_bridge", "music_bridge", "ocr"];
 
 /// The column text search ranks by.
@@ -238,6 +238,8 @@ pub(crate) fn added_null_segment_fields(d: &VectorDims) -> Vec<Field> {
         Field::new("ocr_text", DataType::Utf8, true),
         vector("semantic", d.bridge),
         vector("sound_bridge", d.bridge),
+        // What a captioner says of the segment's middle frame (null without a captioner).
+        Field::new("caption", DataType::Utf8, true),
     ];
     fields.extend(d.clip.as_ref().map(|s| space_field(CLIP_COLUMN, s)));
     fields.extend(d.clap.as_ref().map(|s| space_field(CLAP_COLUMN, s)));

@@ -34,6 +34,8 @@ pub struct SegmentRow {
     pub sound_bridge: Option<Vec<f32>>,
     /// What was said in the segment (the speech-recognition segments whose middle falls in it).
     pub transcript: Option<String>,
+    /// The captioner's words for the segment's middle frame, when the pipeline has one.
+    pub caption: Option<String>,
     /// The mean of its frames in the image-text space (`clip`), when the pipeline has a model.
     pub clip: Option<Vec<f32>>,
     /// The unit mean of its sound windows in the audio-text space (`clap`), when the pipeline
@@ -115,6 +117,7 @@ pub(crate) fn segments_batch(
         opt_strings(rows.iter().map(|(_, s)| s.ocr_text.as_deref())),
         vectors(rows.iter().map(|(_, s)| s.semantic.as_ref()), dims.bridge)?,
         vectors(rows.iter().map(|(_, s)| s.sound_bridge.as_ref()), dims.bridge)?,
+        opt_strings(rows.iter().map(|(_, s)| s.caption.as_deref())),
     ];
     let mut columns = columns;
     if let Some(clip) = &dims.clip {

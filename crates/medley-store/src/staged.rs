@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow_array::{RecordBatch, new_null_array};
+use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 use futures::{StreamExt, TryStreamExt, stream};
 use lance::dataset::transaction::{Operation, Transaction, TransactionBuilder};
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::StoreError;
 use crate::open::Store;
 use crate::query::sql_string;
-use crate::rows::{FailureRow, MediaRow, failure_batch, media_batch};
+use crate::rows::{FailureRow, MediaRow, conform, failure_batch, media_batch};
 use crate::schema::{FAILURES_TABLE, MEDIA_TABLE, SEGMENTS_TABLE, failures_schema, media_schema};
 use crate::segments::{ItemSegments, segments_batch, segments_schema};
 
@@ -129,18 +129,7 @@ impl Store {
     /// table has its added columns last; columns the batch lacks are written as nulls).
     async fn write_files(&self, table: &Table, batch: RecordBatch) -> Result<Vec<Fragment>, StoreError> {
         let dataset = self.dataset(table).await?;
-        let schema = Arc::new(Schema::from(dataset.schema()));
-        let columns = schema
-            .fields()
-            .iter()
-            .map(|f| {
-                batch
-                    .column_by_name(f.name())
-                    .cloned()
-                    .unwrap_or_else(|| new_null_array(f.data_type(), batch.num_rows()))
-            })
-            .collect();
-        let batch = RecordBatch::try_new(schema, columns)?;
+        let batch = conform(&batch, Arc::new(Schema::from(dataset.schema())))?;
         let params = WriteParams { mode: WriteMode::Append, ..Default::default() };
         let transaction = InsertBuilder::new(dataset)
             .with_params(&params)

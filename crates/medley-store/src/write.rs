@@ -7,7 +7,7 @@ use lancedb::Table;
 use crate::StoreError;
 use crate::open::Store;
 use crate::query::sql_string;
-use crate::rows::{FailureRow, MediaRow, RunRow, failure_batch, media_batch, run_batch};
+use crate::rows::{FailureRow, MediaRow, RunRow, conform, failure_batch, media_batch, run_batch};
 use crate::schema::{failures_schema, media_schema, runs_schema};
 use crate::segments::{ItemSegments, segments_batch, segments_schema};
 
@@ -39,9 +39,9 @@ impl Store {
     pub async fn upsert_segments(&self, items: &[ItemSegments]) -> Result<u64, StoreError> {
         let mut written = 0;
         if items.iter().any(|i| !i.segments.is_empty()) {
-            let schema = segments_schema(&self.dims);
-            let batch = segments_batch(schema.clone(), items, &self.dims)?;
-            let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
+            let batch = segments_batch(segments_schema(&self.dims), items, &self.dims)?;
+            let batch = conform(&batch, self.segments.schema().await.map_err(|e| self.lance(e))?)?;
+            let reader = RecordBatchIterator::new(vec![Ok(batch.clone())], batch.schema());
             let mut merge = self.segments.merge_insert(&["segment_id"]);
             merge.when_matched_update_all(None).when_not_matched_insert_all();
             let result = merge.execute(Box::new(reader)).await.map_err(|e| self.lance(e))?;
