@@ -401,13 +401,14 @@ async fn search(
     let k = check_k(p.k)?;
     let key = AnswerKey { text: q, k, segments: p.segments };
     let generation = app.answers.generation();
-    if let Some(answer) = app.answers.get(generation, &key) {
-        return Ok(json_bytes(answer));
-    }
+    let claim = match app.answers.get_or_claim(generation, key.clone()).await {
+        Ok(answer) => return Ok(json_bytes(answer)),
+        Err(claim) => claim,
+    };
     let vector = app.queries.embed(&key.text).await.map_err(|e| ApiError::internal(e.to_string()))?;
-    let store = app.indexer.store();
     // In the dual encoders' spaces too when the pipeline has such models (as `medley search`).
     let mut dual = medley_pipeline::DualQuery::default();
+    let store = app.indexer.store();
     for (embedder, space, slot) in [
         (&app.clip_queries, store.clip_space(), &mut dual.clip),
         (&app.clap_queries, store.clap_space(), &mut dual.clap),
@@ -416,14 +417,29 @@ async fn search(
             *slot = Some(embedder.embed(&key.text).await.map_err(|e| ApiError::internal(e.to_string()))?.to_vec());
         }
     }
-    let hits = if key.segments {
-        search_segments_spaces(store, &vector, &dual, k, None).await?
-    } else {
-        search_spaces(store, &vector, &dual, k, None).await?
-    };
+    let segments = key.segments;
+    let hits = in_pool(&app, move |app| async move {
+        let store = app.indexer.store();
+        Ok(if segments {
+            search_segments_spaces(store, &vector, &dual, k, None).await?
+        } else {
+            search_spaces(store, &vector, &dual, k, None).await?
+        })
+    })
+    .await?;
     let answer = Bytes::from(serde_json::to_vec(&hits).map_err(|e| ApiError::internal(e.to_string()))?);
-    app.answers.insert(generation, key, answer.clone());
+    claim.fill(answer.clone());
     Ok(json_bytes(answer))
+}
+
+/// Run `query` against the server's table in the query pool, in its turn.
+async fn in_pool<T, F>(app: &AppState, query: impl FnOnce(AppState) -> F) -> ApiResult<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = ApiResult<T>> + Send + 'static,
+{
+    let asked = query(app.clone());
+    app.pool.run(asked).await.map_err(|e| ApiError::internal(e.to_string()))?
 }
 
 /// A JSON body already serialised (as `Json` would answer it).
@@ -449,9 +465,12 @@ async fn similar(
     {
         return Err(ApiError::bad_request(format!("by = {by}: must be one of {}", SIMILAR_COLUMNS.join(", "))));
     }
-    let store = app.indexer.store();
-    let (hash, vectors) = resolve_vectors(store, &id).await?.ok_or_else(|| no_item(&id))?;
-    let hits = similar_items(store, &id, &hash, vectors, p.by.as_deref(), k, None).await?;
+    let hits = in_pool(&app, move |app| async move {
+        let store = app.indexer.store();
+        let (hash, vectors) = resolve_vectors(store, &id).await?.ok_or_else(|| no_item(&id))?;
+        Ok(similar_items(store, &id, &hash, vectors, p.by.as_deref(), k, None).await?)
+    })
+    .await?;
     Ok(Json(hits).into_response())
 }
 
@@ -472,19 +491,22 @@ async fn music(
 ) -> ApiResult<Response> {
     let Query(p) = params.map_err(bad_query)?;
     let k = check_k(p.k)?;
-    let store = app.indexer.store();
-    let (hash, vectors) = resolve_vectors(store, &id).await?.ok_or_else(|| no_item(&id))?;
-    // With a `clap` column, the video's labels read by that model's text tower (as `medley music-for`).
-    let clap = match (&app.clap_queries, store.clap_space()) {
-        (Some(embedder), Some(_)) => match music_prompt(&store.labels(&hash).await.map_err(QueryError::from)?) {
-            Some(prompt) => {
-                Some(embedder.embed(&prompt).await.map_err(|e| ApiError::internal(e.to_string()))?.to_vec())
-            }
-            None => None,
-        },
-        _ => None,
-    };
-    let hits = music_for(store, &id, &hash, vectors, clap.as_deref(), k).await?;
+    let hits = in_pool(&app, move |app| async move {
+        let store = app.indexer.store();
+        let (hash, vectors) = resolve_vectors(store, &id).await?.ok_or_else(|| no_item(&id))?;
+        // With a `clap` column, the video's labels read by that model's text tower (as `medley music-for`).
+        let clap = match (&app.clap_queries, store.clap_space()) {
+            (Some(embedder), Some(_)) => match music_prompt(&store.labels(&hash).await.map_err(QueryError::from)?) {
+                Some(prompt) => {
+                    Some(embedder.embed(&prompt).await.map_err(|e| ApiError::internal(e.to_string()))?.to_vec())
+                }
+                None => None,
+            },
+            _ => None,
+        };
+        Ok(music_for(store, &id, &hash, vectors, clap.as_deref(), k).await?)
+    })
+    .await?;
     Ok(Json(hits).into_response())
 }
 
@@ -513,10 +535,13 @@ async fn eval(
         clip: app.encoders.clip.as_ref().map(|c| c.text.clone()),
         clap: app.encoders.clap.as_ref().map(|c| c.text.clone()),
     };
-    let report = evaluate(app.indexer.store(), &encoders, &body.queries, "the request").await.map_err(|e| match e {
-        EvalError::Query(e) => ApiError::from(e),
-        e => ApiError::bad_request(e.to_string()),
-    })?;
+    let report = in_pool(&app, move |app| async move {
+        evaluate(app.indexer.store(), &encoders, &body.queries, "the request").await.map_err(|e| match e {
+            EvalError::Query(e) => ApiError::from(e),
+            e => ApiError::bad_request(e.to_string()),
+        })
+    })
+    .await?;
     Ok(Json(report).into_response())
 }
 

@@ -50,10 +50,14 @@ impl QueryEmbedder {
     }
 
     /// The unit vector of `text` in the text space.
+    ///
+    /// Requests for a text already being embedded wait for that result instead of embedding it
+    /// again (a burst of the same query, as when a popular search goes out, costs one row).
     pub async fn embed(&self, text: &str) -> Result<Arc<[f32]>, EmbedError> {
-        if let Some(v) = self.cache.get(text) {
-            return Ok(v);
-        }
+        let claim = match self.cache.get_value_or_guard_async(text).await {
+            Ok(v) => return Ok(v),
+            Err(claim) => claim,
+        };
         let (batcher, owned) = (self.batcher.clone(), text.to_string());
         // The batcher's submit blocks until the batch holding this text has run.
         let vector = tokio::task::spawn_blocking(move || batcher.submit(owned))
@@ -61,7 +65,8 @@ impl QueryEmbedder {
             .map_err(|e| EmbedError::Task { model: self.model.clone(), message: e.to_string() })?
             .map_err(|source| EmbedError::Model { model: self.model.clone(), source })?;
         let vector: Arc<[f32]> = vector.into();
-        self.cache.insert(text.to_string(), vector.clone());
+        // An error leaves the claim unfilled: the next waiter embeds the text itself.
+        let _ = claim.insert(vector.clone());
         Ok(vector)
     }
 }
@@ -75,6 +80,26 @@ pub struct AnswerKey {
     pub text: String,
     pub k: usize,
     pub segments: bool,
+}
+
+type AnswerGuard<'a> = quick_cache::sync::PlaceholderGuard<
+    'a,
+    (u64, AnswerKey),
+    axum::body::Bytes,
+    quick_cache::UnitWeighter,
+    quick_cache::DefaultHashBuilder,
+    quick_cache::sync::DefaultLifecycle<(u64, AnswerKey), axum::body::Bytes>,
+>;
+
+/// The right to compute an answer the cache lacks; dropped unfilled (the search failed), the
+/// next request waiting for the same answer gets it.
+pub struct AnswerClaim<'a>(AnswerGuard<'a>);
+
+impl AnswerClaim<'_> {
+    pub fn fill(self, answer: axum::body::Bytes) {
+        // Err only when the entry was replaced meanwhile, by an answer as good as this one.
+        let _ = self.0.insert(answer);
+    }
 }
 
 /// Search answers (their JSON) by query, for the table as the worker last committed it. The
@@ -98,12 +123,10 @@ impl Answers {
         self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    pub fn get(&self, generation: u64, key: &AnswerKey) -> Option<axum::body::Bytes> {
-        self.cache.get(&(generation, key.clone()))
-    }
-
-    pub fn insert(&self, generation: u64, key: AnswerKey, answer: axum::body::Bytes) {
-        self.cache.insert((generation, key), answer);
+    /// The cached answer, or the claim to compute it: until the claim is filled or dropped,
+    /// the same search from other requests waits for its answer rather than running again.
+    pub async fn get_or_claim(&self, generation: u64, key: AnswerKey) -> Result<axum::body::Bytes, AnswerClaim<'_>> {
+        self.cache.get_value_or_guard_async(&(generation, key)).await.map_err(AnswerClaim)
     }
 
     /// The table changed: answers computed before are stale.

@@ -9,6 +9,7 @@ mod api;
 mod embed;
 mod jobs;
 mod metrics;
+mod pool;
 mod worker;
 
 use std::future::Future;
@@ -88,6 +89,8 @@ pub(crate) struct App {
     clap_queries: Option<embed::QueryEmbedder>,
     /// Search answers for the table as the worker last committed it.
     answers: embed::Answers,
+    /// Where the routes' table queries run, one per core at a time.
+    pool: pool::QueryPool,
     metrics: metrics::Metrics,
     worker: worker::Health,
     /// Set on shutdown: the worker finishes its batch and takes no other.
@@ -128,6 +131,8 @@ pub async fn run(
         clip_queries: encoders.clip.as_ref().map(|c| embed::QueryEmbedder::new(c.text.clone())),
         clap_queries: encoders.clap.as_ref().map(|c| embed::QueryEmbedder::new(c.text.clone())),
         answers: embed::Answers::default(),
+        pool: pool::QueryPool::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .map_err(io_err("starting the query threads"))?,
         encoders,
         metrics: metrics::Metrics::default(),
         worker: worker::Health::default(),
