@@ -875,7 +875,8 @@ fn segment_captions(db: &Path) -> Value {
 /// `models.captioner` and the question in `[captions]`. The item gets its middle frame's
 /// caption as its `description`, every segment of the video its own in `segments.caption`,
 /// and another question gives other captions (the prompt reaches the model). A prompt for an
-/// image captioner that takes none is refused before any work.
+/// image captioner that takes none is refused before any work; without one, that captioner
+/// (ViT + GPT-2) captions the segments too, and both tables answer segment searches.
 #[test]
 fn an_added_smolvlm_captions_items_and_segments_with_the_pipelines_prompt() {
     let home = Home::with_registry(&["efficientnet-lite0", "aisfx", "minilm-l6"]);
@@ -911,4 +912,19 @@ fn an_added_smolvlm_captions_items_and_segments_with_the_pipelines_prompt() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("captions.prompt") && text(&out).contains("takes no prompt"), "{}", text(&out));
     assert!(!work.path().join("c").exists(), "refused before any work");
+
+    // Without a prompt, the encoder-decoder captioner captions the same segments.
+    let plain = dual_pipeline(work.path(), "captioner", "my-vit-gpt2", "[segments]\nby = \"window\"\nwindow_s = 1.0\n");
+    let out = home.index(&media, &work.path().join("d"), &plain);
+    assert!(out.status.success(), "{}", text(&out));
+    let captions = segment_captions(&work.path().join("d"));
+    assert_eq!(captions.as_object().unwrap().len(), first.len(), "{captions}");
+
+    // The captioned table is searchable: captions are part of each segment's `semantic`.
+    for db in ["a", "d"] {
+        let db = work.path().join(db);
+        let out = home.run(&["search", "a cat", "--segments", "--db", db.to_str().unwrap(), "--json"]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(stdout_json(&out).as_array().unwrap().len(), first.len(), "{}", text(&out));
+    }
 }
