@@ -213,6 +213,14 @@ fn a_narrower_role_keeps_one_tower_and_a_wrong_one_is_refused() {
 /// Replace every occurrence of `from` in an ONNX file by `to` (same length): protobuf strings
 /// carry their length, so this renames a tensor consistently in the graph's inputs and in the
 /// nodes that read it, and the graph stays valid.
+/// Say in the folder's config.json that the model is of another `model_type`.
+fn set_model_type(dir: &Path, model_type: &str) {
+    let path = dir.join("config.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    v["model_type"] = model_type.into();
+    std::fs::write(&path, v.to_string()).unwrap();
+}
+
 fn rename_in_graph(path: &Path, from: &str, to: &str) {
     assert_eq!(from.len(), to.len());
     let bytes = std::fs::read(path).unwrap();
@@ -265,12 +273,7 @@ fn malformed_folders_are_refused_naming_the_file_and_leave_nothing() {
         Case {
             name: "nonsense-type",
             from: "siglip-optimum",
-            breaks: |d| {
-                let path = d.join("config.json");
-                let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-                v["model_type"] = "nonsense".into();
-                std::fs::write(&path, v.to_string()).unwrap();
-            },
+            breaks: |d| set_model_type(d, "nonsense"),
             says: &["nonsense-type/config.json", "model_type \"nonsense\"", "clip, siglip, clap"],
         },
         Case {
@@ -312,12 +315,7 @@ fn malformed_folders_are_refused_naming_the_file_and_leave_nothing() {
         Case {
             name: "blip",
             from: "vit-gpt2-tjs",
-            breaks: |d| {
-                let path = d.join("config.json");
-                let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-                v["model_type"] = "blip".into();
-                std::fs::write(&path, v.to_string()).unwrap();
-            },
+            breaks: |d| set_model_type(d, "blip"),
             says: &["blip/config.json", "not supported yet", "neither optimum nor transformers.js"],
         },
         Case {
@@ -901,7 +899,7 @@ fn an_added_smolvlm_captions_items_and_segments_with_the_pipelines_prompt() {
     }
     let rows = space_columns(&home, &work.path().join("a"), "description");
     let description = rows["rows"]["cat_upright.mp4"].as_str().unwrap().to_string();
-    assert!(!description.contains("no captioner configured"), "{description}");
+    assert!(!description.contains("composed from labels"), "the caption, not a composed text: {description}");
 
     let out = index("b", "my-vlm", "Where was this filmed?");
     assert!(out.status.success(), "{}", text(&out));

@@ -253,6 +253,25 @@ impl GraphInfo {
         })
     }
 
+    /// The `present.*` output matching each `past_key_values.*` input (refused when one is
+    /// missing), and the cache's heads and head size when the first past input fixes them.
+    fn cache_outputs(&self, past: &[String]) -> Result<(Vec<String>, Option<HeadShape>), ImportError> {
+        let present: Vec<String> = past.iter().map(|p| p.replacen("past_key_values.", "present.", 1)).collect();
+        if let Some(missing) = present.iter().find(|p| self.output(p).is_none()) {
+            return Err(ImportError::WrongOutputs {
+                path: self.path.clone(),
+                expected: format!("{missing} (the cache the decoder returns)"),
+                found: self.outputs.iter().map(|o| o.0.as_str()).collect::<Vec<_>>().join(", "),
+            });
+        }
+        let shape = past.first().and_then(|p| self.inputs.iter().find(|i| &i.0 == p)).map(|i| i.1.as_slice());
+        let heads = match shape {
+            Some([_, h, _, d]) if *h > 0 && *d > 0 => Some((*h as usize, *d as usize)),
+            _ => None,
+        };
+        Ok((present, heads))
+    }
+
     fn spec(&self, file: &str) -> GraphSpec {
         let tensors = |v: &[(String, Vec<i64>, String)]| {
             v.iter()
@@ -276,6 +295,9 @@ impl GraphInfo {
         GraphSpec { file: file.to_string(), fp16: None, inputs: tensors(&self.inputs), outputs: tensors(&self.outputs) }
     }
 }
+
+/// A cache's attention heads and head size.
+type HeadShape = (usize, usize);
 
 /// Where a graph named `stem` is in either layout: `<stem>.onnx` at the top (optimum) or
 /// `onnx/<stem>.onnx` (transformers.js). The float graph, never a `_quantized`/`_fp16` variant.
@@ -637,20 +659,9 @@ fn plan_image_text(rt: &Runtime, src: &Source<'_>, id: &str, role: Option<&str>)
             .or_else(|| src.config["projection_dim"].as_u64().map(|d| d as usize))
             .ok_or_else(|| config_err(&g.path, format!("cannot tell the width of {embedding}")))?;
         image = Some(ImageSpec {
-            file: base(&g.rel),
-            input: "pixel_values".into(),
-            size,
-            mean,
-            std,
-            embedding,
-            dim,
-            logits: None,
-            labels: None,
-            label_texts: None,
-            label_prior: None,
-            activation: None,
             normalize: true,
             fixed_inputs: fixed,
+            ..picture_input(&g, (size, mean, std), embedding, dim)
         });
         graphs.push(g);
     }
@@ -855,26 +866,10 @@ impl CachedDecoder {
                 found: dec.input_names().join(", "),
             });
         }
-        let present: Vec<String> = past.iter().map(|p| p.replacen("past_key_values.", "present.", 1)).collect();
-        for p in &present {
-            if dec.output(p).is_none() {
-                return Err(ImportError::WrongOutputs {
-                    path: dec.path.clone(),
-                    expected: format!("{p} (the cache the decoder returns)"),
-                    found: dec.outputs.iter().map(|o| o.0.as_str()).collect::<Vec<_>>().join(", "),
-                });
-            }
-        }
-        let shape = dec.inputs.iter().find(|i| i.0 == past[0]).map(|i| i.1.clone()).unwrap_or_default();
-        let (heads, head_dim) = match shape.as_slice() {
-            [_, h, _, d] if *h > 0 && *d > 0 => (*h as usize, *d as usize),
-            _ => {
-                return Err(config_err(
-                    &dec.path,
-                    format!("{}: cannot tell heads and head size from {shape:?}", past[0]),
-                ));
-            }
-        };
+        let (present, heads) = dec.cache_outputs(&past)?;
+        let (heads, head_dim) = heads.ok_or_else(|| {
+            config_err(&dec.path, format!("{}: cannot tell heads and head size from its shape", past[0]))
+        })?;
         let (logits, vocab) = dec.pick_output(&["logits"])?;
         Ok(Self {
             rel: dec.rel.clone(),
@@ -1109,25 +1104,31 @@ fn plan_captioner(rt: &Runtime, src: &Source<'_>, id: &str, role: Option<&str>) 
         eos_id: eos,
         pad_id: token("pad_token_id"),
         max_new_tokens: max_new,
-        image: Some(ImageSpec {
-            file: base(&enc.rel),
-            input: "pixel_values".into(),
-            size,
-            mean,
-            std,
-            embedding: enc_out.clone(),
-            dim: hidden.unwrap_or_default(),
-            logits: None,
-            labels: None,
-            label_texts: None,
-            label_prior: None,
-            activation: None,
-            normalize: false,
-            fixed_inputs: Vec::new(),
-        }),
+        image: Some(picture_input(&enc, (size, mean, std), enc_out.clone(), hidden.unwrap_or_default())),
         ..cached.seq2seq(&enc, "pixel_values", enc_out, vocab)
     };
     finish(src, id, role, vec![enc, dec], Sections { seq2seq: Some(seq2seq), ..Default::default() }, resize)
+}
+
+/// A graph `g` taking `pixel_values` (preprocessed as `size`, `mean` and `std` say) into
+/// `output` of width `dim`: an image tower, or a generator's encoder.
+fn picture_input(g: &GraphInfo, (size, mean, std): (u32, [f32; 3], [f32; 3]), output: String, dim: usize) -> ImageSpec {
+    ImageSpec {
+        file: base(&g.rel),
+        input: "pixel_values".into(),
+        size,
+        mean,
+        std,
+        embedding: output,
+        dim,
+        logits: None,
+        labels: None,
+        label_texts: None,
+        label_prior: None,
+        activation: None,
+        normalize: false,
+        fixed_inputs: Vec::new(),
+    }
 }
 
 /// Idefics3's chat turn (SmolVLM's chat template for one user message with a picture, with
@@ -1230,18 +1231,10 @@ fn plan_vlm(rt: &Runtime, src: &Source<'_>, id: &str, role: Option<&str>) -> Res
             found: dec.input_names().join(", "),
         });
     }
-    let present: Vec<String> = past.iter().map(|p| p.replacen("past_key_values.", "present.", 1)).collect();
-    if let Some(missing) = present.iter().find(|p| dec.output(p).is_none()) {
-        return Err(ImportError::WrongOutputs {
-            path: dec.path.clone(),
-            expected: format!("{missing} (the cache the decoder returns)"),
-            found: dec.outputs.iter().map(|o| o.0.as_str()).collect::<Vec<_>>().join(", "),
-        });
-    }
-    let shape = dec.inputs.iter().find(|i| i.0 == past[0]).map(|i| i.1.clone()).unwrap_or_default();
-    let (kv_heads, head_dim) = match shape.as_slice() {
-        [_, h, _, d] if *h > 0 && *d > 0 => (*h as usize, *d as usize),
-        _ => {
+    let (present, kv) = dec.cache_outputs(&past)?;
+    let (kv_heads, head_dim) = match kv {
+        Some(kv) => kv,
+        None => {
             let heads = number(text_cfg, "num_attention_heads")? as usize;
             let kv = text_cfg["num_key_value_heads"].as_u64().map_or(heads, |k| k as usize);
             (kv, text_cfg["head_dim"].as_u64().map_or(width / heads.max(1), |d| d as usize))
@@ -1249,22 +1242,7 @@ fn plan_vlm(rt: &Runtime, src: &Source<'_>, id: &str, role: Option<&str>) -> Res
     };
     let (logits, _) = dec.pick_output(&["logits"])?;
     let vlm = VlmSpec {
-        image: ImageSpec {
-            file: base(&vision.rel),
-            input: "pixel_values".into(),
-            size,
-            mean,
-            std,
-            embedding: features,
-            dim: width,
-            logits: None,
-            labels: None,
-            label_texts: None,
-            label_prior: None,
-            activation: None,
-            normalize: false,
-            fixed_inputs: Vec::new(),
-        },
+        image: picture_input(&vision, (size, mean, std), features, width),
         pixel_attention_mask: vision.has_input("pixel_attention_mask").then(|| "pixel_attention_mask".into()),
         embed: base(&embed.rel),
         decoder: base(&dec.rel),

@@ -132,7 +132,13 @@ pub(crate) fn build_item(
     let description = match caption {
         Some(c) => c,
         None => {
-            describe(&probe, duration_s, &labels, &sound_tags, &music_tags, music_presence, heard.transcript.as_deref())
+            let why = match (&models.captioner, &visual.middle) {
+                (None, _) => "no captioner configured",
+                (Some(_), Some(_)) => "the captioner said nothing",
+                (Some(_), None) => "no picture to caption",
+            };
+            let found = Found { labels: &labels, sounds: &sound_tags, tags: &music_tags, music_presence };
+            describe(&probe, duration_s, &found, heard.transcript.as_deref(), why)
         }
     };
     let mut row = media_row(&probe, content_hash, duration_s, &stats, models.id.clone());
@@ -481,7 +487,7 @@ fn speech_gate<'a>(models: &ModelSet, heard: &'a Heard, window: usize) -> Option
 }
 
 /// A short description composed from what the models found, for full-text search and for
-/// people; it says that it was composed (no captioning model is configured).
+/// people, when no caption stands in for it; it says that it was composed, and `why`.
 /// Sound events named in a description need at least this probability (the `sound_tags`
 /// column keeps the top classes with their scores): the tagger gives every class some, and
 /// "hears: Speech" for a silent clip at 0.0001 is untrue.
@@ -491,15 +497,17 @@ const HEARD_MIN: f32 = 0.1;
 /// "sounds like: techno" for an audiobook is untrue.
 const MUSIC_MIN: f32 = 0.2;
 
-fn describe(
-    probe: &Probe,
-    duration_s: Option<f64>,
-    labels: &[Label],
-    sounds: &[Label],
-    tags: &[Label],
+/// What the models found that a composed description names.
+#[derive(Clone, Copy)]
+struct Found<'a> {
+    labels: &'a [Label],
+    sounds: &'a [Label],
+    tags: &'a [Label],
     music_presence: f32,
-    transcript: Option<&str>,
-) -> String {
+}
+
+fn describe(probe: &Probe, duration_s: Option<f64>, found: &Found<'_>, transcript: Option<&str>, why: &str) -> String {
+    let Found { labels, sounds, tags, music_presence } = *found;
     let heard: Vec<Label> = sounds.iter().filter(|l| l.score >= HEARD_MIN).cloned().collect();
     let (sounds, tags) = (heard.as_slice(), if music_presence >= MUSIC_MIN { tags } else { &[] });
     let names = |l: &[Label]| l.iter().take(3).map(|l| l.label.as_str()).collect::<Vec<_>>().join(", ");
@@ -520,7 +528,7 @@ fn describe(
         let short: String = t.chars().take(160).collect();
         parts.push(format!("speech: \"{short}{}\"", if t.chars().count() > 160 { "..." } else { "" }));
     }
-    format!("{} (composed from labels and tags; no captioner configured)", parts.join("; "))
+    format!("{} (composed from labels and tags; {why})", parts.join("; "))
 }
 
 /// The row's file and stream facts (the caller fills in what the models found).
