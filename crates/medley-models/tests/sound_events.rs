@@ -191,7 +191,8 @@ fn a_tagger_without_embeddings_or_label_texts() {
 
 /// Recordings of the evaluation set (`<home>/eval-set`, built from Debian's gcompris-qt-data
 /// by `cargo xtask media`), found by their source file in `items.tsv`, and a class each must
-/// have among its three most probable (mean over its windows).
+/// have among its five most probable (mean over its windows): AudioSet's parent classes score
+/// as high as the species (the duck: Animal 0.990, Livestock 0.987, Fowl 0.986, Duck 0.978).
 #[test]
 fn animals_instruments_and_events_of_the_eval_set() {
     let (_, home) = runtime();
@@ -220,7 +221,7 @@ fn animals_instruments_and_events_of_the_eval_set() {
             .find(|c| c.len() > 3 && c[3].ends_with(source) && (c[1] == "sound" || c[1] == "video"))
             .unwrap_or_else(|| panic!("no sound of {source} in {}", set.display()));
         let path = set.join(if row[1] == "sound" { "sounds" } else { "videos" }).join(row[0]);
-        let best = top(&mean_probabilities(&decode(&path, 30)), 3);
+        let best = top(&mean_probabilities(&decode(&path, 30)), 5);
         eprintln!("{} ({source}): {best:?}", row[0]);
         assert!(
             best.iter().any(|(l, _)| classes.contains(&l.as_str())),
