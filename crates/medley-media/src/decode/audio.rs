@@ -12,6 +12,8 @@ pub(super) struct AudioResampler {
     decoder: ff::decoder::Audio,
     rate: u32,
     resampler: Option<software::resampling::Context>,
+    /// The input the resampler was set up for: format, channels, layout, rate.
+    input: Option<(ff::format::Sample, u16, ChannelLayout, u32)>,
     decoded: frame::Audio,
     out: Vec<f32>,
 }
@@ -37,6 +39,7 @@ impl AudioResampler {
             decoder,
             rate,
             resampler: None,
+            input: None,
             decoded: frame::Audio::empty(),
             out: Vec::new(),
         })
@@ -61,9 +64,19 @@ impl AudioResampler {
                 Err(e) => return Err(e),
             }
             let n = self.decoded.samples();
-            if n == 0 {
+            if n == 0 || !self.has_planes() {
                 continue;
             }
+            // A stream may change format, channels or rate between frames (a damaged or spliced
+            // file): swresample reads the planes it was set up for, so a changed frame gets a
+            // new one, after the old one gives up what it holds.
+            let f = &self.decoded;
+            let input = (f.format(), f.channels(), f.channel_layout(), f.rate());
+            if self.input.is_some_and(|was| was != input) {
+                self.convert(std::ptr::null(), 0, stats, on_audio)?;
+                self.resampler = None;
+            }
+            self.input = Some(input);
             if stats.first_audio_pts_s.is_none()
                 && let Some(ts) = self.decoded.timestamp().or(self.decoded.pts())
             {
@@ -79,6 +92,23 @@ impl AudioResampler {
             self.convert(std::ptr::null(), 0, stats, on_audio)?;
         }
         sent
+    }
+
+    /// Whether the decoded frame has the sample planes its format and channels promise (a
+    /// decoder can hand back a frame with none, or with a rate or channel count of 0).
+    fn has_planes(&self) -> bool {
+        let f = &self.decoded;
+        let channels = usize::from(f.channels());
+        if channels == 0 || f.rate() == 0 {
+            return false;
+        }
+        let planes = if f.is_planar() { channels } else { 1 };
+        // SAFETY: `decoded` holds a frame just received from the decoder; `extended_data`,
+        // when set, points at one plane pointer per channel (planar) or one (packed).
+        unsafe {
+            let ptrs = (*f.as_ptr()).extended_data;
+            !ptrs.is_null() && (0..planes).all(|i| !(*ptrs.add(i)).is_null())
+        }
     }
 
     fn convert(
