@@ -725,6 +725,27 @@ fn index_json(input: &Path, pipeline: &Path, db: &Path) -> Value {
     stdout_json(&out)
 }
 
+#[test]
+fn a_changed_setting_reindexes_under_the_same_pipeline_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let slides = env_path("MEDLEY_TEST_FIXTURES").join("slideshow.mp4");
+    let db = dir.path().join("db");
+    let by_4s = pipeline_file(dir.path(), "mine", "fps:1", "by = \"window\"\nwindow_s = 4.0");
+    let first = index_json(&slides, &by_4s, &db);
+    assert_eq!((first["indexed"].as_u64(), first["segments_written"].as_u64()), (Some(1), Some(3)), "{first:#?}");
+    let again = index_json(&slides, &by_4s, &db);
+    assert_eq!((again["indexed"].as_u64(), again["already_indexed"].as_u64()), (Some(0), Some(1)), "{again:#?}");
+    // Only the window length changes, the pipeline keeps its name: the rows it wrote are no
+    // longer what the pipeline writes, so the item is indexed again and its segments replaced.
+    let by_6s = pipeline_file(dir.path(), "mine", "fps:1", "by = \"window\"\nwindow_s = 6.0");
+    let changed = index_json(&slides, &by_6s, &db);
+    assert_eq!((changed["indexed"].as_u64(), changed["segments_written"].as_u64()), (Some(1), Some(2)), "{changed:#?}");
+    let tables = read_tables(&db);
+    assert_eq!(tables["segments"].as_array().unwrap().len(), 2, "the 4 s windows are replaced");
+    let models = tables["media"][0]["models"].as_str().unwrap();
+    assert!(models.starts_with("mine@"), "the models id names the pipeline and its settings: {models}");
+}
+
 /// The slideshow fixture shows a rocket, a cup of coffee and a cat, 4 s each.
 const SLIDES: [(&str, f64, f64); 3] =
     [("a rocket launch", 0.0, 4.0), ("a cup of coffee", 4.0, 8.0), ("a cat", 8.0, 12.0)];

@@ -76,7 +76,7 @@ def main():
     for row in rows:
         item = {k: row[k] for k in ("content_hash", "path", "file_name", "kind", "container", "duration_s", "has_video",
                                     "has_audio", "width", "height", "fps", "rotation", "frames_sampled", "audio_windows", "labels",
-                                    "music_tags", "transcript", "language", "description")}
+                                    "music_tags", "transcript", "language", "description", "models")}
         # Columns added within schema version 1: absent from tables written before them.
         item.update({k: row.get(k) for k in ("partial", "declared_duration_s", "sound_tags", "ocr_text")})
         item.update({c: row[f"_{c}"] for c in vector_columns})

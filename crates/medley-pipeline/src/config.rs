@@ -604,6 +604,28 @@ impl Default for IndexConfig {
 }
 
 impl PipelineConfig {
+    /// Eight hex digits that change when a setting that shapes the rows changes (sampling,
+    /// stages, fusion, segments, text space, OCR, speech, captions: a new caption prompt or VAD
+    /// threshold writes other rows), so the models id recorded per row differs and the next run
+    /// re-indexes. Batch sizes, commit spacing and the device are left out: they change how fast
+    /// rows are written, not what they hold.
+    pub fn output_fingerprint(&self) -> String {
+        let settings = format!(
+            "{:?}",
+            (
+                &self.sampler,
+                &self.stages,
+                &self.fusion,
+                &self.segments,
+                &self.text_space,
+                &self.ocr,
+                &self.speech,
+                &self.captions
+            )
+        );
+        blake3::hash(settings.as_bytes()).to_hex()[..8].to_string()
+    }
+
     /// Parse and check a pipeline file. `home` is used to check that the models exist.
     pub fn load(path: &Path, home: &ModelHome) -> Result<Self, ConfigError> {
         let origin = path.display();

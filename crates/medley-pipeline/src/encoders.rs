@@ -341,8 +341,8 @@ impl Encoders {
         }
     }
 
-    /// Recorded with each row so a table says which pipeline and models produced it; a change
-    /// re-indexes items on the next run.
+    /// Recorded with each row so a table says which pipeline, settings and models produced it;
+    /// a change re-indexes items on the next run.
     pub fn models(&self) -> String {
         let mut ids = vec![self.image.id(), self.audio.id(), self.text.id()];
         ids.extend(self.music.as_ref().map(|m| m.tagger.id()));
@@ -354,7 +354,7 @@ impl Encoders {
         ids.extend(self.shots.as_ref().map(|s| s.id()));
         ids.extend(self.clip.as_ref().map(|c| c.id.as_str()));
         ids.extend(self.clap.as_ref().map(|c| c.id.as_str()));
-        format!("{}:{}", self.config.pipeline.name, ids.join("+"))
+        format!("{}@{}:{}", self.config.pipeline.name, self.config.output_fingerprint(), ids.join("+"))
     }
 }
 
