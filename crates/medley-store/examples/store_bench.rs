@@ -279,7 +279,7 @@ async fn build(dir: &str, data: &[f32], n: usize, dim: usize, kind: &str, index:
                 .num_partitions(partitions)
                 .num_sub_vectors(sub_vectors),
         ),
-        "ivf_pq" => medley_store::vector_index(n, dim),
+        "ivf_pq" => medley_store::vector_index(dim),
         "ivf_hnsw_sq" => Index::IvfHnswSq(
             IvfHnswSqIndexBuilder::default().distance_type(DistanceType::Cosine).num_partitions(partitions),
         ),
@@ -310,8 +310,8 @@ async fn main() {
     let (n, dim, seed) = (num(1) as usize, num(2) as usize, num(3));
     let kind = opt(&args, "--index").unwrap_or_else(|| "ivf_pq".into());
     // The defaults are `medley_store::vector_index`'s.
-    let partitions: u32 =
-        opt(&args, "--partitions").map_or(((n as f64).sqrt().round() as u32).max(1), |v| v.parse().expect("P"));
+    let partitions: u32 = opt(&args, "--partitions")
+        .map_or((n as u32 / medley_store::TARGET_PARTITION_ROWS).max(1), |v| v.parse().expect("P"));
     let sub_vectors: u32 = opt(&args, "--sub-vectors").map_or((dim / 8) as u32, |v| v.parse().expect("M"));
     let nq: usize = opt(&args, "--queries").map_or(200, |v| v.parse().expect("Q"));
     let n_exact: usize = opt(&args, "--exact-queries").map_or(20, |v| v.parse().expect("E")).min(nq);

@@ -21,15 +21,24 @@ pub const SEARCH_REFINE_FACTOR: u32 = 5;
 /// `description`.
 pub(crate) const FTS_COLUMNS: [&str; 4] = ["label_text", "transcript", "description", "ocr_text"];
 
+/// Rows per IVF partition the vector indexes are built for and kept at.
+///
+/// Lance records the target in the index and keeps partitions near it when rows are added
+/// (`optimize` splits partitions past 4x and joins those under a quarter). An index built with
+/// a partition *count* instead records no target, and the next optimisation joined its
+/// partitions towards Lance's default of 8,192 rows: 316 partitions over 100k rows became 4, so
+/// every search compared all 100k codes. About 1,000 rows each is sqrt(rows) at a million rows,
+/// where `SEARCH_NPROBES` = 20 found recall@10 1.0 (`cargo xtask bench store`), and a search
+/// compares about 20,000 codes at any table size.
+pub const TARGET_PARTITION_ROWS: u32 = 1024;
+
 /// The approximate index `optimize` builds on a vector column: IVF_PQ by cosine distance with
-/// about sqrt(rows) partitions and 8-dimension sub-vectors, searched with
-/// `SEARCH_NPROBES`/`SEARCH_REFINE_FACTOR` (recall@10 1.0 at p50 ~18 ms over a million
-/// 384-d rows in `cargo xtask bench store`).
-pub fn vector_index(rows: usize, width: usize) -> Index {
+/// partitions of about `TARGET_PARTITION_ROWS` and 8-dimension sub-vectors, searched with
+/// `SEARCH_NPROBES`/`SEARCH_REFINE_FACTOR`.
+pub fn vector_index(width: usize) -> Index {
     use lancedb::index::vector::IvfPqIndexBuilder;
-    let mut builder = IvfPqIndexBuilder::default()
-        .distance_type(DistanceType::Cosine)
-        .num_partitions(((rows as f64).sqrt().round() as u32).max(1));
+    let mut builder =
+        IvfPqIndexBuilder::default().distance_type(DistanceType::Cosine).target_partition_size(TARGET_PARTITION_ROWS);
     if width >= 8 && width.is_multiple_of(8) {
         builder = builder.num_sub_vectors((width / 8) as u32);
     }
@@ -102,11 +111,7 @@ impl Store {
                 let rows = table.count_rows(Some(filled)).await.map_err(|e| self.lance(e))?;
                 if rows >= VECTOR_INDEX_MIN_ROWS {
                     let width = vector_width(&schema, column).unwrap_or(0);
-                    table
-                        .create_index(&[column], vector_index(rows, width))
-                        .execute()
-                        .await
-                        .map_err(|e| self.lance(e))?;
+                    table.create_index(&[column], vector_index(width)).execute().await.map_err(|e| self.lance(e))?;
                     report.push(format!("{name}: vector index on {column} ({rows} rows)"));
                 }
             }

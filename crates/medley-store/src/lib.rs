@@ -18,7 +18,7 @@ mod staged;
 mod write;
 
 pub use error::StoreError;
-pub use indexes::{SEARCH_NPROBES, SEARCH_REFINE_FACTOR, VECTOR_INDEX_MIN_ROWS, vector_index};
+pub use indexes::{SEARCH_NPROBES, SEARCH_REFINE_FACTOR, TARGET_PARTITION_ROWS, VECTOR_INDEX_MIN_ROWS, vector_index};
 pub use open::Store;
 pub use rows::{FailureRow, Label, MediaRow, RunRow, SearchHit};
 pub use schema::{

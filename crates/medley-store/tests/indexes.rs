@@ -1,8 +1,10 @@
 //! Index upkeep after writes: a vector column past the row threshold gets an IVF_PQ index
 //! (columns that are mostly null do not), later rows are added to it, and searches through the
-//! index find rows written before and after it was built.
+//! index find rows written before and after it was built; `optimize` keeps the index's partitions
+//! at their target size.
 
-use medley_store::{MediaRow, Store, VECTOR_INDEX_MIN_ROWS, VectorDims};
+use lance::index::DatasetIndexExt;
+use medley_store::{MediaRow, Store, TARGET_PARTITION_ROWS, VECTOR_INDEX_MIN_ROWS, VectorDims};
 
 /// A deterministic pseudo-random unit vector per item (splitmix64 per component).
 fn unit(i: usize) -> Vec<f32> {
@@ -60,4 +62,34 @@ async fn indexes_are_built_full_text_at_once_vector_past_the_threshold_and_kept_
         assert_eq!(hits[0].content_hash, format!("{i:08x}"), "item {i}");
         assert!(hits[0].score > 0.999);
     }
+}
+
+/// IVF partitions of the vector index on `column` of the `media` table under `uri`.
+async fn partitions(uri: &str, column: &str) -> usize {
+    let dataset = lance::Dataset::open(&format!("{uri}/media.lance")).await.unwrap();
+    let stats: serde_json::Value =
+        serde_json::from_str(&dataset.index_statistics(&format!("{column}_idx")).await.unwrap()).unwrap();
+    stats["indices"][0]["num_partitions"].as_u64().unwrap() as usize
+}
+
+#[tokio::test]
+async fn optimize_keeps_partitions_near_their_target_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().join("db").to_string_lossy().into_owned();
+    let dims = VectorDims { visual: 32, audio: 8, bridge: 8, music: 8, text: 8, clip: None, clap: None };
+    let store = Store::open(&uri, dims).await.unwrap();
+    let rows = 2 * VECTOR_INDEX_MIN_ROWS;
+    store.upsert_media(&(0..rows).map(row).collect::<Vec<_>>()).await.unwrap();
+    store.maintain_indexes().await.unwrap();
+    let target = rows / TARGET_PARTITION_ROWS as usize;
+    assert_eq!(partitions(&uri, "visual").await, target, "built for the target size");
+    store.upsert_media(&(rows..rows + 500).map(row).collect::<Vec<_>>()).await.unwrap();
+    store.maintain_indexes().await.unwrap();
+    store.optimize().await.unwrap();
+    // Before the target was recorded, the optimisation joined them towards Lance's default
+    // (8,192 rows): 2 partitions here, and every search compared every row.
+    let kept = partitions(&uri, "visual").await;
+    assert!(kept >= target, "{kept} partitions after optimize, built with {target}");
+    let hits = store.search("visual", &unit(rows + 20), 1, None).await.unwrap();
+    assert_eq!(hits[0].content_hash, format!("{:08x}", rows + 20), "rows added later are found");
 }
