@@ -408,7 +408,7 @@ async fn search(
     let vector = app.queries.embed(&key.text).await.map_err(|e| ApiError::internal(e.to_string()))?;
     // In the dual encoders' spaces too when the pipeline has such models (as `medley search`).
     let mut dual = medley_pipeline::DualQuery::default();
-    let store = app.indexer.store();
+    let store = &app.reader;
     for (embedder, space, slot) in [
         (&app.clip_queries, store.clip_space(), &mut dual.clip),
         (&app.clap_queries, store.clap_space(), &mut dual.clap),
@@ -419,7 +419,7 @@ async fn search(
     }
     let segments = key.segments;
     let hits = in_pool(&app, move |app| async move {
-        let store = app.indexer.store();
+        let store = &app.reader;
         Ok(if segments {
             search_segments_spaces(store, &vector, &dual, k, None).await?
         } else {
@@ -466,7 +466,7 @@ async fn similar(
         return Err(ApiError::bad_request(format!("by = {by}: must be one of {}", SIMILAR_COLUMNS.join(", "))));
     }
     let hits = in_pool(&app, move |app| async move {
-        let store = app.indexer.store();
+        let store = &app.reader;
         let (hash, vectors) = resolve_vectors(store, &id).await?.ok_or_else(|| no_item(&id))?;
         Ok(similar_items(store, &id, &hash, vectors, p.by.as_deref(), k, None).await?)
     })
@@ -492,7 +492,7 @@ async fn music(
     let Query(p) = params.map_err(bad_query)?;
     let k = check_k(p.k)?;
     let hits = in_pool(&app, move |app| async move {
-        let store = app.indexer.store();
+        let store = &app.reader;
         let (hash, vectors) = resolve_vectors(store, &id).await?.ok_or_else(|| no_item(&id))?;
         // With a `clap` column, the video's labels read by that model's text tower (as `medley music-for`).
         let clap = match (&app.clap_queries, store.clap_space()) {
@@ -536,7 +536,7 @@ async fn eval(
         clap: app.encoders.clap.as_ref().map(|c| c.text.clone()),
     };
     let report = in_pool(&app, move |app| async move {
-        evaluate(app.indexer.store(), &encoders, &body.queries, "the request").await.map_err(|e| match e {
+        evaluate(&app.reader, &encoders, &body.queries, "the request").await.map_err(|e| match e {
             EvalError::Query(e) => ApiError::from(e),
             e => ApiError::bad_request(e.to_string()),
         })

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use medley_pipeline::{Encoders, Indexer};
+use medley_store::Store;
 
 pub use jobs::{Job, JobQueue, MAX_ATTEMPTS, Status};
 pub use worker::{WorkerState, WorkerStatus};
@@ -50,6 +51,8 @@ pub enum ServeError {
     OpenWithoutToken(SocketAddr),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
+    #[error("opening the database for the routes' reads: {0}")]
+    Store(#[from] medley_store::StoreError),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
@@ -80,6 +83,9 @@ pub(crate) struct App {
     config: ServeConfig,
     jobs: JobQueue,
     indexer: Indexer,
+    /// What the routes read: the same tables opened for reading (through io_uring where the
+    /// kernel allows), moved to the latest version after each batch the worker indexes.
+    reader: Store,
     encoders: Arc<Encoders>,
     /// Search texts into the text space: cached, batched across requests, off the async workers.
     queries: embed::QueryEmbedder,
@@ -123,10 +129,12 @@ pub async fn run(
     let listener =
         tokio::net::TcpListener::bind(config.bind).await.map_err(io_err(format!("listening on {}", config.bind)))?;
     let addr = listener.local_addr().map_err(io_err("reading the bound address"))?;
+    let reader = Store::open_existing(indexer.store().uri()).await.map_err(ServeError::Store)?;
     let app = Arc::new(App {
         config,
         jobs,
         indexer,
+        reader,
         queries: embed::QueryEmbedder::new(encoders.text.clone()),
         clip_queries: encoders.clip.as_ref().map(|c| embed::QueryEmbedder::new(c.text.clone())),
         clap_queries: encoders.clap.as_ref().map(|c| embed::QueryEmbedder::new(c.text.clone())),

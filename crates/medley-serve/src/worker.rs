@@ -249,7 +249,12 @@ async fn index_batch(app: &AppState, batch: Vec<crate::Job>) -> Result<(), Worke
     };
     // A database error leaves the jobs `running`: the supervisor queues them again.
     let summary = app.indexer.run(&discovery, &mut on_event).await;
-    // Committed or not, the tables may have moved: cached search answers are stale.
+    // Committed or not, the tables may have moved: the routes read the new version, and
+    // cached search answers are stale. A failed refresh leaves the reads at most a second
+    // behind (the read handles look for new versions on their own).
+    if let Err(e) = app.reader.refresh().await {
+        tracing::warn!("medley serve: reading the new version of the tables: {e}");
+    }
     app.answers.invalidate();
     let summary = summary.map_err(|source| WorkerError::IndexRun { files: discovery.files.len(), source })?;
     app.metrics.add_run(summary.wall_seconds, summary.media_seconds);
