@@ -918,11 +918,17 @@ fn an_added_smolvlm_captions_items_and_segments_with_the_pipelines_prompt() {
     let captions = segment_captions(&work.path().join("d"));
     assert_eq!(captions.as_object().unwrap().len(), first.len(), "{captions}");
 
-    // The captioned table is searchable: captions are part of each segment's `semantic`.
-    for db in ["a", "d"] {
+    // The captioned table is searchable: captions are part of each segment's `semantic`, and
+    // each segment hit says its caption.
+    for (db, captions) in [("a", first.clone()), ("d", captions.as_object().unwrap().clone())] {
         let db = work.path().join(db);
         let out = home.run(&["search", "a cat", "--segments", "--db", db.to_str().unwrap(), "--json"]);
         assert!(out.status.success(), "{}", text(&out));
-        assert_eq!(stdout_json(&out).as_array().unwrap().len(), first.len(), "{}", text(&out));
+        let hits = stdout_json(&out);
+        assert_eq!(hits.as_array().unwrap().len(), first.len(), "{}", text(&out));
+        for hit in hits.as_array().unwrap() {
+            let key = format!("cat_upright.mp4:{}", hit["span"]["segment"]);
+            assert_eq!(hit["caption"], captions[&key], "{key}: {hit}");
+        }
     }
 }

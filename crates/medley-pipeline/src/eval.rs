@@ -176,6 +176,7 @@ mod tests {
             score: 1.0,
             labels: Vec::new(),
             span: None,
+            caption: None,
         };
         assert!(is_target(&hit, "/m/photos/cat.png"));
         assert!(is_target(&hit, "cat.png"));

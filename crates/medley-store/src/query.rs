@@ -142,8 +142,8 @@ impl Store {
         self.nearest(MEDIA_TABLE, &self.media, &[], column, query, k, filter).await
     }
 
-    /// Nearest segments (shots or windows) to `query`, each hit with its time range; the
-    /// filter is on `segments` columns (`start_s`, `duration_s`, `kind`, ...).
+    /// Nearest segments (shots or windows) to `query`, each hit with its time range (and
+    /// caption, when there is one); the filter is on `segments` columns (`start_s`, `duration_s`, `kind`, ...).
     pub async fn search_segments(
         &self,
         column: &str,
@@ -151,8 +151,10 @@ impl Store {
         k: usize,
         filter: Option<&str>,
     ) -> Result<Vec<SearchHit>, StoreError> {
-        let span = ["segment", "start_s", "end_s"];
-        self.nearest(SEGMENTS_TABLE, &self.segments, &span, column, query, k, filter).await
+        // Tables from before segment captions, opened without migrating, lack the column.
+        let with_caption = ["segment", "start_s", "end_s", "caption"];
+        let span = if self.segments_have_column("caption").await? { &with_caption[..] } else { &with_caption[..3] };
+        self.nearest(SEGMENTS_TABLE, &self.segments, span, column, query, k, filter).await
     }
 
     /// Nearest rows of `table` (named `name`) on `column`, with the hit columns and

@@ -230,6 +230,7 @@ pub(crate) fn read_hits(
         let segment = b.optional::<UInt32Array>("segment", "uint32")?;
         let start = b.optional::<Float64Array>("start_s", "float64")?;
         let end = b.optional::<Float64Array>("end_s", "float64")?;
+        let caption = b.optional::<StringArray>("caption", "utf8")?;
         for i in b.rows() {
             let span = match (&segment, &start, &end) {
                 (Some(s), Some(a), Some(e)) => {
@@ -245,6 +246,7 @@ pub(crate) fn read_hits(
                 score: score(scores.value(i)?),
                 labels: labels.labels(i)?,
                 span,
+                caption: caption.as_ref().and_then(|c| c.opt(i)).map(str::to_string),
             });
         }
     }

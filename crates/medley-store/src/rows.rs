@@ -125,6 +125,10 @@ pub struct SearchHit {
     /// For a segment search: which shot or window of the item, and its time range.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub span: Option<crate::Span>,
+    /// For a segment search: what the captioner said of the segment's middle frame, when the
+    /// pipeline has a captioner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caption: Option<String>,
 }
 
 pub(crate) fn strings<'a>(v: impl Iterator<Item = &'a str>) -> ArrayRef {
