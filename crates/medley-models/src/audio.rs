@@ -33,8 +33,9 @@ impl AudioEncoder {
             })?),
             None => None,
         };
-        let session = rt.session(&spec.id, &spec.file(&section.file)?)?;
-        Ok(Self { id: spec.id.clone(), session, spec: section, mel })
+        let path = spec.file(&section.file)?;
+        let session = rt.session(&spec.id, &path)?;
+        Ok(Self { id: rt.graph_id(&spec.id, &path), session, spec: section, mel })
     }
 
     pub fn id(&self) -> &str {

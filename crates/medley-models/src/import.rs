@@ -292,7 +292,13 @@ impl GraphInfo {
                 })
                 .collect()
         };
-        GraphSpec { file: file.to_string(), fp16: None, inputs: tensors(&self.inputs), outputs: tensors(&self.outputs) }
+        GraphSpec {
+            file: file.to_string(),
+            fp16: None,
+            int8: None,
+            inputs: tensors(&self.inputs),
+            outputs: tensors(&self.outputs),
+        }
     }
 }
 

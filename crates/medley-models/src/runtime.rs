@@ -53,6 +53,8 @@ pub struct Runtime {
     requested: Device,
     /// Why `Auto` runs on CPU (set once, printed once).
     fallback: Arc<OnceLock<String>>,
+    /// Load float graphs even where an int8 variant exists ([`Runtime::float_only`]).
+    float_only: bool,
 }
 
 impl Runtime {
@@ -71,7 +73,14 @@ impl Runtime {
     pub fn with_device(home: &ModelHome, device: Device) -> Result<Self, ModelError> {
         let (env, lib) = environment(&Self::library_for(home, device)?)?;
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let rt = Self { env, library: lib.clone(), threads, requested: device, fallback: Arc::new(OnceLock::new()) };
+        let rt = Self {
+            env,
+            library: lib.clone(),
+            threads,
+            requested: device,
+            fallback: Arc::new(OnceLock::new()),
+            float_only: false,
+        };
         if device != Device::Cpu {
             use ort::ep::ExecutionProvider;
             let available = ort::ep::CUDA::is_available().unwrap_or(false);
@@ -101,6 +110,12 @@ impl Runtime {
     /// costs exceed the work.
     pub fn on_cpu(&self) -> Self {
         Self { requested: Device::Cpu, ..self.clone() }
+    }
+
+    /// The same runtime, loading float graphs even where an int8 variant exists (to compare
+    /// the two).
+    pub fn float_only(&self) -> Self {
+        Self { float_only: true, ..self.clone() }
     }
 
     /// Why `Auto` fell back to CPU, if it did.
@@ -188,19 +203,37 @@ impl Runtime {
     /// runs one model at a time per worker, so inter-op parallelism would oversubscribe.
     /// On CUDA, a graph's float16 variant (`<stem>.fp16.onnx` beside it, see
     /// [`crate::GraphSpec::fp16`]) is loaded when present: 1.2x the images per second of
-    /// float32 on an H100, cosine to float32 at least 0.999 (checked at export).
+    /// float32 on an H100, cosine to float32 at least 0.999 (checked at export). On the CPU, its
+    /// int8 variant (`<stem>.int8.onnx`, [`crate::GraphSpec::int8`]) is: aiSFX's int8 CNN
+    /// is 2x the windows per second, cosine to float32 at least 0.98 (checked at export).
     pub(crate) fn session(&self, model: &str, path: &Path) -> Result<Mutex<Session>, ModelError> {
-        let fp16 = path.with_extension("fp16.onnx");
-        let gpu_path = if fp16.exists() { fp16.as_path() } else { path };
+        let variant = |ext: &str| Some(path.with_extension(ext)).filter(|p| p.exists());
+        let (fp16, int8) = (variant("fp16.onnx"), self.int8_variant(path));
+        let (gpu_path, cpu_path) = (fp16.as_deref().unwrap_or(path), int8.as_deref().unwrap_or(path));
         match self.device() {
-            Device::Cpu | Device::Auto => self.build(model, path, false),
+            Device::Cpu | Device::Auto => self.build(model, cpu_path, false),
             Device::Cuda if self.requested == Device::Cuda => self.build(model, gpu_path, true),
             Device::Cuda => self.build(model, gpu_path, true).or_else(|e| {
                 self.fall_back(format!("the CUDA execution provider failed for {model}: {e}"));
-                self.build(model, path, false)
+                self.build(model, cpu_path, false)
             }),
         }
         .map(Mutex::new)
+    }
+
+    /// The int8 variant of the graph at `path` that CPU sessions load, if there is one.
+    fn int8_variant(&self, path: &Path) -> Option<std::path::PathBuf> {
+        Some(path.with_extension("int8.onnx")).filter(|p| !self.float_only && p.exists())
+    }
+
+    /// The id rows record for model `id` whose graph is `path`: `id.int8` where this runtime
+    /// runs its int8 variant, so a table says which numbers produced its vectors, and tables
+    /// indexed with the float graph are indexed again rather than mixed.
+    pub(crate) fn graph_id(&self, id: &str, path: &Path) -> String {
+        match (self.device(), self.int8_variant(path)) {
+            (Device::Cpu | Device::Auto, Some(_)) => format!("{id}.int8"),
+            _ => id.to_string(),
+        }
     }
 
     fn build(&self, model: &str, path: &Path, cuda: bool) -> Result<Session, ModelError> {

@@ -48,6 +48,11 @@ pub struct GraphSpec {
     /// when the manifest entry offers it; sessions on CUDA load it instead.
     #[serde(default)]
     pub fp16: Option<String>,
+    /// An int8 variant of the graph (`<stem>.int8.onnx`, same inputs and outputs), written by
+    /// the export when it keeps the float graph's outputs (a cosine checked there); sessions
+    /// on the CPU load it instead.
+    #[serde(default)]
+    pub int8: Option<String>,
     #[serde(default)]
     pub inputs: Vec<TensorSpec>,
     #[serde(default)]

@@ -72,6 +72,26 @@ fn aisfx_matches_python() {
     case.check("embedding", &enc.encode(&windows).unwrap());
 }
 
+/// On the CPU the int8 variant runs (the golden tensors above are its outputs), and its
+/// embeddings stay those of the float graph.
+#[test]
+fn aisfx_int8_keeps_the_float_embeddings() {
+    let (rt, home) = runtime();
+    let dir = home.model_dir("aisfx").unwrap();
+    assert!(dir.join("model.int8.onnx").exists(), "setup writes the int8 variant when it keeps quality");
+    let case = Case::load(&dir);
+    let (x, shape) = case.f32s("inputs", "waveform");
+    let windows: Vec<&[f32]> = x.chunks_exact(shape[1]).collect();
+    let int8 = AudioEncoder::aisfx(rt, &home).unwrap().encode(&windows).unwrap();
+    let float = AudioEncoder::aisfx(&rt.float_only(), &home).unwrap().encode(&windows).unwrap();
+    for (a, b) in int8.iter().zip(&float) {
+        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        let cosine = dot / (a.iter().map(|x| x * x).sum::<f32>().sqrt() * b.iter().map(|x| x * x).sum::<f32>().sqrt());
+        assert!(cosine >= 0.98, "int8 against float: cosine {cosine}");
+        assert!(a != b, "two different graphs ran");
+    }
+}
+
 #[test]
 fn minilm_matches_python_and_tokenizes_like_it() {
     let (rt, home) = runtime();
