@@ -35,12 +35,18 @@ fn row(i: usize) -> MediaRow {
     }
 }
 
-#[tokio::test]
-async fn indexes_are_built_full_text_at_once_vector_past_the_threshold_and_kept_up_to_date() {
+/// A new database in a temporary folder (kept while the folder lives), its URI, and the store.
+async fn new_store() -> (tempfile::TempDir, String, Store) {
     let dir = tempfile::tempdir().unwrap();
     let uri = dir.path().join("db").to_string_lossy().into_owned();
     let dims = VectorDims { visual: 32, audio: 8, bridge: 8, music: 8, text: 8, clip: None, clap: None };
     let store = Store::open(&uri, dims).await.unwrap();
+    (dir, uri, store)
+}
+
+#[tokio::test]
+async fn indexes_are_built_full_text_at_once_vector_past_the_threshold_and_kept_up_to_date() {
+    let (_dir, _, store) = new_store().await;
     let first: Vec<MediaRow> = (0..VECTOR_INDEX_MIN_ROWS - 1).map(row).collect();
     store.upsert_media(&first).await.unwrap();
     // Below the threshold: the full-text indexes (built whenever missing), no vector index.
@@ -74,10 +80,7 @@ async fn partitions(uri: &str, column: &str) -> usize {
 
 #[tokio::test]
 async fn optimize_keeps_partitions_near_their_target_size() {
-    let dir = tempfile::tempdir().unwrap();
-    let uri = dir.path().join("db").to_string_lossy().into_owned();
-    let dims = VectorDims { visual: 32, audio: 8, bridge: 8, music: 8, text: 8, clip: None, clap: None };
-    let store = Store::open(&uri, dims).await.unwrap();
+    let (_dir, uri, store) = new_store().await;
     let rows = 2 * VECTOR_INDEX_MIN_ROWS;
     store.upsert_media(&(0..rows).map(row).collect::<Vec<_>>()).await.unwrap();
     store.maintain_indexes().await.unwrap();
