@@ -60,6 +60,7 @@ impl Store {
             report.push(format!("{name}: {compacted} fragments compacted"));
         }
         report.extend(self.create_indexes(true).await?);
+        report.extend(self.rebuild_oversized_partitions().await?);
         for (name, table) in self.tables() {
             let stats = table.optimize(OptimizeAction::All).await.map_err(|e| self.lance(e))?;
             let pruned = stats.prune.map_or(0, |p| p.old_versions);
@@ -114,6 +115,44 @@ impl Store {
                     table.create_index(&[column], vector_index(width)).execute().await.map_err(|e| self.lance(e))?;
                     report.push(format!("{name}: vector index on {column} ({rows} rows)"));
                 }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Vector indexes whose partitions average more rows than Lance would let a partition
+    /// grow to (4x `TARGET_PARTITION_ROWS`), rebuilt for the target: those built by medley
+    /// before the target was recorded, which an optimisation joined into a few partitions
+    /// (every search then compares every row).
+    async fn rebuild_oversized_partitions(&self) -> Result<Vec<String>, StoreError> {
+        use lance::index::DatasetIndexExt;
+        let mut report = Vec::new();
+        for (name, table) in self.indexed_tables() {
+            let Some(dataset) = table.dataset() else { continue };
+            let dataset = dataset.get().await.map_err(|e| self.lance(e))?;
+            let schema = table.schema().await.map_err(|e| self.lance(e))?;
+            let existing = self.indexed_columns_of(table).await?;
+            for column in VECTOR_COLUMNS.iter().chain(&TEXT_SPACE_COLUMNS).filter(|c| existing.iter().any(|e| e == *c))
+            {
+                // Indexes under other names (made by hand) are left as they are.
+                let Ok(stats) = dataset.index_statistics(&format!("{column}_idx")).await else { continue };
+                let stats: serde_json::Value = serde_json::from_str(&stats).unwrap_or_default();
+                let (rows, partitions) =
+                    (stats["num_indexed_rows"].as_u64(), stats["indices"][0]["num_partitions"].as_u64());
+                let (Some(rows), Some(partitions)) = (rows, partitions.filter(|&p| p > 0)) else { continue };
+                if rows / partitions <= 4 * u64::from(TARGET_PARTITION_ROWS) {
+                    continue;
+                }
+                let width = vector_width(&schema, column).unwrap_or(0);
+                table
+                    .create_index(&[column], vector_index(width))
+                    .replace(true)
+                    .execute()
+                    .await
+                    .map_err(|e| self.lance(e))?;
+                report.push(format!(
+                    "{name}: vector index on {column} rebuilt ({partitions} partitions held {rows} rows)"
+                ));
             }
         }
         Ok(report)

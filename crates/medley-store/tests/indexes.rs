@@ -96,3 +96,23 @@ async fn optimize_keeps_partitions_near_their_target_size() {
     let hits = store.search("visual", &unit(rows + 20), 1, None).await.unwrap();
     assert_eq!(hits[0].content_hash, format!("{:08x}", rows + 20), "rows added later are found");
 }
+
+/// An index an older medley built and an optimisation collapsed (a few partitions holding
+/// thousands of rows each) is rebuilt for the target by `optimize`.
+#[tokio::test]
+async fn optimize_rebuilds_a_collapsed_vector_index() {
+    use lancedb::index::{Index, vector::IvfPqIndexBuilder};
+    let (_dir, uri, store) = new_store().await;
+    let rows = 2 * VECTOR_INDEX_MIN_ROWS;
+    store.upsert_media(&(0..rows).map(row).collect::<Vec<_>>()).await.unwrap();
+    let table = lancedb::connect(&uri).execute().await.unwrap().open_table("media").execute().await.unwrap();
+    let collapsed = IvfPqIndexBuilder::default().distance_type(lancedb::DistanceType::Cosine).num_partitions(2);
+    table.create_index(&["visual"], Index::IvfPq(collapsed)).execute().await.unwrap();
+    assert_eq!(partitions(&uri, "visual").await, 2);
+    store.refresh().await.unwrap();
+    let report = store.optimize().await.unwrap();
+    assert!(report.iter().any(|l| l.starts_with("media: vector index on visual rebuilt")), "{report:?}");
+    assert_eq!(partitions(&uri, "visual").await, rows / TARGET_PARTITION_ROWS as usize);
+    let hits = store.search("visual", &unit(123), 1, None).await.unwrap();
+    assert_eq!(hits[0].content_hash, format!("{:08x}", 123));
+}
