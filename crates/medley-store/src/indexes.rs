@@ -73,9 +73,11 @@ impl Store {
     /// indexes when missing (so `search --full-text` / `--hybrid`, and a name said in a
     /// transcript, work after the first `index`), vector indexes for tables that passed
     /// `VECTOR_INDEX_MIN_ROWS`, and the new rows added to the indexes that exist (searches also
-    /// scan unindexed rows, but exhaustively). Compaction stays with `optimize`.
+    /// scan unindexed rows, but exhaustively), and collapsed vector indexes rebuilt (see
+    /// `rebuild_oversized_partitions`). Compaction stays with `optimize`.
     pub async fn maintain_indexes(&self) -> Result<Vec<String>, StoreError> {
         let mut report = self.create_indexes(true).await?;
+        report.extend(self.rebuild_oversized_partitions().await?);
         for (name, table) in self.indexed_tables() {
             if !self.indexed_columns_of(table).await?.is_empty() {
                 table.optimize(OptimizeAction::Index(Default::default())).await.map_err(|e| self.lance(e))?;
