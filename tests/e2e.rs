@@ -236,16 +236,6 @@ fn text_search_finds_the_pictured_subject_first() {
     // Scores are cosine similarities, best first.
     let scores: Vec<f64> = cats.iter().map(|h| h["score"].as_f64().unwrap()).collect();
     assert!(scores.windows(2).all(|w| w[0] >= w[1]) && scores[0] <= 1.0 + 1e-6);
-    // Read without io_uring (as where the kernel forbids it), the answer is the same.
-    let out = medley()
-        .env("MEDLEY_IO_URING", "0")
-        .args(["search", "a cat", "--db"])
-        .arg(&corpus().db)
-        .args(["-k", "5", "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(stdout_json(&out).as_array().unwrap(), &cats);
 }
 
 #[test]

@@ -83,8 +83,8 @@ pub(crate) struct App {
     config: ServeConfig,
     jobs: JobQueue,
     indexer: Indexer,
-    /// What the routes read: the same tables opened for reading (through io_uring where the
-    /// kernel allows), moved to the latest version after each batch the worker indexes.
+    /// What the routes read: the same tables opened again for reading, moved to the latest
+    /// version after each batch the worker indexes (so readers never share the worker's handles).
     reader: Store,
     encoders: Arc<Encoders>,
     /// Search texts into the text space: cached, batched across requests, off the async workers.

@@ -250,8 +250,8 @@ async fn index_batch(app: &AppState, batch: Vec<crate::Job>) -> Result<(), Worke
     // A database error leaves the jobs `running`: the supervisor queues them again.
     let summary = app.indexer.run(&discovery, &mut on_event).await;
     // Committed or not, the tables may have moved: the routes read the new version, and
-    // cached search answers are stale. A failed refresh leaves the reads at most a second
-    // behind (the read handles look for new versions on their own).
+    // cached search answers are stale. A failed refresh leaves the reads on the version
+    // before until the next batch.
     if let Err(e) = app.reader.refresh().await {
         tracing::warn!("medley serve: reading the new version of the tables: {e}");
     }

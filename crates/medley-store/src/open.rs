@@ -60,38 +60,7 @@ impl Store {
         let dims = dims_of(uri, &schema)?;
         let store = Self::assemble(uri, conn, media, dims).await?;
         store.check_columns(&added_media_names()).await?;
-        Ok(store.read_through_io_uring().await)
-    }
-
-    /// The same tables of a local database opened again to be read through io_uring, when the
-    /// kernel allows it (containers often forbid it) and `MEDLEY_IO_URING` is not `0`.
-    ///
-    /// Lance reads a local file with one blocking-pool task per range otherwise, and a search
-    /// reads dozens of ranges (the refined candidates' vectors, the hits' columns): the thread
-    /// hand-offs cost about a quarter of a search's CPU on a 100k-row table (9.5 against 7.2 ms
-    /// per search on this project's 2-core machine). Only for reading: Lance commits to
-    /// `file+uring` tables without its safe local commit, so writers keep the plain path. The
-    /// handles look for new versions once a second, as a server's reads must see its writes.
-    async fn read_through_io_uring(self) -> Self {
-        let Some(target) = io_uring_uri(&self.uri) else { return self };
-        let Ok(conn) =
-            lancedb::connect(&target).read_consistency_interval(std::time::Duration::from_secs(1)).execute().await
-        else {
-            return self;
-        };
-        let names: Vec<&str> = self.tables().iter().map(|(name, _)| *name).collect();
-        let mut opened = Vec::new();
-        for name in names {
-            match conn.open_table(name).execute().await {
-                Ok(table) => opened.push(table),
-                Err(_) => return self,
-            }
-        }
-        let [media, segments, failures, runs]: [Table; 4] = match opened.try_into() {
-            Ok(tables) => tables,
-            Err(_) => return self,
-        };
-        Self { conn, media, segments, failures, runs, ..self }
+        Ok(store)
     }
 
     /// The tables besides `media` (created on first use), and the schema-version check.
@@ -289,22 +258,6 @@ async fn connect(uri: &str) -> Result<Connection, StoreError> {
         path.to_string_lossy().into_owned()
     };
     lancedb::connect(&target).execute().await.map_err(|source| StoreError::Lance { uri: uri.to_string(), source })
-}
-
-/// `file+uring://` and the absolute path of a local database `uri`, when io_uring is usable.
-fn io_uring_uri(uri: &str) -> Option<String> {
-    static USABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let usable = *USABLE.get_or_init(|| {
-        std::env::var("MEDLEY_IO_URING").map_or(true, |v| v != "0") && io_uring::IoUring::new(8).is_ok()
-    });
-    let path = match uri.strip_prefix("file://") {
-        Some(path) => path,
-        None if !has_scheme(uri) => uri,
-        None => return None,
-    };
-    let path = std::path::absolute(path).ok()?;
-    let path = path.to_str()?;
-    usable.then(|| format!("file+uring://{path}"))
 }
 
 /// `s3://...`, `file://...`, `memory://`: a scheme of letters, digits, `+`, `-`, `.`.
