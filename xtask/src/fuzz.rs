@@ -1,5 +1,5 @@
-//! `cargo xtask fuzz --seconds N [--target probe_decode]`: a fuzz target of
-//! `crates/medley-media/fuzz` run by libFuzzer for a bounded time, seeded with the generated
+//! `cargo xtask fuzz --seconds N [--runs N] [--seed N] [--target probe_decode]`: a fuzz target of
+//! `crates/medley-media/fuzz` run by libFuzzer for a bounded time or number of inputs, seeded with the generated
 //! fixtures and the small sample media. Fails when the fuzzer finds a crash, a leak, a timeout
 //! or an out-of-memory input, and says where the input was written.
 //!
@@ -31,6 +31,7 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
     let mut seconds: Option<u64> = None;
     let mut target = "probe_decode".to_string();
     let mut seed: Option<u64> = None;
+    let mut runs: Option<u64> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -43,17 +44,28 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
                 let v = it.next().context("--seed takes a number")?;
                 seed = Some(v.parse().with_context(|| format!("--seed takes a number, not {v:?}"))?);
             }
-            other => bail!("unknown option {other}; fuzz takes --seconds N, --target NAME and --seed N"),
+            "--runs" => {
+                let v = it.next().context("--runs takes a number of inputs")?;
+                runs = Some(v.parse().with_context(|| format!("--runs takes a number of inputs, not {v:?}"))?);
+            }
+            other => bail!("unknown option {other}; fuzz takes --seconds N, --runs N, --target NAME and --seed N"),
         }
     }
-    let seconds = seconds.context("fuzz needs --seconds N (how long to fuzz)")?;
-    fuzz(ctx, &target, seconds, seed)
+    let seconds = match (seconds, runs) {
+        (Some(s), _) => s,
+        // A cap all the same, for a machine far slower than expected.
+        (None, Some(_)) => 1800,
+        (None, None) => bail!("fuzz needs --seconds N (how long to fuzz) or --runs N (how many inputs)"),
+    };
+    fuzz(ctx, &target, seconds, runs, seed)
 }
 
-/// Build `target` and fuzz it for `seconds`. With a `seed`, the run is repeatable (CI): the
-/// fuzzer's random seed is fixed and it starts from the seeds alone, in a corpus folder of its
-/// own emptied first, rather than from what earlier runs found.
-pub fn fuzz(ctx: &Ctx, target: &str, seconds: u64, seed: Option<u64>) -> Result<()> {
+/// Build `target` and fuzz it for `seconds` (or `runs` inputs, whichever ends first). With a
+/// `seed`, the run is repeatable (CI): the fuzzer's random seed is fixed and it starts from the
+/// seeds alone, in a corpus folder of its own emptied first, rather than from what earlier runs
+/// found. With `runs` as well, a faster machine does not try more inputs than a slower one, so
+/// CI fails only on what the same command finds here.
+pub fn fuzz(ctx: &Ctx, target: &str, seconds: u64, runs: Option<u64>, seed: Option<u64>) -> Result<()> {
     let fuzz_dir = ctx.root.join("crates/medley-media/fuzz");
     let targets = fuzz_targets(&fuzz_dir)?;
     if !targets.iter().any(|t| t == target) {
@@ -119,6 +131,9 @@ pub fn fuzz(ctx: &Ctx, target: &str, seconds: u64, seed: Option<u64>) -> Result<
     if let Some(n) = seed {
         fuzzer.arg(format!("-seed={n}"));
     }
+    if let Some(n) = runs {
+        fuzzer.arg(format!("-runs={n}"));
+    }
     let mut child = fuzzer
         .arg(format!("-max_total_time={seconds}"))
         .arg(format!("-max_len={MAX_LEN}"))
@@ -129,6 +144,8 @@ pub fn fuzz(ctx: &Ctx, target: &str, seconds: u64, seed: Option<u64>) -> Result<
         .arg(format!("-artifact_prefix={}/", artifacts.display()))
         .arg(&corpus)
         .arg(&seeds)
+        // Inputs that once failed, kept in the repo: replayed first by every run.
+        .arg(fuzz_dir.join("regressions"))
         // As cargo-fuzz runs it: ASan's one-definition-rule check misfires on Rust binaries.
         .env("ASAN_OPTIONS", "detect_odr_violation=0")
         .spawn()

@@ -138,7 +138,7 @@ fn real_main() -> Result<()> {
                  eval      index the evaluation set under pipeline variants; recall@1/5/10, median rank\n\
                  \x20         (`--floor`: today and new only, fail below the floor; `--variants a,b`; `--no-setup`)\n\
                  bench     setup, then run benchmarks (`bench index`)\n\
-                 fuzz      fuzz the media decoder for a bounded time (`--seconds N`, `--target NAME`, `--seed N` repeatable)"
+                 fuzz      fuzz the media decoder for a bounded time (`--seconds N`, `--runs N`, `--target NAME`, `--seed N` repeatable)"
             );
             if task == "help" { Ok(()) } else { bail!("unknown task {task}") }
         }

@@ -1,6 +1,8 @@
 use std::path::Path;
 
-use ffmpeg_next::{self as ff, ChannelLayout, frame, software};
+use std::ptr::NonNull;
+
+use ffmpeg_next::{self as ff, ChannelLayout, frame};
 
 use super::{DecodeStats, decoder_context, ffmpeg_err};
 use crate::error::{MediaError, MediaErrorKind};
@@ -11,7 +13,7 @@ pub(super) struct AudioResampler {
     start_s: f64,
     decoder: ff::decoder::Audio,
     rate: u32,
-    resampler: Option<software::resampling::Context>,
+    resampler: Option<Swr>,
     /// The input the resampler was set up for: format, channels, layout, rate.
     input: Option<(ff::format::Sample, u16, ChannelLayout, u32)>,
     decoded: frame::Audio,
@@ -120,27 +122,23 @@ impl AudioResampler {
     ) -> Result<(), ff::Error> {
         if self.resampler.is_none() {
             let f = &self.decoded;
-            let layout = if f.channel_layout().is_empty() {
+            // A layout that disagrees with the frame's channel count (a damaged header) would
+            // make swresample read planes the frame does not have: the count wins.
+            let layout = f.channel_layout();
+            let layout = if layout.is_empty() || layout.channels() != i32::from(f.channels()) {
                 ChannelLayout::default(i32::from(f.channels()))
             } else {
-                f.channel_layout()
+                layout
             };
             // swresample's default matrix downmixes (5.1 to mono keeps centre and surrounds at -3 dB).
-            self.resampler = Some(software::resampling::Context::get(
-                f.format(),
-                layout,
-                f.rate(),
-                ff::format::Sample::F32(ff::format::sample::Type::Packed),
-                ChannelLayout::MONO,
-                self.rate,
-            )?);
+            self.resampler = Some(Swr::to_mono(f.format(), layout, f.rate(), self.rate)?);
         }
-        let Some(resampler) = self.resampler.as_mut() else { return Err(ff::Error::Bug) };
+        let Some(resampler) = self.resampler.as_ref() else { return Err(ff::Error::Bug) };
         // SAFETY: `swr` is the live SwrContext owned by `resampler`; `out` has room for
         // `capacity` f32 samples (mono, packed); `input` holds `n` samples per channel in the
         // decoded frame's layout (or is null with n = 0 to flush).
         unsafe {
-            let swr = resampler.as_mut_ptr();
+            let swr = resampler.0.as_ptr();
             let capacity = ff::ffi::swr_get_out_samples(swr, n).max(0) as usize + 32;
             self.out.resize(capacity, 0.0);
             let mut out_ptr = self.out.as_mut_ptr() as *mut u8;
@@ -156,3 +154,68 @@ impl AudioResampler {
         Ok(())
     }
 }
+
+/// An owned SwrContext converting to packed f32 mono. ffmpeg-next's `resampling::Context::get`
+/// leaks the context when `swr_init` refuses the parameters (a damaged file's layout or rate;
+/// found by the fuzzer), so medley holds it itself and frees it on every path.
+struct Swr(NonNull<ff::ffi::SwrContext>);
+
+impl Swr {
+    fn to_mono(format: ff::format::Sample, layout: ChannelLayout, rate: u32, out_rate: u32) -> Result<Self, ff::Error> {
+        let out_format = ff::format::Sample::F32(ff::format::sample::Type::Packed);
+        let mut ptr: *mut ff::ffi::SwrContext = std::ptr::null_mut();
+        // SAFETY: plain allocation calls; the layouts are read, not kept.
+        unsafe {
+            #[cfg(not(feature = "ffmpeg_7_0"))]
+            {
+                ptr = ff::ffi::swr_alloc_set_opts(
+                    ptr,
+                    ChannelLayout::MONO.bits() as i64,
+                    out_format.into(),
+                    out_rate as i32,
+                    layout.bits() as i64,
+                    format.into(),
+                    rate as i32,
+                    0,
+                    std::ptr::null_mut(),
+                );
+            }
+            #[cfg(feature = "ffmpeg_7_0")]
+            {
+                let e = ff::ffi::swr_alloc_set_opts2(
+                    &mut ptr,
+                    &ChannelLayout::MONO.into(),
+                    out_format.into(),
+                    out_rate as i32,
+                    &layout.into(),
+                    format.into(),
+                    rate as i32,
+                    0,
+                    std::ptr::null_mut(),
+                );
+                if e < 0 {
+                    ff::ffi::swr_free(&mut ptr);
+                    return Err(ff::Error::from(e));
+                }
+            }
+        }
+        let swr = Swr(NonNull::new(ptr).ok_or(ff::Error::InvalidData)?);
+        // SAFETY: `swr` holds a live, not yet initialised context; on failure its drop frees it.
+        let e = unsafe { ff::ffi::swr_init(swr.0.as_ptr()) };
+        if e < 0 {
+            return Err(ff::Error::from(e));
+        }
+        Ok(swr)
+    }
+}
+
+impl Drop for Swr {
+    fn drop(&mut self) {
+        let mut ptr = self.0.as_ptr();
+        // SAFETY: the context is owned by this value and freed once, here.
+        unsafe { ff::ffi::swr_free(&mut ptr) };
+    }
+}
+
+// SAFETY: a SwrContext has no thread affinity; `Swr` owns it exclusively.
+unsafe impl Send for Swr {}
