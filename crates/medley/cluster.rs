@@ -92,7 +92,7 @@ pub struct CommitArgs {
 }
 
 /// List the media files `index` would take from PATHS (folders walked as `index` walks them),
-/// one per line, or as JSON {"files", "skipped"} with `--json`.
+/// one per line, or as JSON {"files", "skipped", "unfinished"} with `--json`.
 #[derive(clap::Args)]
 pub struct DiscoverArgs {
     #[arg(required = true)]
@@ -123,7 +123,10 @@ pub fn discover_files(a: DiscoverArgs) -> Result<ExitCode> {
     let found = discover(&a.paths).map_err(config_err)?;
     let mut out = std::io::stdout().lock();
     if a.json {
-        serde_json::to_writer(&mut out, &serde_json::json!({ "files": found.files, "skipped": found.skipped }))?;
+        serde_json::to_writer(
+            &mut out,
+            &serde_json::json!({ "files": found.files, "skipped": found.skipped, "unfinished": found.unfinished }),
+        )?;
         writeln!(out)?;
     } else {
         for f in &found.files {
@@ -192,7 +195,7 @@ pub async fn worker(home: &ModelHome, a: WorkerArgs) -> Result<ExitCode> {
 async fn run_task(indexer: &Indexer, task: &str, files: Vec<PathBuf>) -> Result<String, StoreError> {
     indexer.store().refresh().await?;
     // The files as named, not walked: a file gone since the driver listed it is a failure row.
-    let discovery = Discovery { files, skipped: Vec::new() };
+    let discovery = Discovery { files, ..Default::default() };
     let summary: Summary = indexer.run(&discovery, &mut |_| {}).await?;
     let staged = indexer.take_staged();
     let worker = serde_json::json!({

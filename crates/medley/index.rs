@@ -131,6 +131,9 @@ pub async fn run(home: &ModelHome, args: IndexArgs) -> Result<ExitCode> {
     };
     let summary = indexer.run(&discovery, &mut on_event).await.context("indexing stopped")?;
     bars.finish();
+    for path in &summary.unfinished {
+        eprintln!("warning: {path}: named as an unfinished download or copy; not indexed until it has its final name");
+    }
     for warning in &summary.warnings {
         eprintln!("warning: {warning}");
     }
@@ -143,8 +146,12 @@ pub async fn run(home: &ModelHome, args: IndexArgs) -> Result<ExitCode> {
             0 => String::new(),
             n => format!(" ({n} partial: cut short of their declared length)"),
         };
+        let unfinished = match summary.unfinished.len() {
+            0 => String::new(),
+            n => format!(", {n} unfinished (not indexed)"),
+        };
         println!(
-            "indexed {} items{partial}, {} already indexed, {} skipped (not media), {} failed; {:.1} media seconds in {:.1} s wall ({:.1}x realtime){}",
+            "indexed {} items{partial}, {} already indexed, {} skipped (not media){unfinished}, {} failed; {:.1} media seconds in {:.1} s wall ({:.1}x realtime){}",
             summary.indexed,
             summary.already_indexed,
             summary.skipped_not_media,

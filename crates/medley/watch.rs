@@ -91,7 +91,7 @@ pub async fn run(home: &ModelHome, args: WatchArgs) -> Result<ExitCode> {
         }
         seen.retain(|p, _| p.exists());
         if !ready.is_empty() {
-            let discovery = Discovery { files: ready, skipped: Vec::new() };
+            let discovery = Discovery { files: ready, ..Default::default() };
             let mut on_event = |event: Event<'_>| match event {
                 Event::Indexed { partial: Some(p), .. } => eprintln!("warning: {}", partial_line(p)),
                 Event::Indexed { path, .. } => eprintln!("indexed {}", path.display()),

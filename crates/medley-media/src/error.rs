@@ -20,6 +20,9 @@ pub enum MediaErrorKind {
     Corrupt(String),
     #[error("the file is empty (0 bytes)")]
     ZeroBytes,
+    /// The file exists but cannot be read (permissions, a directory, an I/O error).
+    #[error("cannot read the file ({0})")]
+    Unreadable(String),
     #[error("decoding produced no frames or samples ({0})")]
     Empty(String),
     #[error("ffmpeg: {0}")]
@@ -37,6 +40,7 @@ impl MediaErrorKind {
             Self::UnsupportedCodec(_) => "unsupported_codec",
             Self::Corrupt(_) => "corrupt",
             Self::ZeroBytes | Self::Empty(_) => "empty",
+            Self::Unreadable(_) => "unreadable",
             Self::Ffmpeg(_) => "ffmpeg",
             Self::Timeout(_) => "timeout",
         }

@@ -70,7 +70,11 @@ pub(crate) fn open(path: &Path) -> Result<format::context::Input, MediaError> {
 fn classify_open_failure(path: &Path, e: ff::Error) -> MediaErrorKind {
     use std::io::Read;
     let mut head = vec![0u8; 4096];
-    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
+    let n = match std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) {
+        Ok(n) => n,
+        // Not "empty": a file that cannot be opened or read (permissions, an I/O error).
+        Err(io) => return MediaErrorKind::Unreadable(io.to_string()),
+    };
     if n == 0 {
         return MediaErrorKind::ZeroBytes;
     }

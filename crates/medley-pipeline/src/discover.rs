@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use medley_media::MediaErrorKind;
+
 /// The files a run will take and the ones it passes over.
 #[derive(Debug, Default)]
 pub struct Discovery {
@@ -12,6 +14,9 @@ pub struct Discovery {
     pub files: Vec<PathBuf>,
     /// Files found while walking folders that are not media.
     pub skipped: Vec<PathBuf>,
+    /// Media files still being downloaded or copied, by their name (`clip.mp4.part`): not
+    /// indexed, since their rows would describe a cut-off file, but named to the user.
+    pub unfinished: Vec<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,8 +38,11 @@ const NOT_MEDIA_EXTENSIONS: &[&str] = &[
     "c", "h", "cc", "cpp", "hpp", "go", "java", "kt", "rb", "php", "sh", "bash", "ps1", "bat", "lock", "o", "a", "so",
     "dll", "dylib", "exe", "class", "jar", "wasm", "pyc", "db", "sqlite", "parquet", "arrow", "lance", "npy", "npz",
     "onnx", "pt", "pkl", "h5", "bin", "idx", "manifest", "txn", "srt", "vtt", "ass", "ssa", "sub", "m3u", "m3u8",
-    "pls", "cue", "ffconcat", "xspf", "url", "torrent", "part",
+    "pls", "cue", "ffconcat", "xspf", "url", "torrent",
 ];
+
+/// Suffixes browsers and copy tools give a file until it is complete (`clip.mp4.part`).
+const UNFINISHED_EXTENSIONS: &[&str] = &["part", "partial", "crdownload", "download", "opdownload"];
 
 /// Walk `paths` recursively (following symlinks, in a stable sorted order). Files named
 /// directly are always taken; a path that does not exist is an error before any work.
@@ -66,7 +74,16 @@ impl Discoverer {
                 if !entry.file_type().is_file() || is_hidden(entry.path()) {
                     continue;
                 }
-                if self.is_media(entry.path()) {
+                if medley_media::has_extension_in(entry.path(), UNFINISHED_EXTENSIONS) {
+                    // `clip.mp4.part`, or media content under any unfinished name.
+                    let stem_is_media =
+                        entry.path().file_stem().is_some_and(|s| medley_media::has_media_extension(Path::new(s)));
+                    if stem_is_media || self.is_media(entry.path()) {
+                        out.unfinished.push(entry.into_path());
+                    } else {
+                        out.skipped.push(entry.into_path());
+                    }
+                } else if self.is_media(entry.path()) {
                     out.files.push(entry.into_path());
                 } else {
                     out.skipped.push(entry.into_path());
@@ -80,7 +97,10 @@ impl Discoverer {
     }
 
     /// A media extension, or no known non-media one and FFmpeg opens it with a video or audio
-    /// stream (FFmpeg looks at the content, so `.m4b`, `.dat` or no extension all work).
+    /// stream (FFmpeg looks at the content, so `.m4b`, `.dat` or no extension all work). A file
+    /// FFmpeg recognises as a media container but cannot open (cut off, damaged) or that cannot
+    /// be read at all is taken too, so its failure is recorded by name instead of vanishing
+    /// into the "not media" count.
     fn is_media(&mut self, path: &Path) -> bool {
         if medley_media::has_media_extension(path) {
             return true;
@@ -96,7 +116,13 @@ impl Discoverer {
         match self.probed.get(path) {
             Some(&(s, m, media)) if (s, m) == (size, modified) => media,
             _ => {
-                let media = medley_media::probe(path).is_ok();
+                let media = match medley_media::probe(path) {
+                    Ok(_) => true,
+                    Err(e) => !matches!(
+                        e.kind,
+                        MediaErrorKind::NotMedia(_) | MediaErrorKind::ZeroBytes | MediaErrorKind::NoStreams
+                    ),
+                };
                 self.probed.insert(path.to_path_buf(), (size, modified, media));
                 media
             }

@@ -169,8 +169,12 @@ impl Indexer {
     ) -> Result<Summary, StoreError> {
         let started = Instant::now();
         let started_at_us = now_us();
-        let mut summary =
-            Summary { files: discovery.files.len(), skipped_not_media: discovery.skipped.len(), ..Default::default() };
+        let mut summary = Summary {
+            files: discovery.files.len(),
+            skipped_not_media: discovery.skipped.len(),
+            unfinished: discovery.unfinished.iter().map(|p| p.display().to_string()).collect(),
+            ..Default::default()
+        };
         let used = self.models.config.runtime.used;
         summary.device = used.map_or(medley_models::Device::Cpu, |u| u.device).to_string();
         summary.hwaccel = used.map_or(medley_media::HwAccel::None, |u| u.hwaccel).to_string();
@@ -327,7 +331,7 @@ impl Indexer {
             files: summary.files as u64,
             indexed: summary.indexed as u64,
             already_indexed: summary.already_indexed as u64,
-            skipped: summary.skipped_not_media as u64,
+            skipped: (summary.skipped_not_media + summary.unfinished.len()) as u64,
             failed: summary.failed as u64,
             interrupted: summary.interrupted,
             media_seconds: summary.media_seconds,

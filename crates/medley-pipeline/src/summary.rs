@@ -48,6 +48,9 @@ pub struct Summary {
     pub failures: Vec<FailureSummary>,
     /// Files indexed as far as they decoded (cut short of their declared duration).
     pub partial: Vec<Partial>,
+    /// Media files found under an unfinished-download name (`clip.mp4.part`): not indexed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unfinished: Vec<String>,
     /// Busy seconds per stage (hash, decode, vision, audio, music, speech, text, write),
     /// summed over files: the largest is the bottleneck.
     pub stage_seconds: BTreeMap<&'static str, f64>,

@@ -31,7 +31,7 @@ fn options() -> IndexOptions {
 }
 
 fn files(paths: &[PathBuf]) -> Discovery {
-    Discovery { files: paths.to_vec(), skipped: Vec::new() }
+    Discovery { files: paths.to_vec(), ..Default::default() }
 }
 
 /// Run and collect the events as `(file name, what happened)`.
@@ -270,11 +270,26 @@ fn discovery_probes_files_without_a_media_extension() {
     std::fs::write(d.join("notes.txt"), "a text file").unwrap();
     std::fs::write(d.join("notes.unknown"), "neither is this one, whatever its extension").unwrap();
     std::fs::write(d.join("empty.bin2"), "").unwrap();
+    // The start of an MP4 whose index (moov) was never written: FFmpeg knows the container
+    // but cannot open it. Without a media extension it is still taken, so it fails by name.
+    let mut cut = Vec::new();
+    cut.extend_from_slice(b"\0\0\0\x18ftypisom\0\0\x02\0isommp41");
+    cut.extend_from_slice(b"\0\x10\0\0mdat");
+    cut.resize(4096, 0x5a);
+    std::fs::write(d.join("download"), &cut).unwrap();
+    // A download still in progress, and one of something that is not media.
+    std::fs::write(d.join("clip.mp4.part"), &cut).unwrap();
+    std::fs::write(d.join("Clip Two.MOV.crdownload"), &cut).unwrap();
+    std::fs::write(d.join("video.part"), &cut).unwrap();
+    std::fs::write(d.join("archive.zip.part"), "PK\x03\x04 not media").unwrap();
 
     let found = discover(std::slice::from_ref(&d)).unwrap();
     let names = |v: &[PathBuf]| v.iter().map(|p| p.strip_prefix(&d).unwrap().display().to_string()).collect::<Vec<_>>();
-    assert_eq!(names(&found.files), ["book.m4b", "clip.weird", "sub/noext", "tone.data7"]);
-    assert_eq!(names(&found.skipped), ["empty.bin2", "notes.txt", "notes.unknown"]);
+    assert_eq!(names(&found.files), ["book.m4b", "clip.weird", "download", "sub/noext", "tone.data7"]);
+    assert_eq!(names(&found.skipped), ["archive.zip.part", "empty.bin2", "notes.txt", "notes.unknown"]);
+    assert_eq!(names(&found.unfinished), ["Clip Two.MOV.crdownload", "clip.mp4.part", "video.part"]);
+    let err = medley_media::probe(&d.join("download")).unwrap_err();
+    assert_eq!(err.kind.code(), "corrupt", "{err}");
 
     // A missing path is named before any work.
     let err = discover(&[d.join("nope")]).unwrap_err().to_string();

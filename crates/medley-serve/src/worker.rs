@@ -237,7 +237,7 @@ async fn index_batch(app: &AppState, batch: Vec<crate::Job>) -> Result<(), Worke
     let mut files: Vec<PathBuf> = batch.iter().map(|j| PathBuf::from(&j.path)).collect();
     files.sort();
     files.dedup();
-    let discovery = Discovery { files, skipped: Vec::new() };
+    let discovery = Discovery { files, ..Default::default() };
     let mut outcomes: HashMap<PathBuf, Result<(), String>> = HashMap::new();
     let mut on_event = |event: Event<'_>| match event {
         Event::Indexed { path, .. } | Event::AlreadyIndexed(path) => {
