@@ -24,8 +24,9 @@ impl<I: Send + 'static, O: Send + 'static> Clone for Batcher<I, O> {
 
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// Start the worker: a batch is run when `max_batch` requests are waiting, or `max_wait`
-    /// after the first request of the batch arrived, whichever is first.
-    pub fn new<F>(max_batch: usize, max_wait: Duration, run: F) -> Self
+    /// after the first request of the batch arrived, whichever is first. Fails only when the
+    /// OS cannot start one more thread.
+    pub fn new<F>(max_batch: usize, max_wait: Duration, run: F) -> Result<Self, ModelError>
     where
         F: Fn(Vec<I>) -> Result<Vec<O>, ModelError> + Send + 'static,
     {
@@ -63,9 +64,8 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                     }
                 }
             })
-            // Fails only when the OS cannot start one more thread; nothing could run then.
-            .expect("spawn batcher thread");
-        Self { tx: Some(tx), worker: Some(std::sync::Arc::new(worker)) }
+            .map_err(|e| ModelError::Batcher(format!("cannot start its worker thread: {e}")))?;
+        Ok(Self { tx: Some(tx), worker: Some(std::sync::Arc::new(worker)) })
     }
 
     /// Submit one request and wait for its output.

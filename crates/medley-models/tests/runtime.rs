@@ -33,7 +33,8 @@ fn batcher_gathers_requests_from_many_threads() {
     let batcher = Batcher::new(8, Duration::from_millis(50), move |xs: Vec<u32>| {
         seen.lock().unwrap().push(xs.len());
         Ok(xs.into_iter().map(|x| x * 2).collect())
-    });
+    })
+    .unwrap();
     std::thread::scope(|s| {
         for t in 0..4u32 {
             let b = batcher.clone();
@@ -60,7 +61,8 @@ fn batcher_merges_concurrent_submissions_of_many() {
         seen.lock().unwrap().push(xs.len());
         std::thread::sleep(Duration::from_millis(20));
         Ok(xs.into_iter().map(|x| x + 1).collect())
-    });
+    })
+    .unwrap();
     std::thread::scope(|s| {
         for t in 0..4u32 {
             let b = batcher.clone();
@@ -86,7 +88,8 @@ fn batcher_shares_one_model_session() {
     let batcher = Batcher::new(4, Duration::from_millis(20), move |imgs: Vec<Vec<u8>>| {
         let refs: Vec<&[u8]> = imgs.iter().map(Vec::as_slice).collect();
         Ok(e.encode(&refs)?.into_iter().map(|o| o.embedding).collect())
-    });
+    })
+    .unwrap();
     let img: Vec<u8> = (0..224 * 224 * 3).map(|i| (i % 251) as u8).collect();
     let direct = enc.encode(&[&img]).unwrap().remove(0).embedding;
     std::thread::scope(|s| {

@@ -173,7 +173,7 @@ impl Encoders {
             Batcher::new(frame_batch * CROSS_FILE_BATCHES, Duration::ZERO, move |frames: Vec<Vec<u8>>| {
                 let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
                 shared.encode(&refs)
-            });
+            })?;
         let audio = AudioEncoder::load(&rt, home, &m.audio)?;
         let text = TextEncoder::load(&rt, home, &m.text)?;
         let mode = config.text_space.label_text;

@@ -38,15 +38,15 @@ pub struct QueryEmbedder {
 }
 
 impl QueryEmbedder {
-    pub fn new(encoder: Arc<TextEncoder>) -> Self {
+    pub fn new(encoder: Arc<TextEncoder>) -> Result<Self, ModelError> {
         let model = encoder.id().to_string();
         // No wait for more texts: a batch is what queued while the previous one ran, so a lone
         // request pays nothing for batching and a burst is gathered by the model's own latency.
         let batcher = Batcher::new(MAX_BATCH, Duration::ZERO, move |texts: Vec<String>| {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             encoder.encode(&refs)
-        });
-        Self { model, batcher, cache: quick_cache::sync::Cache::new(CACHE_TEXTS) }
+        })?;
+        Ok(Self { model, batcher, cache: quick_cache::sync::Cache::new(CACHE_TEXTS) })
     }
 
     /// The unit vector of `text` in the text space.

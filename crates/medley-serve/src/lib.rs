@@ -53,6 +53,8 @@ pub enum ServeError {
     Io { what: String, source: std::io::Error },
     #[error("opening the database for the routes' reads: {0}")]
     Store(#[from] medley_store::StoreError),
+    #[error("starting the query embedder: {0}")]
+    Embedder(#[from] medley_models::ModelError),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
@@ -130,14 +132,15 @@ pub async fn run(
         tokio::net::TcpListener::bind(config.bind).await.map_err(io_err(format!("listening on {}", config.bind)))?;
     let addr = listener.local_addr().map_err(io_err("reading the bound address"))?;
     let reader = Store::open_existing(indexer.store().uri()).await.map_err(ServeError::Store)?;
+    let embedder = |text: &Arc<medley_models::TextEncoder>| embed::QueryEmbedder::new(text.clone());
     let app = Arc::new(App {
         config,
         jobs,
         indexer,
         reader,
-        queries: embed::QueryEmbedder::new(encoders.text.clone()),
-        clip_queries: encoders.clip.as_ref().map(|c| embed::QueryEmbedder::new(c.text.clone())),
-        clap_queries: encoders.clap.as_ref().map(|c| embed::QueryEmbedder::new(c.text.clone())),
+        queries: embedder(&encoders.text)?,
+        clip_queries: encoders.clip.as_ref().map(|c| embedder(&c.text)).transpose()?,
+        clap_queries: encoders.clap.as_ref().map(|c| embedder(&c.text)).transpose()?,
         answers: embed::Answers::default(),
         pool: pool::QueryPool::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
             .map_err(io_err("starting the query threads"))?,
