@@ -49,6 +49,11 @@ pub struct ServeArgs {
     /// /v1/jobs/{id} answers 404 then): a number with s, m, h or d, such as 90s, 12h, 7d.
     #[arg(long, value_name = "AGE", default_value = "7d", value_parser = parse_age)]
     keep_finished_for: Duration,
+    /// MiB of text-search vectors kept in memory: unfiltered searches are answered from there
+    /// (an in-memory IVF index, refreshed after each indexed batch) instead of a table query;
+    /// 0 sends every search to the table.
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    search_memory_mb: usize,
 }
 
 /// `90s`, `15m`, `12h`, `7d` (at most 100 years).
@@ -91,6 +96,7 @@ pub async fn run(home: &ModelHome, args: ServeArgs) -> Result<ExitCode> {
         state_dir,
         batch: args.batch as usize,
         keep_finished: args.keep_finished_for,
+        search_memory_bytes: args.search_memory_mb << 20,
     };
     config.check().map_err(config_err)?;
     let pipeline = crate::runtime_args::load_pipeline(home, args.pipeline.as_deref(), &args.runtime)?;

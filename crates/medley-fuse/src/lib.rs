@@ -5,11 +5,13 @@
 //! - [`sid`]: residual k-means codebooks ([`train`], [`Codebook::assign`]), the TIGER
 //!   uniqueness code ([`unique_suffixes`], [`SuffixCounter`]) and readable IDs ([`sid_string`]).
 //! - [`pieces`]: prefix N-grams and unigram pieces of IDs for ranking models.
+//! - [`ivf`]: an in-memory inverted-file index for nearest-neighbour search by inner product.
 //! - [`stats`]: reconstruction error, code usage, collisions, nearest-neighbour prefix sharing.
 //!
 //! Vectors are `&[f32]` slices of `n x d` row-major rows throughout.
 
 pub mod fusion;
+pub mod ivf;
 mod kernel;
 mod kmeans;
 mod linalg;
@@ -18,6 +20,7 @@ pub mod sid;
 pub mod stats;
 
 pub use fusion::{ContentForm, Fusion, FusionSpec, Modality, Pca, dequantize_yt8m, quantize_yt8m};
+pub use ivf::{Ivf, IvfCentres};
 pub use kernel::kernel_name;
 pub use pieces::{SidPieceModel, prefix_ngrams};
 pub use sid::{

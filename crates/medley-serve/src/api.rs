@@ -209,16 +209,10 @@ impl Drop for TempFile {
         if self.keep {
             return;
         }
-        let path = std::mem::take(&mut self.path);
-        // Off the async threads when there is a runtime (there always is in the server).
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn_blocking(move || std::fs::remove_file(path));
-            }
-            Err(_) => {
-                let _ = std::fs::remove_file(path);
-            }
-        }
+        // Removed before the answer goes out (an unlink is one quick syscall), so a client
+        // told its upload was refused never finds it still in `tmp/`; handed to the blocking
+        // pool, the removal raced the answer.
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 

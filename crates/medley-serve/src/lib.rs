@@ -43,7 +43,14 @@ pub struct ServeConfig {
     /// Finished (done or failed) jobs are forgotten, and their files removed, this long after
     /// they finished.
     pub keep_finished: Duration,
+    /// Bytes of text-search vectors (`semantic`, `clip`, `clap`, `bridge`, in that order)
+    /// kept in memory for unfiltered searches; 0 sends every search to the table.
+    pub search_memory_bytes: usize,
 }
+
+/// The vector columns text searches rank by, in the order they are kept in memory.
+const SEARCHED_COLUMNS: [&str; 4] =
+    [medley_store::SEARCH_COLUMN, medley_store::CLIP_COLUMN, medley_store::CLAP_COLUMN, "bridge"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -132,6 +139,18 @@ pub async fn run(
         tokio::net::TcpListener::bind(config.bind).await.map_err(io_err(format!("listening on {}", config.bind)))?;
     let addr = listener.local_addr().map_err(io_err("reading the bound address"))?;
     let reader = Store::open_existing(indexer.store().uri()).await.map_err(ServeError::Store)?;
+    if config.search_memory_bytes > 0 {
+        let started = std::time::Instant::now();
+        for kept in reader.keep_in_memory(&SEARCHED_COLUMNS, config.search_memory_bytes).await? {
+            tracing::info!(
+                "searching {} from memory: {} rows in {} lists (loaded in {:.1} s)",
+                kept.column,
+                kept.rows,
+                kept.lists,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
     let embedder = |text: &Arc<medley_models::TextEncoder>| embed::QueryEmbedder::new(text.clone());
     let app = Arc::new(App {
         config,

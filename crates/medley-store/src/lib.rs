@@ -7,6 +7,7 @@
 mod error;
 mod export;
 mod indexes;
+mod memory;
 mod open;
 mod query;
 mod readers;
@@ -19,6 +20,7 @@ mod write;
 
 pub use error::StoreError;
 pub use indexes::{SEARCH_NPROBES, SEARCH_REFINE_FACTOR, TARGET_PARTITION_ROWS, VECTOR_INDEX_MIN_ROWS, vector_index};
+pub use memory::KeptColumn;
 pub use open::Store;
 pub use rows::{FailureRow, Label, MediaRow, RunRow, SearchHit};
 pub use schema::{

@@ -30,6 +30,8 @@ pub struct Store {
     pub(crate) runs: Table,
     pub(crate) segments: Table,
     pub(crate) dims: VectorDims,
+    /// Vector columns kept in memory for searches (none unless asked for).
+    pub(crate) memory: Arc<crate::memory::Memory>,
 }
 
 impl Store {
@@ -69,7 +71,8 @@ impl Store {
         let failures = open_or_create(&conn, FAILURES_TABLE, failures_schema()).await.map_err(lance)?;
         let runs = open_or_create(&conn, RUNS_TABLE, runs_schema()).await.map_err(lance)?;
         let segments = open_or_create(&conn, SEGMENTS_TABLE, segments_schema(&dims)).await.map_err(lance)?;
-        let store = Self { uri: uri.to_string(), conn, media, failures, runs, segments, dims };
+        let store =
+            Self { uri: uri.to_string(), conn, media, failures, runs, segments, dims, memory: Default::default() };
         store.check_versions().await?;
         Ok(store)
     }
@@ -195,11 +198,12 @@ impl Store {
     }
 
     /// Move every table to its latest version, after another process committed (a write
-    /// built on an older version can conflict with it).
+    /// built on an older version can conflict with it); columns kept in memory follow.
     pub async fn refresh(&self) -> Result<(), StoreError> {
         for (_, table) in self.tables() {
             table.checkout_latest().await.map_err(|e| self.lance(e))?;
         }
+        self.load_memory().await?;
         Ok(())
     }
 

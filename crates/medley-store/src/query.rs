@@ -170,6 +170,12 @@ impl Store {
         k: usize,
         filter: Option<&str>,
     ) -> Result<Vec<SearchHit>, StoreError> {
+        if name == MEDIA_TABLE
+            && filter.is_none()
+            && let Some(hits) = self.nearest_in_memory(column, query, k)
+        {
+            return Ok(hits);
+        }
         let mut select = vec!["content_hash", "path", "kind", "duration_s", "labels", "_distance"];
         select.extend(span_columns);
         let mut search = table
@@ -192,7 +198,7 @@ impl Store {
             search = search.only_if(f);
         }
         let batches = self.collect(search, Self::query_err).await?;
-        let mut hits = read_hits(self.source(name), &batches, "_distance", |d| 1.0 - d)?;
+        let mut hits = read_hits(self.source(name), &batches, Some("_distance"), |d| 1.0 - d)?;
         hits.sort_by(|a, b| b.score.total_cmp(&a.score));
         Ok(hits)
     }
@@ -222,7 +228,7 @@ impl Store {
             query = query.only_if(f);
         }
         let batches = self.collect(query, Self::query_err).await?;
-        let mut hits = read_hits(self.source(MEDIA_TABLE), &batches, "_score", |s| s)?;
+        let mut hits = read_hits(self.source(MEDIA_TABLE), &batches, Some("_score"), |s| s)?;
         hits.sort_by(|a, b| b.score.total_cmp(&a.score));
         Ok(hits)
     }

@@ -218,14 +218,15 @@ pub(crate) const LABELS_TYPE: &str = "list<struct<label: utf8, score: float32>>"
 pub(crate) fn read_hits(
     source: Source<'_>,
     batches: &[RecordBatch],
-    score_column: &str,
+    score_column: Option<&str>,
     score: impl Fn(f32) -> f32,
 ) -> Result<Vec<SearchHit>, StoreError> {
     let mut hits = Vec::new();
     for batch in batches {
         let b = source.batch(batch);
         let (hash, path, kind) = (b.strings("content_hash")?, b.strings("path")?, b.strings("kind")?);
-        let (duration, scores) = (b.f64s("duration_s")?, b.f32s(score_column)?);
+        let duration = b.f64s("duration_s")?;
+        let scores = score_column.map(|c| b.f32s(c)).transpose()?;
         let labels = b.lists("labels", LABELS_TYPE)?;
         let segment = b.optional::<UInt32Array>("segment", "uint32")?;
         let start = b.optional::<Float64Array>("start_s", "float64")?;
@@ -243,7 +244,10 @@ pub(crate) fn read_hits(
                 path: path.str(i)?.into(),
                 kind: kind.str(i)?.into(),
                 duration_s: duration.opt(i),
-                score: score(scores.value(i)?),
+                score: match &scores {
+                    Some(s) => score(s.value(i)?),
+                    None => 0.0,
+                },
                 labels: labels.labels(i)?,
                 span,
                 caption: caption.as_ref().and_then(|c| c.opt(i)).map(str::to_string),
