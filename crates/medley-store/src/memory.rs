@@ -39,6 +39,11 @@ impl Memory {
     fn get(&self, column: &str) -> Option<Arc<Snapshot>> {
         self.kept.read().unwrap_or_else(|e| e.into_inner()).get(column).cloned()
     }
+
+    /// Drop every kept copy (the next load reads them again).
+    pub(crate) fn forget(&self) {
+        self.kept.write().unwrap_or_else(|e| e.into_inner()).clear();
+    }
 }
 
 /// What [`Store::keep_in_memory`] keeps: a column, its rows and the lists they are split into.

@@ -203,7 +203,11 @@ impl Store {
         for (_, table) in self.tables() {
             table.checkout_latest().await.map_err(|e| self.lance(e))?;
         }
-        self.load_memory().await?;
+        if let Err(e) = self.load_memory().await {
+            // Searches go to the tables (fresh) rather than to a copy of an older version.
+            self.memory.forget();
+            return Err(e);
+        }
         Ok(())
     }
 
