@@ -63,8 +63,8 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
 /// Build `target` and fuzz it for `seconds` (or `runs` inputs, whichever ends first). With a
 /// `seed`, the run is repeatable (CI): the fuzzer's random seed is fixed and it starts from the
 /// seeds alone, in a corpus folder of its own emptied first, rather than from what earlier runs
-/// found. With `runs` as well, a faster machine does not try more inputs than a slower one, so
-/// CI fails only on what the same command finds here.
+/// found. With `runs` as well, a faster machine does not try more inputs than a slower one
+/// (which inputs still varies a little: coverage feedback depends on timing).
 pub fn fuzz(ctx: &Ctx, target: &str, seconds: u64, runs: Option<u64>, seed: Option<u64>) -> Result<()> {
     let fuzz_dir = ctx.root.join("crates/medley-media/fuzz");
     let targets = fuzz_targets(&fuzz_dir)?;
