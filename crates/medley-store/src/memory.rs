@@ -5,7 +5,7 @@
 //! (`cargo xtask bench serve`); a filtered search still goes to LanceDB. The copy follows the
 //! table version the store reads: [`Store::refresh`] reloads it when the version moved.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use lancedb::query::{QueryBase, Select};
@@ -32,7 +32,38 @@ struct Snapshot {
     version: u64,
     /// Each row's hit, score left at 0.
     hits: Vec<SearchHit>,
-    ivf: Ivf,
+    /// Each row's models and indexed_at: a row whose stamp moved was written again.
+    stamps: Vec<Stamp>,
+    ivf: Arc<Ivf>,
+}
+
+type Stamp = (String, i64);
+
+#[derive(Default)]
+struct Rows {
+    hits: Vec<SearchHit>,
+    stamps: Vec<Stamp>,
+    vectors: Vec<f32>,
+}
+
+/// Run the CPU-bound `work` (k-means, packing lists) on a thread of its own and wait for it
+/// without holding an async worker thread.
+async fn off_the_async_threads<T: Send + 'static>(
+    store: &Store,
+    column: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StoreError> {
+    let (tx, rx) = futures::channel::oneshot::channel();
+    std::thread::Builder::new()
+        .name("medley-memory-index".into())
+        .spawn(move || {
+            let _ = tx.send(work());
+        })
+        .map_err(|e| StoreError::Io { uri: store.uri.clone(), path: column.into(), source: e })?;
+    rx.await.map_err(|_| StoreError::Query {
+        uri: store.uri.clone(),
+        message: format!("building the in-memory index of {column} stopped"),
+    })
 }
 
 impl Memory {
@@ -89,7 +120,7 @@ impl Store {
             let old = self.memory.get(&column);
             let snapshot = match old {
                 Some(s) if s.version == version => s,
-                old => Arc::new(self.snapshot(&column, dim, version, old.map(|s| s.ivf.centres().clone())).await?),
+                old => Arc::new(self.snapshot(&column, dim, version, old).await?),
             };
             report.push(KeptColumn {
                 column: column.clone(),
@@ -102,29 +133,113 @@ impl Store {
         Ok(report)
     }
 
-    /// Read every row with a vector in `column` and index them (with `centres` when they still
-    /// fit the row count; trained anew otherwise), off the async threads.
+    /// The kept copy of `column` at `version`: from `old` when there is one whose lists still
+    /// fit (only the rows added, changed or removed since are read), else every row read and
+    /// indexed anew.
     async fn snapshot(
         &self,
         column: &str,
         dim: usize,
         version: u64,
-        centres: Option<IvfCentres>,
+        old: Option<Arc<Snapshot>>,
     ) -> Result<Snapshot, StoreError> {
+        if let Some(old) = old
+            && let Some(updated) = self.updated(column, dim, version, &old).await?
+        {
+            return Ok(updated);
+        }
+        let rows = self.read_rows(column, dim, None).await?;
+        let vectors = rows.vectors;
+        let ivf =
+            off_the_async_threads(self, column, move || Ivf::build(&vectors, IvfCentres::train(&vectors, dim, SEED)))
+                .await?;
+        Ok(Snapshot { version, hits: rows.hits, stamps: rows.stamps, ivf: Arc::new(ivf) })
+    }
+
+    /// `old` brought up to `version`: a scan of the rows' keys and stamps (content hash, path,
+    /// models, indexed_at) tells which rows are new, changed or gone; only those are read.
+    /// `None` when the row count has outgrown the lists (they are trained again).
+    async fn updated(
+        &self,
+        column: &str,
+        dim: usize,
+        version: u64,
+        old: &Snapshot,
+    ) -> Result<Option<Snapshot>, StoreError> {
         let query = self.media.query().only_if(format!("{column} IS NOT NULL")).select(Select::columns(&[
             "content_hash",
             "path",
-            "kind",
-            "duration_s",
-            "labels",
-            column,
+            "models",
+            "indexed_at",
         ]));
         let batches = self.collect(query, Self::lance).await?;
-        let mut vectors = Vec::new();
-        let mut hits = Vec::new();
+        let mut current: Vec<(String, String, Stamp)> = Vec::new();
         for batch in &batches {
             let b = self.source(MEDIA_TABLE).batch(batch);
-            let column_vectors = b.vectors(column)?;
+            let (hash, path, models, at) =
+                (b.strings("content_hash")?, b.strings("path")?, b.strings("models")?, b.timestamps("indexed_at")?);
+            for i in b.rows() {
+                current.push((hash.str(i)?.into(), path.str(i)?.into(), (models.str(i)?.into(), at.value(i)?)));
+            }
+        }
+        if !old.ivf.centres().fits(current.len()) {
+            return Ok(None);
+        }
+        let before: HashMap<(&str, &str), usize> =
+            old.hits.iter().enumerate().map(|(r, h)| ((h.content_hash.as_str(), h.path.as_str()), r)).collect();
+        let mut still = vec![false; old.hits.len()];
+        let mut changed: HashSet<(String, String)> = HashSet::new();
+        for (hash, path, stamp) in current {
+            match before.get(&(hash.as_str(), path.as_str())) {
+                Some(&r) if old.stamps[r] == stamp && !still[r] => still[r] = true,
+                _ => {
+                    changed.insert((hash, path));
+                }
+            }
+        }
+        let mut renumber = vec![None; old.hits.len()];
+        let (mut hits, mut stamps) = (Vec::new(), Vec::new());
+        for (r, _) in still.iter().enumerate().filter(|(_, s)| **s) {
+            renumber[r] = Some(hits.len() as u32);
+            hits.push(old.hits[r].clone());
+            stamps.push(old.stamps[r].clone());
+        }
+        let first_added = hits.len() as u32;
+        let mut added = Vec::new();
+        let mut hashes: Vec<String> = changed.iter().map(|(h, _)| h.clone()).collect();
+        hashes.sort_unstable();
+        hashes.dedup();
+        for chunk in hashes.chunks(512) {
+            let list = chunk.iter().map(|h| crate::query::sql_string(h)).collect::<Vec<_>>().join(",");
+            let rows = self.read_rows(column, dim, Some(format!("content_hash IN ({list})"))).await?;
+            for ((hit, stamp), v) in rows.hits.into_iter().zip(rows.stamps).zip(rows.vectors.chunks_exact(dim)) {
+                // Another path of the same content may be unchanged (and kept already).
+                if changed.remove(&(hit.content_hash.clone(), hit.path.clone())) {
+                    hits.push(hit);
+                    stamps.push(stamp);
+                    added.extend_from_slice(v);
+                }
+            }
+        }
+        let old_ivf = Arc::clone(&old.ivf);
+        let ivf = off_the_async_threads(self, column, move || old_ivf.update(&renumber, &added, first_added)).await?;
+        Ok(Some(Snapshot { version, hits, stamps, ivf: Arc::new(ivf) }))
+    }
+
+    /// The hit columns, stamps and unit vectors of the rows with a vector in `column` (and
+    /// matching `filter`).
+    async fn read_rows(&self, column: &str, dim: usize, filter: Option<String>) -> Result<Rows, StoreError> {
+        let only = match filter {
+            Some(f) => format!("{column} IS NOT NULL AND ({f})"),
+            None => format!("{column} IS NOT NULL"),
+        };
+        let select = ["content_hash", "path", "kind", "duration_s", "labels", "models", "indexed_at", column];
+        let batches =
+            self.collect(self.media.query().only_if(only).select(Select::columns(&select)), Self::lance).await?;
+        let mut rows = Rows::default();
+        for batch in &batches {
+            let b = self.source(MEDIA_TABLE).batch(batch);
+            let (column_vectors, models, at) = (b.vectors(column)?, b.strings("models")?, b.timestamps("indexed_at")?);
             // The hit columns read the way search results are, row for row.
             let batch_hits = read_hits(self.source(MEDIA_TABLE), std::slice::from_ref(batch), None, |s| s)?;
             for (i, hit) in b.rows().zip(batch_hits) {
@@ -137,24 +252,12 @@ impl Store {
                 if norm > 0.0 {
                     v.iter_mut().for_each(|x| *x /= norm);
                 }
-                vectors.extend_from_slice(&v);
-                hits.push(hit);
+                rows.vectors.extend_from_slice(&v);
+                rows.hits.push(hit);
+                rows.stamps.push((models.str(i)?.into(), at.value(i)?));
             }
         }
-        let (tx, rx) = futures::channel::oneshot::channel();
-        let n = hits.len();
-        std::thread::Builder::new()
-            .name("medley-memory-index".into())
-            .spawn(move || {
-                let centres = centres.filter(|c| c.fits(n)).unwrap_or_else(|| IvfCentres::train(&vectors, dim, SEED));
-                let _ = tx.send(Ivf::build(&vectors, centres));
-            })
-            .map_err(|e| StoreError::Io { uri: self.uri.clone(), path: column.into(), source: e })?;
-        let ivf = rx.await.map_err(|_| StoreError::Query {
-            uri: self.uri.clone(),
-            message: format!("building the in-memory index of {column} stopped"),
-        })?;
-        Ok(Snapshot { version, hits, ivf })
+        Ok(rows)
     }
 
     /// The unfiltered nearest rows of `media` on `column` from the in-memory copy, when the

@@ -170,4 +170,16 @@ async fn columns_kept_in_memory_answer_unfiltered_searches_and_follow_refreshes(
     assert_eq!(after[0].content_hash, format!("{:08x}", n + 1));
     let hits = store.search("visual", &unit(n + 7), 1, None).await.unwrap();
     assert_eq!((hits[0].content_hash.as_str(), hits[0].score > 0.999), ("00000005", true), "item 5's new vector");
+
+    // A row another tool deletes is gone after the next refresh; the copy holds what the table holds.
+    let media = lancedb::connect(&uri).execute().await.unwrap().open_table("media").execute().await.unwrap();
+    media.delete("content_hash = '0000000a'").await.unwrap();
+    store.refresh().await.unwrap();
+    let hits = store.search("visual", &unit(10), 1, None).await.unwrap();
+    assert!(hits[0].content_hash != "0000000a" && hits[0].score < 0.999, "{:?}", hits[0]);
+    let kept = store.keep_in_memory(&["visual"], bytes * 2).await.unwrap();
+    assert_eq!(kept[0].rows, n, "{n} + 1 written - 1 deleted");
+    for i in [0, 11, n - 1, n + 1] {
+        assert_eq!(store.search("visual", &unit(i), 1, None).await.unwrap()[0].content_hash, format!("{i:08x}"));
+    }
 }
