@@ -3,7 +3,8 @@
 //! it (an in-memory IVF index, exact within the lists it probes) instead of a LanceDB query,
 //! whose planning, reading and decoding cost about 8 ms of CPU per search on 100k rows
 //! (`cargo xtask bench serve`); a filtered search still goes to LanceDB. The copy follows the
-//! table version the store reads: [`Store::refresh`] reloads it when the version moved.
+//! table version the store reads: [`Store::refresh`] brings it up to date, reading only the
+//! rows added, changed or removed since.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
