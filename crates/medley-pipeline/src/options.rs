@@ -30,10 +30,11 @@ impl Default for IndexOptions {
 
 impl IndexOptions {
     /// Defaults that suit where the models run. On CPU, small batches (the cores are busy
-    /// either way) and half the cores' worth of files in flight: several files overlap one's
-    /// decoding with another's inference, and the models' own threads already use every core,
-    /// so on 2 cores one is as fast as two (`cargo xtask bench pipeline`: 16.9 vs 16.3 media
-    /// s/s). On CUDA, a kernel launch costs the same for 1 frame as for 64, so batches are
+    /// either way) and half the cores' worth of files in flight, at least two: several files
+    /// overlap one's decoding with another's inference while the models' own threads use
+    /// every core. On 2 cores two files beat one by 1.16x (`cargo xtask bench pipeline`, 36.0
+    /// vs 31.0 media s/s) at the same peak memory; one intra-op thread per model with two files
+    /// was slower. On CUDA, a kernel launch costs the same for 1 frame as for 64, so batches are
     /// GPU-sized, and more files are decoded at once to keep the device fed.
     pub fn for_device(device: Device) -> Self {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -44,7 +45,7 @@ impl IndexOptions {
             commit_every: 32,
             decode_threads: cores,
             top_labels: 5,
-            workers: if gpu { cores.clamp(2, 8) } else { (cores / 2).clamp(1, 4) },
+            workers: if gpu { cores.clamp(2, 8) } else { (cores / 2).clamp(cores.min(2), 4) },
             command: String::new(),
             shard: None,
         }
