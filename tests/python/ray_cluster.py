@@ -57,6 +57,15 @@ def free_port():
         return s.getsockname()[1]
 
 
+def ephemeral_low():
+    """The first port of the kernel's ephemeral range (where port 0 binds land)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def run(cmd, env, **kw):
     return subprocess.run(cmd, env=env, capture_output=True, text=True, **kw)
 
@@ -96,14 +105,20 @@ class Cluster:
             check(out.returncode == 0, f"{' '.join(cmd)}: {out.stderr[-2000:]}")
 
     def ports(self, offset):
-        base = 20000 + (os.getpid() * 7) % 20000 + offset
+        names = ["node-manager", "object-manager", "dashboard-agent-listen", "dashboard-agent-grpc",
+                 "runtime-env-agent", "metrics-export"]
+        single = [free_port() for _ in names]
+        # The worker ports below the kernel's ephemeral range, where the single ports (and the
+        # head's --port) come from: Ray refuses a range holding another component's port.
+        span = max(1000, min(20000, ephemeral_low() - 10000 - 200))
+        taken = single + [self.port]
+        base = 10000 + ((os.getpid() * 7) % span + offset) % span
+        for _ in range(span):
+            if not any(base <= p <= base + 60 for p in taken):
+                break
+            base = 10000 + (base - 10000 + 61) % span
         return [
-            f"--node-manager-port={free_port()}",
-            f"--object-manager-port={free_port()}",
-            f"--dashboard-agent-listen-port={free_port()}",
-            f"--dashboard-agent-grpc-port={free_port()}",
-            f"--runtime-env-agent-port={free_port()}",
-            f"--metrics-export-port={free_port()}",
+            *(f"--{name}-port={port}" for name, port in zip(names, single)),
             f"--min-worker-port={base}",
             f"--max-worker-port={base + 60}",
         ]
