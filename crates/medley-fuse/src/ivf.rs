@@ -67,7 +67,7 @@ impl IvfCentres {
 pub struct Ivf {
     d: usize,
     centres: IvfCentres,
-    packed_centres: Packed,
+    packed_centres: Arc<Packed>,
     lists: Vec<(Vec<u32>, Arc<Packed>)>,
 }
 
@@ -76,7 +76,7 @@ impl Ivf {
     /// earlier version of them).
     pub fn build(data: &[f32], centres: IvfCentres) -> Self {
         let d = centres.d;
-        let packed_centres = Packed::new(&centres.centres, centres.k, d);
+        let packed_centres = Arc::new(Packed::new(&centres.centres, centres.k, d));
         let assign = if centres.k == 1 {
             vec![0; data.len().checked_div(d).unwrap_or(0)]
         } else {
@@ -137,12 +137,7 @@ impl Ivf {
                 (new_ids, Arc::new(packed))
             })
             .collect();
-        Self {
-            d,
-            centres: self.centres.clone(),
-            packed_centres: Packed::new(&self.centres.centres, self.centres.k, d),
-            lists,
-        }
+        Self { d, centres: self.centres.clone(), packed_centres: Arc::clone(&self.packed_centres), lists }
     }
 
     /// Rows in the index.

@@ -249,10 +249,7 @@ impl Store {
                     continue;
                 }
                 // Unit length, so the inner product is the cosine similarity.
-                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-                if norm > 0.0 {
-                    v.iter_mut().for_each(|x| *x /= norm);
-                }
+                medley_core::l2_normalize(&mut v);
                 rows.vectors.extend_from_slice(&v);
                 rows.hits.push(hit);
                 rows.stamps.push((models.str(i)?.into(), at.value(i)?));
@@ -265,8 +262,8 @@ impl Store {
     /// column is kept.
     pub(crate) fn nearest_in_memory(&self, column: &str, query: &[f32], k: usize) -> Option<Vec<SearchHit>> {
         let snapshot = self.memory.get(column)?;
-        let norm = query.iter().map(|x| x * x).sum::<f32>().sqrt();
-        let unit: Vec<f32> = query.iter().map(|x| if norm > 0.0 { x / norm } else { *x }).collect();
+        let mut unit = query.to_vec();
+        medley_core::l2_normalize(&mut unit);
         let found = snapshot.ivf.search(&unit, k, SEARCH_NPROBES);
         Some(found.into_iter().map(|(row, score)| SearchHit { score, ..snapshot.hits[row as usize].clone() }).collect())
     }

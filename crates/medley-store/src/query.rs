@@ -139,6 +139,12 @@ impl Store {
         k: usize,
         filter: Option<&str>,
     ) -> Result<Vec<SearchHit>, StoreError> {
+        // Answered from the in-memory copy when the column is kept and nothing filters.
+        if filter.is_none()
+            && let Some(hits) = self.nearest_in_memory(column, query, k)
+        {
+            return Ok(hits);
+        }
         self.nearest(MEDIA_TABLE, &self.media, &[], column, query, k, filter).await
     }
 
@@ -170,12 +176,6 @@ impl Store {
         k: usize,
         filter: Option<&str>,
     ) -> Result<Vec<SearchHit>, StoreError> {
-        if name == MEDIA_TABLE
-            && filter.is_none()
-            && let Some(hits) = self.nearest_in_memory(column, query, k)
-        {
-            return Ok(hits);
-        }
         let mut select = vec!["content_hash", "path", "kind", "duration_s", "labels", "_distance"];
         select.extend(span_columns);
         let mut search = table
