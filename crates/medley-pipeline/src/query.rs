@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use medley_models::{ModelError, ModelHome, ModelSpec, Runtime, TextEncoder};
-use medley_store::{CLAP_COLUMN, CLIP_COLUMN, ClipSpace, SEARCH_COLUMN, SearchHit, Store, StoreError};
+use medley_store::{
+    CLAP_COLUMN, CLIP_COLUMN, ClipSpace, LEGACY_SEARCH_COLUMN, SEARCH_COLUMN, SearchHit, Store, StoreError,
+};
 
 /// An item's vectors by column, in the order `similar` prefers them: visual, audio, bridge.
 pub type ItemVectorSet = [(&'static str, Option<Vec<f32>>); 3];
@@ -185,9 +187,6 @@ pub async fn search_vector(
 ) -> Result<Vec<SearchHit>, QueryError> {
     Ranked::Items.text_space(store, query, k, filter).await
 }
-
-/// What text search ranked by before the text space was fused.
-const LEGACY_SEARCH_COLUMN: &str = "bridge";
 
 /// Segments (shots or windows) whose content best matches `text`, by their `semantic`
 /// vectors (`bridge` for segments indexed before it existed), fused with their `clip` ranking

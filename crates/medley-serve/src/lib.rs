@@ -49,8 +49,12 @@ pub struct ServeConfig {
 }
 
 /// The vector columns text searches rank by, in the order they are kept in memory.
-const SEARCHED_COLUMNS: [&str; 4] =
-    [medley_store::SEARCH_COLUMN, medley_store::CLIP_COLUMN, medley_store::CLAP_COLUMN, "bridge"];
+const SEARCHED_COLUMNS: [&str; 4] = [
+    medley_store::SEARCH_COLUMN,
+    medley_store::CLIP_COLUMN,
+    medley_store::CLAP_COLUMN,
+    medley_store::LEGACY_SEARCH_COLUMN,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {

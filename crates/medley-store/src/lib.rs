@@ -24,9 +24,9 @@ pub use memory::KeptColumn;
 pub use open::Store;
 pub use rows::{FailureRow, Label, MediaRow, RunRow, SearchHit};
 pub use schema::{
-    CLAP_COLUMN, CLIP_COLUMN, ClipSpace, FAILURES_TABLE, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION, SEARCH_COLUMN,
-    SEGMENTS_TABLE, SID_CODEBOOKS_TABLE, SIDS_TABLE, TEXT_SPACE_COLUMNS, TableName, UnknownTable, VECTOR_COLUMNS,
-    VectorDims,
+    CLAP_COLUMN, CLIP_COLUMN, ClipSpace, FAILURES_TABLE, LEGACY_SEARCH_COLUMN, MEDIA_TABLE, RUNS_TABLE, SCHEMA_VERSION,
+    SEARCH_COLUMN, SEGMENTS_TABLE, SID_CODEBOOKS_TABLE, SIDS_TABLE, TEXT_SPACE_COLUMNS, TableName, UnknownTable,
+    VECTOR_COLUMNS, VectorDims,
 };
 pub use segments::{ItemSegments, SegmentRow, Span};
 pub use sid::{CodebookRow, ItemVectors, SidRow, StoredCodebook};

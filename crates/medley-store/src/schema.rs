@@ -148,6 +148,10 @@ pub const TEXT_SPACE_COLUMNS: [&str; 4] = ["semantic", "sound_bridge", "music_br
 /// The column text search ranks by.
 pub const SEARCH_COLUMN: &str = "semantic";
 
+/// The column text search ranked by before `semantic` existed: the labels seen, bridged into
+/// the text space. Tables indexed before then are still searched by it.
+pub const LEGACY_SEARCH_COLUMN: &str = "bridge";
+
 /// The vector columns' fields, in schema order.
 pub(crate) fn vector_fields(d: &VectorDims) -> [Field; 5] {
     let widths = [d.visual, d.audio, d.music, d.text, d.bridge];
