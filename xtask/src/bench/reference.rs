@@ -149,5 +149,26 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
     for line in ref_out.lines().filter_map(|l| l.strip_prefix("result busy_")) {
         println!("  {line}");
     }
+    // medley's are summed over the files in flight (two on 2 cores), so they add up to more
+    // than its wall time; stages that did not run are left out.
+    println!("medley busy seconds:");
+    for (stage, seconds) in stage_seconds(&summary).into_iter().filter(|(_, s)| *s > 0.0) {
+        println!("  {stage} {seconds:.3}");
+    }
     Ok(())
+}
+
+/// The `stage_seconds` object of medley's `--json` summary (a flat object of numbers).
+fn stage_seconds(summary: &str) -> Vec<(String, f64)> {
+    let Some(body) = summary.split_once("\"stage_seconds\"").and_then(|(_, rest)| rest.split_once('{')).map(|(_, b)| b)
+    else {
+        return Vec::new();
+    };
+    body[..body.find('}').unwrap_or(body.len())]
+        .split(',')
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once(':')?;
+            Some((key.trim().trim_matches('"').to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
 }
