@@ -139,8 +139,12 @@ def main():
     model_id, out_dir = sys.argv[1], sys.argv[2]
     os.makedirs(out_dir, exist_ok=True)
     det_src, rec_src = wheel_models()
-    shutil.copyfile(det_src, os.path.join(out_dir, "det.onnx"))
-    shutil.copyfile(rec_src, os.path.join(out_dir, "rec.onnx"))
+    det_out, rec_out = os.path.join(out_dir, "det.onnx"), os.path.join(out_dir, "rec.onnx")
+    fold_affines(det_src, det_out)
+    fold_affines(rec_src, rec_out)
+    rng = np.random.default_rng(5)
+    same_outputs(det_src, det_out, [rng.standard_normal(s).astype(np.float32) for s in [(1, 3, 544, 960), (2, 3, 320, 96)]])
+    same_outputs(rec_src, rec_out, [rng.standard_normal(s).astype(np.float32) for s in [(6, 3, 48, 320), (1, 3, 48, 800)]])
 
     rec = ort.InferenceSession(rec_src, providers=["CPUExecutionProvider"])
     chars = rec.get_modelmeta().custom_metadata_map["character"].splitlines()
@@ -153,12 +157,13 @@ def main():
     with open(os.path.join(out_dir, "keys.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(chars) + "\n")
 
-    det_graph = graph_spec(det_src, "det.onnx")
-    rec_graph = graph_spec(rec_src, "rec.onnx")
+    det_graph = graph_spec(det_out, "det.onnx")
+    rec_graph = graph_spec(rec_out, "rec.onnx")
     spec = {
         "id": model_id,
         "role": "ocr",
-        "source": "PyPI rapidocr-onnxruntime==1.4.4 (models/ch_PP-OCRv4_det_infer.onnx, ch_PP-OCRv4_rec_infer.onnx)",
+        "source": "PyPI rapidocr-onnxruntime==1.4.4 (models/ch_PP-OCRv4_det_infer.onnx, ch_PP-OCRv4_rec_infer.onnx; "
+        "scalar affines folded, see fold_affines)",
         "licence": "Apache-2.0",
         "graphs": [det_graph, rec_graph],
         "ocr": {
@@ -202,6 +207,172 @@ def main():
     write_spec(out_dir, spec)
 
     golden(out_dir, spec["ocr"])
+
+
+def fold_affines(src, dst):
+    """Write `src` to `dst` with PP-LCNetV3's scalar affine blocks (`x * s + b` with learned
+    scalars, after most convolutions and activations) and its hard-swishes (spelt as Add, Clip,
+    Div, Mul) rewritten into ops ONNX Runtime runs in its blocked (NCHWc) CPU layout. As shipped,
+    each of them made the runtime convert a whole feature map out of that layout and back:
+    93 conversions in det, 63 in rec. Rewritten: 39 and 9, and det runs in about 0.6x the time,
+    rec in about 0.4x (one thread, this machine). The algebra is exact; `same_outputs` checks it.
+
+    - a convolution whose only reader is `* s (+ b)` takes them into its weights and bias;
+    - `x * clip(x + 3, 0, 6) / 6` becomes `x * HardSigmoid(x)` (HardSwish needs opset 14);
+    - `* s + b` read only by unpadded 1x1 convolutions goes into their weights and bias;
+    - any other `* s + b` on a feature map becomes a BatchNormalization (a depthwise 1x1
+      convolution in the blocked layout)."""
+    import onnx
+    from onnx import helper, numpy_helper, shape_inference
+
+    m = onnx.load(src)
+    g = m.graph
+    opset = next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
+    values = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    values.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in g.node if n.op_type == "Constant"})
+    graph_outputs = {o.name for o in g.output}
+    channels = {}
+    for v in list(shape_inference.infer_shapes(m).graph.value_info) + list(g.input):
+        dims = v.type.tensor_type.shape.dim
+        if len(dims) == 4 and dims[1].dim_value:
+            channels[v.name] = dims[1].dim_value
+    made = [0]
+
+    def scalar(name):
+        v = values.get(name)
+        return None if v is None or v.size != 1 else float(v.reshape(()))
+
+    def readers(name):
+        return [n for n in g.node if name in n.input]
+
+    def only_reader(name, op):
+        r = readers(name)
+        return r[0] if len(r) == 1 and r[0].op_type == op and name not in graph_outputs else None
+
+    def constant_operand(node, x):
+        """The scalar `node` applies to `x`, or None."""
+        other = [i for i in node.input if i != x]
+        return scalar(other[0]) if len(other) == 1 else None
+
+    def new_input(node, k, array):
+        # A new initializer each time: weights may be shared, and names may be Constant outputs.
+        made[0] += 1
+        name = f"folded_{made[0]}"
+        values[name] = array.astype(np.float32)
+        g.initializer.append(numpy_helper.from_array(values[name], name))
+        if k < len(node.input):
+            node.input[k] = name
+        else:
+            node.input.append(name)
+
+    def bypass(first, last, to):
+        """Remove the chain first..last and let last's readers read `to`."""
+        for n in g.node:
+            for k, i in enumerate(n.input):
+                if i == last.output[0]:
+                    n.input[k] = to
+
+    def affine_after(x):
+        """`x * s (+ b)` as (mul, add or None, s, b) when x's only reader starts one."""
+        mul = only_reader(x, "Mul")
+        s = constant_operand(mul, x) if mul else None
+        if s is None:
+            return None
+        add = only_reader(mul.output[0], "Add")
+        b = constant_operand(add, mul.output[0]) if add else None
+        return (mul, add, s, b) if b is not None else (mul, None, s, 0.0)
+
+    counts = {"into conv": 0, "hard-swish": 0, "into 1x1 conv": 0, "batch norm": 0}
+    for conv in [n for n in g.node if n.op_type == "Conv"]:
+        found = affine_after(conv.output[0])
+        if not found:
+            continue
+        mul, add, s, b = found
+        w = values[conv.input[1]]
+        bias = values[conv.input[2]] if len(conv.input) > 2 else np.zeros(w.shape[0], np.float32)
+        new_input(conv, 1, w * s)
+        new_input(conv, 2, bias * s + b)
+        bypass(mul, add or mul, conv.output[0])
+        for n in (mul, add):
+            if n is not None:
+                g.node.remove(n)
+        counts["into conv"] += 1
+    for add in [n for n in g.node if n.op_type == "Add"]:
+        if add not in g.node or 3.0 not in [scalar(i) for i in add.input]:
+            continue
+        x = next(i for i in add.input if scalar(i) != 3.0)
+        clip = only_reader(add.output[0], "Clip")
+        if not clip or len(clip.input) != 3 or (scalar(clip.input[1]), scalar(clip.input[2])) != (0.0, 6.0):
+            continue
+        # Divided by 6 before or after the product with x.
+        first = only_reader(clip.output[0], "Div") or only_reader(clip.output[0], "Mul")
+        second = first and only_reader(first.output[0], "Mul" if first.op_type == "Div" else "Div")
+        if not second:
+            continue
+        div, mul = (first, second) if first.op_type == "Div" else (second, first)
+        if scalar(div.input[1]) != 6.0 or x not in mul.input:
+            continue
+        at = list(g.node).index(add)
+        for n in (add, clip, first, second):
+            g.node.remove(n)
+        gate, out = f"{add.name}_gate", second.output[0]
+        if opset >= 14:
+            g.node.insert(at, helper.make_node("HardSwish", [x], [out], name=gate))
+        else:
+            g.node.insert(at, helper.make_node("Mul", [x, gate], [out], name=f"{add.name}_swish"))
+            g.node.insert(at, helper.make_node("HardSigmoid", [x], [gate], name=gate, alpha=1 / 6, beta=0.5))
+        counts["hard-swish"] += 1
+    for mul in [n for n in g.node if n.op_type == "Mul"]:
+        if mul not in g.node:
+            continue
+        x = next((i for i in mul.input if scalar(i) is None), None)
+        found = affine_after(x) if x is not None else None
+        if not found or found[0] is not mul or found[1] is None:
+            continue
+        _, add, s, b = found
+        convs = readers(add.output[0])
+
+        def pointwise(c):
+            if c.op_type != "Conv" or c.input[1] not in values:
+                return False
+            attrs = {a.name: helper.get_attribute_value(a) for a in c.attribute}
+            return values[c.input[1]].shape[2:] == (1, 1) and not any(attrs.get("pads", [])) and attrs.get("group", 1) == 1
+
+        if convs and all(pointwise(c) for c in convs) and add.output[0] not in graph_outputs:
+            for c in convs:
+                w = values[c.input[1]]
+                bias = values[c.input[2]] if len(c.input) > 2 else np.zeros(w.shape[0], np.float32)
+                new_input(c, 2, bias + b * w.sum(axis=(1, 2, 3)))
+                new_input(c, 1, w * s)
+            bypass(mul, add, x)
+            g.node.remove(mul)
+            g.node.remove(add)
+            counts["into 1x1 conv"] += 1
+        elif x in channels:
+            c, eps = channels[x], 1e-5
+            names = []
+            for part, v in [("scale", s), ("bias", b), ("mean", 0.0), ("var", 1 - eps)]:
+                names.append(f"{mul.name}_{part}")
+                g.initializer.append(numpy_helper.from_array(np.full(c, v, np.float32), names[-1]))
+            at = list(g.node).index(mul)
+            g.node.remove(mul)
+            g.node.remove(add)
+            g.node.insert(at, helper.make_node("BatchNormalization", [x] + names, [add.output[0]], name=f"{mul.name}_bn", epsilon=eps))
+            counts["batch norm"] += 1
+    onnx.checker.check_model(m)
+    onnx.save(m, dst)
+    print(f"  {os.path.basename(src)}: affines and hard-swishes rewritten {counts}")
+
+
+def same_outputs(a, b, inputs, tol=1e-4):
+    """Graphs `a` and `b` give the same outputs (within `tol`) on every input."""
+    sa, sb = (ort.InferenceSession(p, providers=["CPUExecutionProvider"]) for p in (a, b))
+    name = sa.get_inputs()[0].name
+    for x in inputs:
+        diff = max(float(np.abs(ya - yb).max()) for ya, yb in zip(sa.run(None, {name: x}), sb.run(None, {name: x})))
+        print(f"  {os.path.basename(b)} {list(x.shape)}: largest difference to the shipped graph {diff:.1e}")
+        if diff > tol:
+            raise SystemExit(f"{b}: the rewritten graph differs from {a} by {diff} (tolerance {tol})")
 
 
 def reference_engine(ocr):
