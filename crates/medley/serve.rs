@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use medley_models::ModelHome;
 use medley_pipeline::{Encoders, IndexOptions, Indexer};
 use medley_serve::ServeConfig;
@@ -54,6 +54,11 @@ pub struct ServeArgs {
     /// 0 sends every search to the table.
     #[arg(long, value_name = "MIB", default_value_t = 1024)]
     search_memory_mb: usize,
+    /// Nice value of the index worker's threads (0 to 19): searches get the CPU first while
+    /// uploads are indexed, and indexing uses what they leave. 0 runs both at one priority.
+    #[arg(long, value_name = "N", default_value_t = medley_serve::DEFAULT_INDEX_NICE,
+          value_parser = clap::value_parser!(i32).range(0..=19))]
+    index_nice: i32,
 }
 
 /// `90s`, `15m`, `12h`, `7d` (at most 100 years).
@@ -97,10 +102,16 @@ pub async fn run(home: &ModelHome, args: ServeArgs) -> Result<ExitCode> {
         batch: args.batch as usize,
         keep_finished: args.keep_finished_for,
         search_memory_bytes: args.search_memory_mb << 20,
+        index_nice: args.index_nice,
     };
     config.check().map_err(config_err)?;
     let pipeline = crate::runtime_args::load_pipeline(home, args.pipeline.as_deref(), &args.runtime)?;
-    let encoders = Arc::new(Encoders::load(home, pipeline).map_err(config_err)?);
+    // The index worker's models load on a thread at its priority, so the threads ONNX Runtime
+    // starts for them run there too; the text towers that embed queries load here.
+    let encoders = medley_serve::at_nice(args.index_nice, || Encoders::load(home, pipeline))
+        .context("starting a thread to load the models")?;
+    let encoders = Arc::new(encoders.map_err(config_err)?);
+    let towers = encoders.load_text_towers(home).map_err(config_err)?;
     let store = Store::open(&args.db, encoders.dims()).await.map_err(config_err)?;
     let opts = IndexOptions {
         // One commit per batch of jobs.
@@ -109,7 +120,7 @@ pub async fn run(home: &ModelHome, args: ServeArgs) -> Result<ExitCode> {
         ..encoders.index_options()
     };
     let indexer = Indexer::new(encoders.clone(), store, opts);
-    medley_serve::run(config, encoders, indexer, medley_serve::shutdown_signal()).await?;
+    medley_serve::run(config, encoders, towers, indexer, medley_serve::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

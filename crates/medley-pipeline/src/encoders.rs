@@ -39,6 +39,16 @@ pub struct Encoders {
     vision: Arc<VisionStage>,
     /// Busy time per stage across every run with these models.
     pub clock: Arc<StageClock>,
+    /// Where the sessions run, kept to load the text towers again ([`Encoders::load_text_towers`]).
+    runtime: medley_models::Runtime,
+}
+
+/// The text towers that put search texts into each vector space: the text model, and the
+/// text towers of the image-text and audio-text models when the pipeline has them.
+pub struct TextTowers {
+    pub text: Arc<TextEncoder>,
+    pub clip: Option<Arc<TextEncoder>>,
+    pub clap: Option<Arc<TextEncoder>>,
 }
 
 /// The image encoder as the pipeline uses it.
@@ -294,6 +304,22 @@ impl Encoders {
             shots,
             vision,
             clock: Arc::default(),
+            runtime: rt,
+        })
+    }
+
+    /// The text towers in new sessions of their own, not shared with index runs: `medley
+    /// serve` embeds queries with them, so a query never waits for the index worker's model
+    /// call, and their threads keep the priority of the thread that loads them.
+    pub fn load_text_towers(&self, home: &ModelHome) -> Result<TextTowers, ModelError> {
+        let rt = &self.runtime;
+        let tower = |id: &str| -> Result<Arc<TextEncoder>, ModelError> {
+            Ok(Arc::new(TextEncoder::from_spec(rt, &medley_models::ModelSpec::load(home, id)?)?))
+        };
+        Ok(TextTowers {
+            text: Arc::new(TextEncoder::load(rt, home, &self.config.models.text)?),
+            clip: self.clip.as_ref().map(|c| tower(&c.id)).transpose()?,
+            clap: self.clap.as_ref().map(|c| tower(&c.id)).transpose()?,
         })
     }
 

@@ -27,7 +27,7 @@ pub use config::{
     ConfigError, DEFAULT_PIPELINE, FusionConfig, FusionForm, PipelineConfig, SegmentBy, SegmentMode, SegmentsConfig,
 };
 pub use discover::{DiscoverError, Discoverer, Discovery, discover, shard};
-pub use encoders::{Encoders, MusicStage};
+pub use encoders::{Encoders, MusicStage, TextTowers};
 pub use error::{FileError, Stage};
 pub use eval::{EvalError, EvalQuery, EvalReport, check_queries, evaluate, parse_eval_tsv};
 pub use item::hash_file;

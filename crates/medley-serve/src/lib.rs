@@ -6,6 +6,7 @@
 //! The API is described in `openapi.json` (served at `/openapi.json`).
 
 mod api;
+mod background;
 mod embed;
 mod jobs;
 mod metrics;
@@ -18,9 +19,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use medley_pipeline::{Encoders, Indexer};
+use medley_pipeline::{Encoders, Indexer, TextTowers};
 use medley_store::Store;
 
+pub use background::{DEFAULT_INDEX_NICE, at_nice};
 pub use jobs::{Job, JobQueue, MAX_ATTEMPTS, Status};
 pub use worker::{WorkerState, WorkerStatus};
 
@@ -46,6 +48,9 @@ pub struct ServeConfig {
     /// Bytes of text-search vectors (`semantic`, `clip`, `clap`, `bridge`, in that order)
     /// kept in memory for unfiltered searches; 0 sends every search to the table.
     pub search_memory_bytes: usize,
+    /// The nice value the index worker's threads run at (0..=19; 0: the routes' priority).
+    /// Its models should be loaded at the same value ([`at_nice`]).
+    pub index_nice: i32,
 }
 
 /// The vector columns text searches rank by, in the order they are kept in memory.
@@ -60,6 +65,8 @@ const SEARCHED_COLUMNS: [&str; 4] = [
 pub enum ServeError {
     #[error("refusing to listen on {0} without a token: set --token or MEDLEY_TOKEN, or bind a loopback address")]
     OpenWithoutToken(SocketAddr),
+    #[error("--index-nice {0}: must be between 0 and 19")]
+    IndexNice(i32),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
     #[error("opening the database for the routes' reads: {0}")]
@@ -78,6 +85,9 @@ impl ServeConfig {
     pub fn check(&self) -> Result<(), ServeError> {
         if self.token.is_none() && !self.bind.ip().is_loopback() {
             return Err(ServeError::OpenWithoutToken(self.bind));
+        }
+        if !(0..=19).contains(&self.index_nice) {
+            return Err(ServeError::IndexNice(self.index_nice));
         }
         Ok(())
     }
@@ -100,6 +110,8 @@ pub(crate) struct App {
     /// version after each batch the worker indexes (so readers never share the worker's handles).
     reader: Store,
     encoders: Arc<Encoders>,
+    /// Where the index worker runs: below the routes in CPU priority.
+    background: background::Background,
     /// Search texts into the text space: cached, batched across requests, off the async workers.
     queries: embed::QueryEmbedder,
     /// The same into the image-text space, when the pipeline has an image-text model.
@@ -123,6 +135,7 @@ type AppState = Arc<App>;
 pub async fn run(
     config: ServeConfig,
     encoders: Arc<Encoders>,
+    towers: TextTowers,
     indexer: Indexer,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
@@ -156,14 +169,17 @@ pub async fn run(
         }
     }
     let embedder = |text: &Arc<medley_models::TextEncoder>| embed::QueryEmbedder::new(text.clone());
+    let background =
+        background::Background::new(config.index_nice).map_err(io_err("starting the index worker's threads"))?;
     let app = Arc::new(App {
         config,
         jobs,
         indexer,
         reader,
-        queries: embedder(&encoders.text)?,
-        clip_queries: encoders.clip.as_ref().map(|c| embedder(&c.text)).transpose()?,
-        clap_queries: encoders.clap.as_ref().map(|c| embedder(&c.text)).transpose()?,
+        queries: embedder(&towers.text)?,
+        clip_queries: towers.clip.as_ref().map(embedder).transpose()?,
+        clap_queries: towers.clap.as_ref().map(embedder).transpose()?,
+        background,
         answers: embed::Answers::default(),
         pool: pool::QueryPool::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
             .map_err(io_err("starting the query threads"))?,

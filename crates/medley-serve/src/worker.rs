@@ -155,7 +155,10 @@ pub async fn supervise(app: AppState) {
     let mut pause = BACKOFF_FIRST;
     loop {
         let started = Instant::now();
-        let (error, during_batch) = match tokio::spawn(run(app.clone())).await {
+        // On the background runtime: the worker and the CPU work it hands out run below the
+        // routes in priority.
+        let Some(worker) = app.background.spawn(run(app.clone())) else { break };
+        let (error, during_batch) = match worker.await {
             Ok(Ok(())) => break,
             Ok(Err(e)) => (e.to_string(), e.during_batch()),
             Err(e) if e.is_panic() => (format!("the worker panicked: {}", panic_message(e.into_panic())), true),
