@@ -73,13 +73,6 @@ impl Packed {
         Packed { k, d, panels, norms, isa: isa() }
     }
 
-    /// Centre `i` as it was given to [`Packed::new`], appended to `out`.
-    pub fn extend_with_row(&self, i: usize, out: &mut Vec<f32>) {
-        let (p, w) = (i / W, i % W);
-        let base = p * self.d * W;
-        out.extend((0..self.d).map(|j| self.panels[base + j * W + w]));
-    }
-
     pub fn kpad(&self) -> usize {
         self.norms.len()
     }

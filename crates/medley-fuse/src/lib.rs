@@ -10,6 +10,7 @@
 //!
 //! Vectors are `&[f32]` slices of `n x d` row-major rows throughout.
 
+mod codes;
 pub mod fusion;
 pub mod ivf;
 mod kernel;
