@@ -113,7 +113,8 @@ impl Store {
             let Some(dim) = crate::schema::vector_width(&schema, &column) else {
                 continue;
             };
-            let bytes = rows * dim * std::mem::size_of::<f32>();
+            // f32 for exact scores and int8 for the scan (medley_fuse::Ivf).
+            let bytes = rows * (dim * (std::mem::size_of::<f32>() + 1) + std::mem::size_of::<f32>());
             if bytes > left {
                 continue;
             }

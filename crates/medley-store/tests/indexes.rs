@@ -127,11 +127,13 @@ async fn columns_kept_in_memory_answer_unfiltered_searches_and_follow_refreshes(
     let n = 12_000;
     let rows: Vec<MediaRow> = (0..n).map(row).collect();
     store.upsert_media(&rows).await.unwrap();
-    let bytes = n * 32 * 4;
+    // Per row: f32 coordinates, and an int8 copy with a scale for the scan.
+    let footprint = |width: usize| n * (width * 5 + 4);
+    let bytes = footprint(32);
 
     // Over the budget: nothing kept, searches stay with LanceDB.
     assert!(store.keep_in_memory(&["visual"], bytes - 1).await.unwrap().is_empty());
-    let kept = store.keep_in_memory(&["visual", "audio", "no_such_column"], bytes + n * 8 * 4).await.unwrap();
+    let kept = store.keep_in_memory(&["visual", "audio", "no_such_column"], bytes + footprint(8)).await.unwrap();
     assert_eq!(kept.len(), 2, "{kept:?}");
     assert_eq!((kept[0].column.as_str(), kept[0].rows), ("visual", n));
     assert_eq!(kept[0].lists, 110, "about sqrt(rows) lists");
