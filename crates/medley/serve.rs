@@ -106,6 +106,10 @@ pub async fn run(home: &ModelHome, args: ServeArgs) -> Result<ExitCode> {
     };
     config.check().map_err(config_err)?;
     let pipeline = crate::runtime_args::load_pipeline(home, args.pipeline.as_deref(), &args.runtime)?;
+    // rayon's global pool starts on first use, and its threads would inherit the priority of
+    // the thread that used it first: the model-loading thread below. The query path uses it
+    // too (the tokenizer's batches), so it starts here, at the routes' priority.
+    let _ = rayon::ThreadPoolBuilder::new().thread_name(|i| format!("medley-rayon-{i}")).build_global();
     // The index worker's models load on a thread at its priority, so the threads ONNX Runtime
     // starts for them run there too; the text towers that embed queries load here.
     let encoders = medley_serve::at_nice(args.index_nice, || Encoders::load(home, pipeline))
