@@ -56,9 +56,7 @@ pub fn at_nice<T: Send>(nice: i32, f: impl FnOnce() -> T + Send) -> std::io::Res
 /// A runtime whose threads (async and blocking) run at nice value `nice`: the index worker
 /// runs on it, so the CPU work its runs hand to `spawn_blocking` does too.
 pub struct Background {
-    /// `None` only while dropping: a runtime cannot be dropped on an async thread, so it is
-    /// shut down in the background instead.
-    runtime: Option<tokio::runtime::Runtime>,
+    runtime: crate::pool::OwnedRuntime,
 }
 
 impl Background {
@@ -73,7 +71,7 @@ impl Background {
             })
             .enable_all()
             .build()?;
-        Ok(Self { runtime: Some(runtime) })
+        Ok(Self { runtime: crate::pool::OwnedRuntime::new(runtime) })
     }
 
     pub fn spawn<F>(&self, task: F) -> Option<tokio::task::JoinHandle<F::Output>>
@@ -81,15 +79,7 @@ impl Background {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.runtime.as_ref().map(|r| r.spawn(task))
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
+        self.runtime.get().map(|r| r.spawn(task))
     }
 }
 

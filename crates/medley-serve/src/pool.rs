@@ -22,10 +22,31 @@ pub enum PoolError {
 }
 
 pub struct QueryPool {
-    /// `None` only while dropping: a runtime cannot be dropped on an async thread, so it is
-    /// shut down in the background instead.
-    runtime: Option<tokio::runtime::Runtime>,
+    runtime: OwnedRuntime,
     admitted: Arc<Semaphore>,
+}
+
+/// A runtime of the server's own, which may be dropped on an async thread: it is shut down in
+/// the background rather than waited for (dropping a runtime there panics).
+pub(crate) struct OwnedRuntime(Option<tokio::runtime::Runtime>);
+
+impl OwnedRuntime {
+    pub fn new(runtime: tokio::runtime::Runtime) -> Self {
+        Self(Some(runtime))
+    }
+
+    /// `None` only while dropping.
+    pub fn get(&self) -> Option<&tokio::runtime::Runtime> {
+        self.0.as_ref()
+    }
+}
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl QueryPool {
@@ -37,7 +58,7 @@ impl QueryPool {
             .thread_name("medley-query")
             .enable_all()
             .build()?;
-        Ok(Self { runtime: Some(runtime), admitted: Arc::new(Semaphore::new(threads)) })
+        Ok(Self { runtime: OwnedRuntime::new(runtime), admitted: Arc::new(Semaphore::new(threads)) })
     }
 
     /// Run `query` when its turn comes. The turn is held until the query ends, even when the
@@ -47,7 +68,7 @@ impl QueryPool {
         &self,
         query: impl Future<Output = T> + Send + 'static,
     ) -> Result<T, PoolError> {
-        let runtime = self.runtime.as_ref().ok_or(PoolError::Closed)?;
+        let runtime = self.runtime.get().ok_or(PoolError::Closed)?;
         let turn = self.admitted.clone().acquire_owned().await.map_err(|_| PoolError::Closed)?;
         runtime
             .spawn(async move {
@@ -57,14 +78,6 @@ impl QueryPool {
             })
             .await
             .map_err(|e| PoolError::Task(e.to_string()))
-    }
-}
-
-impl Drop for QueryPool {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
     }
 }
 
