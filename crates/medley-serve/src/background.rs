@@ -83,7 +83,8 @@ impl Background {
     }
 }
 
-#[cfg(test)]
+// Nice values are per thread on Linux only.
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 
@@ -93,7 +94,6 @@ mod tests {
         unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::syscall(libc::SYS_gettid) as libc::id_t) }
     }
 
-    #[cfg(target_os = "linux")]
     #[test]
     fn threads_started_at_a_nice_value_keep_it_and_pass_it_on() -> std::io::Result<()> {
         let before = nice_of_this_thread();
