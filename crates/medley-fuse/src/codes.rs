@@ -7,11 +7,16 @@
 //! vectors), so a search takes more candidates than it returns from them and scores those
 //! again exactly ([`crate::Ivf::search`]).
 
+use crate::kernel::{Isa, isa};
+
 /// `n` vectors of width `d`, row-major, each as `scale * code`.
 pub(crate) struct Codes {
     d: usize,
     codes: Vec<i8>,
     scales: Vec<f32>,
+    /// The instruction set the scan is compiled for (the k-means kernels' choice, so
+    /// `MEDLEY_FUSE_KERNEL` caps both).
+    isa: Isa,
 }
 
 impl Codes {
@@ -26,11 +31,16 @@ impl Codes {
             codes.extend(row.iter().map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8));
             scales.push(scale);
         }
-        Self { d, codes, scales }
+        Self { d, codes, scales, isa: isa() }
     }
 
     pub fn len(&self) -> usize {
         self.scales.len()
+    }
+
+    /// Bytes kept per vector of width `d`: a byte a coordinate and its scale.
+    pub const fn bytes_per_vector(d: usize) -> usize {
+        d + std::mem::size_of::<f32>()
     }
 
     /// Approximate inner products of `query` with every vector, into `out` (resized).
@@ -40,24 +50,20 @@ impl Codes {
             out.resize(self.len(), 0.0);
             return;
         }
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU supports AVX-512F (checked just above).
-                return unsafe { scores_avx512(self, query, out) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2 (checked just above).
-                return unsafe { scores_avx2(self, query, out) };
-            }
+        match self.isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU supports AVX-512F (checked in `isa`).
+            Isa::Avx512 => unsafe { scores_avx512(self, query, out) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU supports AVX2 and FMA (checked in `isa`).
+            Isa::Avx2 => unsafe { scores_avx2(self, query, out) },
+            Isa::Portable => scores_portable(self, query, out),
         }
-        scores_portable(self, query, out);
     }
 }
 
 /// Sixteen running sums, so the compiler keeps them in vector lanes (a single `f32` sum
-/// would have to be added in order, one coordinate at a time).
-/// Fixed-size chunks and plain loops: indexing a slice of unknown length keeps its bounds
+/// would have to be added in order, one coordinate at a time). Fixed-size chunks and plain loops: indexing a slice of unknown length keeps its bounds
 /// checks (no vectorising), and iterator adapters such as `map` and `sum` can end up as calls
 /// outside the `#[target_feature]` functions below, compiled for the baseline ISA.
 #[inline(always)]
@@ -97,7 +103,7 @@ unsafe fn scores_avx512(codes: &Codes, query: &[f32], out: &mut Vec<f32>) {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 unsafe fn scores_avx2(codes: &Codes, query: &[f32], out: &mut Vec<f32>) {
     scores_portable(codes, query, out);
 }

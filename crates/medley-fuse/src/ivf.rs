@@ -97,6 +97,12 @@ impl Members {
 }
 
 impl Ivf {
+    /// Memory an index of `n` vectors of width `d` keeps for its lists: f32 for exact scores,
+    /// and the int8 scan copy.
+    pub const fn bytes_for(n: usize, d: usize) -> usize {
+        n * (d * std::mem::size_of::<f32>() + Codes::bytes_per_vector(d))
+    }
+
     /// Index the `n x d` rows of `data` under `centres` (trained on these rows or on an
     /// earlier version of them).
     pub fn build(data: &[f32], centres: IvfCentres) -> Self {

@@ -10,7 +10,7 @@
 pub(crate) const W: usize = 32;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Isa {
+pub(crate) enum Isa {
     #[cfg(target_arch = "x86_64")]
     Avx512,
     #[cfg(target_arch = "x86_64")]
@@ -18,7 +18,7 @@ enum Isa {
     Portable,
 }
 
-fn isa() -> Isa {
+pub(crate) fn isa() -> Isa {
     #[cfg(target_arch = "x86_64")]
     {
         // MEDLEY_FUSE_KERNEL=avx2|portable caps the kernel (for tests and comparisons).

@@ -113,8 +113,7 @@ impl Store {
             let Some(dim) = crate::schema::vector_width(&schema, &column) else {
                 continue;
             };
-            // f32 for exact scores and int8 for the scan (medley_fuse::Ivf).
-            let bytes = rows * (dim * (std::mem::size_of::<f32>() + 1) + std::mem::size_of::<f32>());
+            let bytes = Ivf::bytes_for(rows, dim);
             if bytes > left {
                 continue;
             }
