@@ -189,6 +189,74 @@ def tf_logmel(wave):
     return tf.math.log(1.0 + 10000.0 * mel) / np.log(10.0)
 
 
+def pool_before_bn(model):
+    """Rewrite each `Conv -> Relu -> BatchNormalization -> MaxPool` whose pool spans a whole
+    axis (musicnn's front end: 5 filter banks, each pooled over frequency) so that the ReLU and
+    batch norm run on the pooled tensor, 30-96x smaller, instead of the convolution's output.
+    Exact: the batch norm is `a * x + b` per channel, so max(a * relu(z) + b) is
+    a * relu(max(z)) + b where a > 0, and a * relu(-max(-z)) + b where a < 0; the convolution's
+    channels with a < 0 are negated and a `Mul` by the signs after the pool undoes it. On one
+    core, 8 windows: about 0.8x the time. Returns how many were rewritten."""
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    readers = {}
+    for n in g.node:
+        for i in n.input:
+            readers[i] = readers.get(i, 0) + 1
+    sole = lambda n: readers.get(n.output[0], 0) == 1
+    moved = 0
+    for pool in [n for n in g.node if n.op_type == "MaxPool"]:
+        attrs = {a.name: a for a in pool.attribute}
+        if "pads" in attrs or "dilations" in attrs or list(attrs["kernel_shape"].ints)[0] != 1:
+            continue
+        bn = producer.get(pool.input[0])
+        relu = bn and producer.get(bn.input[0])
+        conv = relu and producer.get(relu.input[0])
+        if not (bn and bn.op_type == "BatchNormalization" and relu.op_type == "Relu" and conv.op_type == "Conv"
+                and sole(bn) and sole(relu) and sole(conv) and len(conv.input) == 3):
+            continue
+        eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
+        gamma, _, _, var = (numpy_helper.to_array(inits[i]) for i in bn.input[1:5])
+        sign = np.where(gamma / np.sqrt(var + eps) < 0, -1.0, 1.0).astype(np.float32)
+        w, b = (numpy_helper.to_array(inits[i]) for i in conv.input[1:3])
+        signed_w, signed_b, sign_name = conv.input[1] + "_signed", conv.input[2] + "_signed", pool.output[0] + "_sign"
+        g.initializer.extend([numpy_helper.from_array(w * sign[:, None, None, None], signed_w),
+                              numpy_helper.from_array(b * sign, signed_b),
+                              numpy_helper.from_array(sign.reshape(1, -1, 1, 1), sign_name)])
+        conv.input[1], conv.input[2] = signed_w, signed_b
+        out, pooled, unsigned = pool.output[0], pool.output[0] + "_pooled", pool.output[0] + "_unsigned"
+        pool.input[0], pool.output[0] = conv.output[0], pooled
+        g.node.append(helper.make_node("Mul", [pooled, sign_name], [unsigned], name=pool.name + "_sign"))
+        relu.input[0], bn.input[0], bn.output[0] = unsigned, relu.output[0], out
+        moved += 1
+    topological_order(g)
+    return moved
+
+
+def topological_order(g):
+    """Put the nodes in an order where each follows the producers of its inputs."""
+    import onnx
+
+    ready = {i.name for i in g.input} | {i.name for i in g.initializer} | {""}
+    pending, ordered = [onnx.NodeProto.FromString(n.SerializeToString()) for n in g.node], []
+    while pending:
+        left = []
+        for n in pending:
+            if all(i in ready for i in n.input):
+                ordered.append(n)
+                ready.update(n.output)
+            else:
+                left.append(n)
+        if len(left) == len(pending):
+            raise SystemExit("the rewritten graph has a cycle or a missing input")
+        pending = left
+    del g.node[:]
+    g.node.extend(ordered)
+
+
 def main():
     model_id, out_dir = sys.argv[1], sys.argv[2]
     name = {"musicnn-mtt": "MTT_musicnn", "musicnn-msd": "MSD_musicnn"}[model_id]
@@ -231,6 +299,8 @@ def main():
         node.output[:] = [rename.get(o, o) for o in node.output]
     for v in m.graph.input:
         v.type.tensor_type.shape.dim[0].dim_param = "batch"
+    print(f"  {model_id}: {pool_before_bn(m)} poolings moved before their ReLU and batch norm")
+    onnx.checker.check_model(m)
     onnx.save(m, path)
 
     rng = np.random.default_rng(3)
