@@ -403,14 +403,55 @@ def export_minilm(out_dir):
         ref = model(*args).numpy()
     inputs = {k: enc[k].numpy().astype(np.int64) for k in ["input_ids", "attention_mask", "token_type_ids"]}
     check(out_dir, "two_sentences", path, inputs, {"sentence_embedding": ref}, 1e-4)
+    graph = graph_spec(path, "model.onnx")
+    if minilm_queries(path, tok):
+        graph["queries"] = "model.queries-int8.onnx"
     write_spec(out_dir, {
         "id": "minilm-l6", "role": "text",
-        "graphs": [graph_spec(path, "model.onnx")],
+        "graphs": [graph],
         "text": {"file": "model.onnx", "tokenizer": "tokenizer.json", "layout": "padded",
                  "input_ids": "input_ids", "attention_mask": "attention_mask",
                  "token_type_ids": "token_type_ids", "embedding": "sentence_embedding", "dim": 384,
                  "max_length": 256, "normalize": False},
     })
+
+
+def minilm_queries(path, tok, min_cosine=0.997):
+    """Write `model.queries-int8.onnx` beside `path`: MiniLM with int8 MatMuls and per-token
+    activation scales (query_int8.py), which `medley search` and `serve` embed query texts
+    with on the CPU. Calibrated on half of ImageNet's class texts and names; every text of the
+    other half must keep `min_cosine` to the float graph's vector and embed in a batch as it
+    does alone, else the variant is not written. Returns whether it was."""
+    import onnxruntime as ort
+
+    import query_int8
+
+    texts = imagenet_label_texts()
+    names = [f"a {lemmas[0]}" for _, lemmas, _ in imagenet_synsets()]
+    calibration = texts[0::2] + names[1::2]
+    held_out = texts[1::2] + names[0::2]
+
+    def feeds(batch):
+        enc = tok(batch, padding=True, truncation=True, max_length=256, return_tensors="np")
+        return {k: enc[k].astype(np.int64) for k in ["input_ids", "attention_mask", "token_type_ids"]}
+
+    out = os.path.join(os.path.dirname(path), "model.queries-int8.onnx")
+    n = query_int8.quantize(path, out, [feeds(calibration[i:i + 32]) for i in range(0, len(calibration), 32)])
+    float_graph, int8_graph = (ort.InferenceSession(p, providers=["CPUExecutionProvider"]) for p in (path, out))
+    embed = lambda sess, batch: sess.run(None, feeds(batch))[0]
+    want = np.concatenate([embed(float_graph, held_out[i:i + 32]) for i in range(0, len(held_out), 32)])
+    got = np.concatenate([embed(int8_graph, held_out[i:i + 32]) for i in range(0, len(held_out), 32)])
+    cos = query_int8.cosines(want, got)
+    alone = np.concatenate([embed(int8_graph, [t]) for t in held_out[:32]])
+    batch_diff = float(np.abs(alone - got[:32]).max())
+    print(f"  minilm queries int8: {n} MatMuls; over {len(held_out)} held-out texts cosine to float "
+          f"min {cos.min():.4f}, mean {cos.mean():.4f} (at least {min_cosine}); alone vs in a batch "
+          f"max diff {batch_diff:.1e}")
+    if not (cos.min() >= min_cosine and batch_diff <= 1e-5):
+        print("  minilm queries int8: not close enough, float only")
+        os.remove(out)
+        return False
+    return True
 
 
 EXPORTERS = {

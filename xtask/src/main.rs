@@ -383,7 +383,7 @@ impl Ctx {
             }
             // The script, the shared Python modules next to it, and the manifest entry.
             let mut inputs = vec![std::fs::read(&script)?, model.to_string().into_bytes()];
-            for shared in ["export.py", "medley_common.py"] {
+            for shared in ["export.py", "medley_common.py", "query_int8.py"] {
                 inputs.extend(std::fs::read(dir.join(shared)).ok());
             }
             let fingerprint = format!("{:x}", fnv(&inputs.concat()));

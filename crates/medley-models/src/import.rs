@@ -296,6 +296,7 @@ impl GraphInfo {
             file: file.to_string(),
             fp16: None,
             int8: None,
+            queries: None,
             inputs: tensors(&self.inputs),
             outputs: tensors(&self.outputs),
         }

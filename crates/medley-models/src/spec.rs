@@ -53,6 +53,12 @@ pub struct GraphSpec {
     /// on the CPU load it instead.
     #[serde(default)]
     pub int8: Option<String>,
+    /// A variant of a text graph for query texts (`<stem>.queries-int8.onnx`, same inputs and
+    /// outputs): int8 MatMuls with per-token activation scales, so a text's vector does not
+    /// depend on its batch-mates. Written by the export when every held-out text keeps a
+    /// cosine of 0.997 to the float graph; `medley search` and `serve` load it on the CPU.
+    #[serde(default)]
+    pub queries: Option<String>,
     #[serde(default)]
     pub inputs: Vec<TensorSpec>,
     #[serde(default)]

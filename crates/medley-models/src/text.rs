@@ -26,6 +26,17 @@ impl TextEncoder {
     }
 
     pub fn from_spec(rt: &Runtime, spec: &ModelSpec) -> Result<Self, ModelError> {
+        Self::open(rt, spec, false)
+    }
+
+    /// The encoder for query texts (search): the graph's int8 query variant on the CPU where
+    /// the model has one ([`crate::GraphSpec::queries`]), else the same graph as
+    /// [`TextEncoder::from_spec`]. Its vectors are in the same space as the float graph's.
+    pub fn for_queries(rt: &Runtime, spec: &ModelSpec) -> Result<Self, ModelError> {
+        Self::open(rt, spec, true)
+    }
+
+    fn open(rt: &Runtime, spec: &ModelSpec, queries: bool) -> Result<Self, ModelError> {
         let section = spec.section(&spec.text, "text")?.clone();
         let id = spec.id.clone();
         let tok_err = |e: &dyn std::fmt::Display| ModelError::Tokenizer { model: id.clone(), message: e.to_string() };
@@ -51,7 +62,8 @@ impl TextEncoder {
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: section.max_length, ..Default::default() }))
             .map_err(|e| tok_err(&e))?;
-        let session = rt.session(&spec.id, &spec.file(&section.file)?)?;
+        let path = spec.file(&section.file)?;
+        let session = if queries { rt.query_session(&spec.id, &path)? } else { rt.session(&spec.id, &path)? };
         Ok(Self { id: spec.id.clone(), session, tokenizer, spec: section })
     }
 

@@ -105,6 +105,41 @@ fn minilm_matches_python_and_tokenizes_like_it() {
     case.check("sentence_embedding", &enc.encode(&["a photo of a dog", "music that is slow and calm"]).unwrap());
 }
 
+/// Queries embed with MiniLM's int8 query graph on the CPU: close to the float graph's
+/// vectors (which the tables store), and a text's vector is the same in any batch (per-token
+/// activation scales; per-tensor ones made it depend on the batch-mates).
+#[test]
+fn minilm_query_graph_keeps_the_float_vectors_in_any_batch() {
+    let (rt, home) = runtime();
+    let spec = medley_models::ModelSpec::load(&home, "minilm-l6").unwrap();
+    assert!(
+        home.model_dir("minilm-l6").unwrap().join("model.queries-int8.onnx").exists(),
+        "setup writes the query graph when it keeps quality"
+    );
+    let queries = TextEncoder::for_queries(rt, &spec).unwrap();
+    let float = TextEncoder::from_spec(rt, &spec).unwrap();
+    let texts = [
+        "a dog running on the beach",
+        "rain on a window",
+        "electronic dance music with a heavy bass line and a crowd cheering",
+        "snow",
+        "an old black and white film about a train robbery",
+        "piano",
+    ];
+    let got = queries.encode(&texts).unwrap();
+    let want = float.encode(&texts).unwrap();
+    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+        let cosine: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        assert!(cosine >= 0.997, "{:?}: cosine to float {cosine}", texts[i]);
+        assert!(a != b, "the int8 graph ran");
+        let alone = queries.encode(&[texts[i]]).unwrap().remove(0);
+        let diff = alone.iter().zip(a).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(diff < 1e-5, "{:?}: alone and in a batch differ by {diff}", texts[i]);
+    }
+    let float_only = TextEncoder::for_queries(&rt.float_only(), &spec).unwrap().encode(&texts).unwrap();
+    assert_eq!(float_only, want, "a float-only runtime embeds queries with the float graph");
+}
+
 /// Texts of every length up to the model's limit embed in one batch, each as it does alone;
 /// longer ones are truncated to the limit, never refused. (MiniLM's tokenizer.json pads to a
 /// fixed 128 tokens while the encoder truncates at 256: a batch holding a 129-256 token text

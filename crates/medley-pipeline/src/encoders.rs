@@ -310,14 +310,15 @@ impl Encoders {
 
     /// The text towers in new sessions of their own, not shared with index runs: `medley
     /// serve` embeds queries with them, so a query never waits for the index worker's model
-    /// call, and their threads keep the priority of the thread that loads them.
+    /// call, and their threads keep the priority of the thread that loads them. The text
+    /// model's int8 query graph runs where it has one ([`TextEncoder::for_queries`]).
     pub fn load_text_towers(&self, home: &ModelHome) -> Result<TextTowers, ModelError> {
         let rt = &self.runtime;
         let tower = |id: &str| -> Result<Arc<TextEncoder>, ModelError> {
-            Ok(Arc::new(TextEncoder::from_spec(rt, &medley_models::ModelSpec::load(home, id)?)?))
+            Ok(Arc::new(TextEncoder::for_queries(rt, &medley_models::ModelSpec::load(home, id)?)?))
         };
         Ok(TextTowers {
-            text: Arc::new(TextEncoder::load(rt, home, &self.config.models.text)?),
+            text: tower(&self.config.models.text)?,
             clip: self.clip.as_ref().map(|c| tower(&c.id)).transpose()?,
             clap: self.clap.as_ref().map(|c| tower(&c.id)).transpose()?,
         })

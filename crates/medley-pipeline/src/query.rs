@@ -78,9 +78,9 @@ impl QueryEncoders {
         }
     }
 
-    /// The pipeline's text model alone (loadable while the table opens).
+    /// The pipeline's text model alone, for queries (loadable while the table opens).
     pub fn text_model(home: &ModelHome) -> Result<TextEncoder, ModelError> {
-        TextEncoder::minilm(&Runtime::load(home)?, home)
+        TextEncoder::for_queries(&Runtime::load(home)?, &ModelSpec::load(home, "minilm-l6")?)
     }
 
     /// The query's vectors: in the text model's space, and in the dual encoders' spaces loaded.
