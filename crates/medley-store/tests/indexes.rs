@@ -127,8 +127,8 @@ async fn columns_kept_in_memory_answer_unfiltered_searches_and_follow_refreshes(
     let n = 12_000;
     let rows: Vec<MediaRow> = (0..n).map(row).collect();
     store.upsert_media(&rows).await.unwrap();
-    // Per row: f32 coordinates, and an int8 copy with a scale for the scan.
-    let footprint = |width: usize| n * (width * 5 + 4);
+    // Per row: f32 coordinates, and an int8 copy with a scale and a code sum for the scan.
+    let footprint = |width: usize| n * (width * 5 + 8);
     let bytes = footprint(32);
 
     // Over the budget: nothing kept, searches stay with LanceDB.
