@@ -19,7 +19,15 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from medley_common import check_onnx, fp16_variant, graph_spec, save_golden, write_spec  # noqa: F401
+from medley_common import (  # noqa: F401
+    check_onnx,
+    fp16_variant,
+    graph_spec,
+    int8_variant,
+    sample_windows,
+    save_golden,
+    write_spec,
+)
 
 OPSET = 17
 
@@ -300,26 +308,6 @@ def export_aisfx(out_dir):
     })
 
 
-def sample_windows(seconds, offset_s, window, rate):
-    """Mono windows of the sample media's soundtracks (`cargo xtask media`, fetched before this
-    export: `needs_media` in the manifest), `seconds` of each file from `offset_s`."""
-    import subprocess
-
-    media = os.path.join(os.environ["MEDLEY_HOME"], "media")
-    files = sorted(
-        os.path.join(d, f) for d in (os.path.join(media, s) for s in ("music", "videos", "film")) if os.path.isdir(d)
-        for f in os.listdir(d)
-    )
-    out = []
-    for f in files:
-        raw = subprocess.run(
-            ["ffmpeg", "-v", "quiet", "-ss", str(offset_s), "-t", str(seconds), "-i", f, "-ac", "1", "-ar", str(rate),
-             "-f", "f32le", "-"], capture_output=True).stdout
-        x = np.frombuffer(raw, dtype=np.float32)
-        out += [x[i : i + window] for i in range(0, len(x) - window + 1, window)]
-    return out
-
-
 def aisfx_int8(path, wave, min_cosine=0.98):
     """Write `model.int8.onnx` beside `path`: the CNN's convolutions in int8 (static, per-channel,
     calibrated on the sample media's soundtracks), the log-mel front end kept in float (in
@@ -327,43 +315,10 @@ def aisfx_int8(path, wave, min_cosine=0.98):
     windows per second. Every held-out window (other stretches of the same files, and the
     tone and noise) must keep at least `min_cosine` to the float graph's embedding, else the
     variant is not written. Returns its embeddings of `wave`, or None."""
-    import onnx
-    import onnxruntime as ort
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    calibration = sample_windows(20, 0, AISFX_WINDOW, AISFX_RATE)
-    held_out = sample_windows(10, 30, AISFX_WINDOW, AISFX_RATE)
-    if len(calibration) < 16 or len(held_out) < 8:
-        print(f"  aisfx int8: too little sample audio ({len(calibration)}, {len(held_out)} windows): float only")
-        return None
-
-    class Windows(CalibrationDataReader):
-        def __init__(self):
-            self.rest = iter(calibration)
-
-        def get_next(self):
-            w = next(self.rest, None)
-            return None if w is None else {"waveform": w[None, :]}
-
-    out_dir = os.path.dirname(path)
-    prepared, int8_path = os.path.join(out_dir, "prepared.onnx"), os.path.join(out_dir, "model.int8.onnx")
-    quant_pre_process(path, prepared, skip_symbolic_shape=True)
-    front = [n.name for n in onnx.load(prepared).graph.node if n.name.startswith("/front/")]
-    quantize_static(prepared, int8_path, Windows(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=front)
-    os.remove(prepared)
-    inputs = np.concatenate([np.stack(held_out), wave]).astype(np.float32)
-    run = lambda p: ort.InferenceSession(p, providers=["CPUExecutionProvider"]).run(None, {"waveform": inputs})[0]
-    a, b = run(path), run(int8_path)
-    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
-    print(f"  aisfx int8: {len(calibration)} calibration windows; over {len(inputs)} held-out windows cosine to "
-          f"float min {cos.min():.4f}, mean {cos.mean():.4f} (at least {min_cosine})")
-    if not cos.min() >= min_cosine:
-        print("  aisfx int8: not close enough, float only")
-        os.remove(int8_path)
-        return None
-    return b[len(held_out):]
+    out = int8_variant("aisfx", path, "waveform", sample_windows(20, 0, AISFX_WINDOW, AISFX_RATE),
+                       sample_windows(10, 30, AISFX_WINDOW, AISFX_RATE), wave, ["embedding"], min_cosine,
+                       lambda g: {"nodes_to_exclude": [n.name for n in g.node if n.name.startswith("/front/")]})
+    return None if out is None else out["embedding"]
 
 
 # --- all-MiniLM-L6-v2 (text): mean pooling + L2 norm inside the graph ----------------------

@@ -74,6 +74,78 @@ def fp16_variant(out_dir, file, inputs, min_cosine=0.999):
 _DTYPES = {1: "float32", 6: "int32", 7: "int64", 10: "float16", 9: "bool", 8: "string"}
 
 
+def sample_windows(seconds, offset_s, window, rate):
+    """Mono windows of the sample media's soundtracks (`cargo xtask media`, fetched before the
+    export: `needs_media` in the manifest), `seconds` of each file from `offset_s`."""
+    import subprocess
+
+    media = os.path.join(os.environ["MEDLEY_HOME"], "media")
+    files = sorted(
+        os.path.join(d, f) for d in (os.path.join(media, s) for s in ("music", "videos", "film")) if os.path.isdir(d)
+        for f in os.listdir(d)
+    )
+    out = []
+    for f in files:
+        raw = subprocess.run(
+            ["ffmpeg", "-v", "quiet", "-ss", str(offset_s), "-t", str(seconds), "-i", f, "-ac", "1", "-ar", str(rate),
+             "-f", "f32le", "-"], capture_output=True).stdout
+        x = np.frombuffer(raw, dtype=np.float32)
+        out += [x[i : i + window] for i in range(0, len(x) - window + 1, window)]
+    return out
+
+
+def int8_variant(name, path, input_name, calibration, held_out, extra, checked, min_cosine, choose):
+    """Write `model.int8.onnx` beside `path`: static int8 (QDQ, per-channel weights, uint8
+    activations) calibrated on `calibration` (waveform windows fed to `input_name`), of the
+    nodes `choose` picks: it gets the graph prepared for quantizing (onnx.GraphProto) and
+    returns `nodes_to_exclude` or `nodes_to_quantize` for `quantize_static`. Every held-out input
+    (`held_out` windows, then the `extra` batch) must keep at least `min_cosine` to the float
+    graph on each output in `checked`, else the variant is deleted. Returns the int8 graph's
+    outputs on `extra` by name, or None."""
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if len(calibration) < 16 or len(held_out) < 8:
+        print(f"  {name} int8: too little sample audio ({len(calibration)}, {len(held_out)} windows): float only")
+        return None
+
+    class Windows(CalibrationDataReader):
+        def __init__(self):
+            self.rest = iter(calibration)
+
+        def get_next(self):
+            w = next(self.rest, None)
+            return None if w is None else {input_name: w[None, :]}
+
+    out_dir = os.path.dirname(path)
+    prepared, int8_path = os.path.join(out_dir, "prepared.onnx"), os.path.join(out_dir, "model.int8.onnx")
+    quant_pre_process(path, prepared, skip_symbolic_shape=True)
+    quantize_static(prepared, int8_path, Windows(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, **choose(onnx.load(prepared).graph))
+    os.remove(prepared)
+    inputs = np.concatenate([np.stack(held_out), extra]).astype(np.float32)
+
+    def run(p):
+        sess = ort.InferenceSession(p, providers=["CPUExecutionProvider"])
+        return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {input_name: inputs})))
+
+    a, b = run(path), run(int8_path)
+    worst = 1.0
+    for key in checked:
+        u, v = a[key], b[key]
+        cos = (u * v).sum(1) / (np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1) + 1e-12)
+        worst = min(worst, float(cos.min()))
+        print(f"  {name} int8: {key} over {len(inputs)} held-out windows cosine to float min {cos.min():.4f}, "
+              f"mean {cos.mean():.4f} (at least {min_cosine}; {len(calibration)} calibration windows)")
+    if not worst >= min_cosine:
+        print(f"  {name} int8: not close enough, float only")
+        os.remove(int8_path)
+        return None
+    return {k: v[len(held_out):] for k, v in b.items()}
+
+
 def graph_spec(path, file):
     """Input and output names, dtypes and shapes of an ONNX file, for model.toml."""
     import onnx

@@ -58,8 +58,9 @@ impl MusicTagger {
                 message: format!("[tagger] embedding {:?} is not in [tagger.embeddings]", section.embedding),
             });
         }
-        let session = rt.session(&spec.id, &spec.file(&section.file)?)?;
-        Ok(Self { id: spec.id.clone(), session, spec: section, labels, label_texts, label_prior })
+        let path = spec.file(&section.file)?;
+        let session = rt.session(&spec.id, &path)?;
+        Ok(Self { id: rt.graph_id(&spec.id, &path), session, spec: section, labels, label_texts, label_prior })
     }
 
     pub fn id(&self) -> &str {

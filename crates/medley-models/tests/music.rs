@@ -41,3 +41,29 @@ fn musicnn_mtt_matches_python() {
 fn musicnn_msd_matches_python() {
     check("musicnn-msd", "rock");
 }
+
+/// On the CPU musicnn-mtt's int8 variant runs (the golden tensors are its outputs), its tags
+/// and embedding stay those of the float graph, and rows name the graph that made them.
+#[test]
+fn musicnn_mtt_int8_keeps_the_float_tags() {
+    let (rt, home) = runtime();
+    let dir = home.model_dir("musicnn-mtt").unwrap();
+    assert!(dir.join("model.int8.onnx").exists(), "setup writes the int8 variant when it keeps quality");
+    let case = Case::load(&dir, None);
+    let (x, shape) = case.f32s("inputs", "waveform");
+    let windows: Vec<&[f32]> = x.chunks_exact(shape[1]).collect();
+    let int8 = MusicTagger::load(rt, &home, "musicnn-mtt").unwrap();
+    let float = MusicTagger::load(&rt.float_only(), &home, "musicnn-mtt").unwrap();
+    assert_eq!((int8.id(), float.id()), ("musicnn-mtt.int8", "musicnn-mtt"));
+    let cosine = |a: &[f32], b: &[f32]| {
+        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        dot / (a.iter().map(|x| x * x).sum::<f32>().sqrt() * b.iter().map(|x| x * x).sum::<f32>().sqrt())
+    };
+    for (a, b) in int8.tag(&windows).unwrap().iter().zip(&float.tag(&windows).unwrap()) {
+        assert!(a.probabilities != b.probabilities, "two different graphs ran");
+        let tags = cosine(&a.probabilities, &b.probabilities);
+        let embedding = cosine(&a.embeddings["penultimate"], &b.embeddings["penultimate"]);
+        assert!(tags >= 0.99 && embedding >= 0.99, "int8 against float: tags {tags}, embedding {embedding}");
+        assert_eq!(a.top(int8.labels(), 1)[0].0, b.top(float.labels(), 1)[0].0, "the top tag stays");
+    }
+}
