@@ -92,10 +92,24 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
         c.arg(&script).arg("--models").arg(&models).arg("--db").arg(db).args(files);
         c
     };
-    // Warm-up: the reference embeds its 1000 label texts once and keeps them beside its
-    // database (medley keeps its own in the model folder), and both read the same files.
+    // Warm-up: each side embeds its 1000 label texts once and keeps them (the reference beside
+    // its database, medley in the model folder), and both read the same files.
     let warm_db = dir.join("warm.lance");
     results(&mut reference(&warm_db, &files[..1]))?;
+    let medley = |db: &Path, files: &[PathBuf]| {
+        let _ = std::fs::remove_dir_all(db);
+        let mut c = Command::new(ctx.medley_bin());
+        c.env("MEDLEY_HOME", &ctx.home)
+            .arg("index")
+            .args(files)
+            .arg("--pipeline")
+            .arg(&pipeline_file)
+            .arg("--db")
+            .arg(db)
+            .arg("--json");
+        c
+    };
+    results(&mut medley(&dir.join("medley-warm.lance"), &files[..1]))?;
 
     let ref_db = dir.join("reference.lance");
     let _ = std::fs::remove_dir_all(&ref_db);
@@ -107,19 +121,7 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
         .and_then(|v| v.trim().parse().ok())
         .context("the reference printed no media_s")?;
 
-    let medley_db = dir.join("medley.lance");
-    let _ = std::fs::remove_dir_all(&medley_db);
-    let mut medley = Command::new(ctx.medley_bin());
-    medley
-        .env("MEDLEY_HOME", &ctx.home)
-        .arg("index")
-        .args(&files)
-        .arg("--pipeline")
-        .arg(&pipeline_file)
-        .arg("--db")
-        .arg(&medley_db)
-        .arg("--json");
-    let (medley_mib, medley_wall, summary) = timed(&mut medley)?;
+    let (medley_mib, medley_wall, summary) = timed(&mut medley(&dir.join("medley.lance"), &files))?;
     let media_s: f64 = json_field(&summary, "media_seconds")
         .and_then(|v| v.parse().ok())
         .with_context(|| format!("no media_seconds in {summary}"))?;
