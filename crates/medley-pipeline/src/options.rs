@@ -10,7 +10,7 @@ pub struct IndexOptions {
     pub window_batch: usize,
     /// Rows gathered before one table commit (each commit is a LanceDB version).
     pub commit_every: usize,
-    /// FFmpeg decoder threads.
+    /// FFmpeg decoder threads, shared among the files in flight.
     pub decode_threads: usize,
     /// Labels kept per item.
     pub top_labels: usize,
@@ -39,13 +39,14 @@ impl IndexOptions {
     pub fn for_device(device: Device) -> Self {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let gpu = device == Device::Cuda;
+        let workers = if gpu { cores.clamp(2, 8) } else { (cores / 2).clamp(cores.min(2), 4) };
         Self {
             frame_batch: if gpu { 64 } else { 16 },
             window_batch: if gpu { 64 } else { 8 },
             commit_every: 32,
             decode_threads: cores,
             top_labels: 5,
-            workers: if gpu { cores.clamp(2, 8) } else { (cores / 2).clamp(cores.min(2), 4) },
+            workers,
             command: String::new(),
             shard: None,
         }
