@@ -259,7 +259,7 @@ def pad_pooled_convs(model, block=16):
         extra = -w.shape[0] % block
         if extra == 0 or len(pool) != 1 or pool[0].op_type != "MaxPool":
             continue
-        for i, name in enumerate(conv.input[1:3]):
+        for name in conv.input[1:3]:
             v = numpy_helper.to_array(inits[name])
             v = np.concatenate([v, np.zeros((extra,) + v.shape[1:], v.dtype)])
             inits[name].CopyFrom(numpy_helper.from_array(v, name))
@@ -282,10 +282,8 @@ def musicnn_int8(model_id, path, x, min_cosine=0.995):
     0.85). On one core, 8 windows: about 0.55x the float graph's time. Every held-out window
     (other stretches of the same files, and `x`) must keep `min_cosine` to the float graph's
     tags and embedding. Returns the int8 graph's outputs on `x`, or None."""
-    from onnx import numpy_helper
-
     def timbral(g):
-        shapes = {i.name: numpy_helper.to_array(i).shape for i in g.initializer}
+        shapes = {i.name: tuple(i.dims) for i in g.initializer}
         return {"nodes_to_quantize": [n.name for n in g.node if n.op_type == "Conv" and len(shapes.get(n.input[1], ())) == 4
                                       and shapes[n.input[1]][1] == 1 and min(shapes[n.input[1]][2:]) > 1]}
 

@@ -39,14 +39,13 @@ impl IndexOptions {
     pub fn for_device(device: Device) -> Self {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let gpu = device == Device::Cuda;
-        let workers = if gpu { cores.clamp(2, 8) } else { (cores / 2).clamp(cores.min(2), 4) };
         Self {
             frame_batch: if gpu { 64 } else { 16 },
             window_batch: if gpu { 64 } else { 8 },
             commit_every: 32,
             decode_threads: cores,
             top_labels: 5,
-            workers,
+            workers: if gpu { cores.clamp(2, 8) } else { (cores / 2).clamp(cores.min(2), 4) },
             command: String::new(),
             shard: None,
         }

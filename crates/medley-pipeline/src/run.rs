@@ -467,8 +467,6 @@ impl Indexer {
         (i, hash)
     }
 
-    /// The decode-and-encode stage: a hashed file's rows, on the blocking pool; other files
-    /// pass through.
     /// FFmpeg threads for the file starting now: the decoding threads shared among the files
     /// that will be in flight with it. Threads beyond a file's share fight the models for the
     /// cores: on 2 cores with 2 files in flight, one thread each took 0.93x the wall time and
@@ -481,6 +479,8 @@ impl Indexer {
         threads_per_decoder(self.opts.decode_threads, self.opts.workers, left)
     }
 
+    /// The decode-and-encode stage: a hashed file's rows, on the blocking pool; other files
+    /// pass through.
     async fn build(&self, i: usize, path: &Path, hashed: Hashed) -> (usize, Done) {
         let progress = &self.progress;
         let passed = match hashed {
@@ -561,8 +561,6 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// A codebook that cannot be used stops ID assignment for the run, not the run; a database
-/// error stops the run.
 /// Indices of `files`, largest first (ties in their given order). Files of a batch are claimed by
 /// whichever worker is free, so a long file started last runs alone at the end while the other
 /// workers idle; starting the big ones first (longest-processing-time order, with size standing
@@ -581,6 +579,8 @@ fn threads_per_decoder(threads: usize, workers: usize, left: usize) -> usize {
     (threads / workers.min(left).max(1)).max(1)
 }
 
+/// A codebook that cannot be used stops ID assignment for the run, not the run; a database
+/// error stops the run.
 fn sid_failed(e: SidError, summary: &mut Summary) -> Result<Option<SidAssigner>, StoreError> {
     match e {
         SidError::Store(e) => Err(e),

@@ -43,6 +43,18 @@ pub(super) fn opt(args: &[String], name: &str, default: u64) -> Result<u64> {
     }
 }
 
+/// `medley index PATHS --db DB --json` with the cache's models, over a fresh database.
+pub(super) fn medley_index<P: AsRef<std::ffi::OsStr>>(
+    ctx: &Ctx,
+    db: &std::path::Path,
+    paths: impl IntoIterator<Item = P>,
+) -> Command {
+    let _ = std::fs::remove_dir_all(db);
+    let mut c = Command::new(ctx.medley_bin());
+    c.env("MEDLEY_HOME", &ctx.home).arg("index").args(paths).arg("--db").arg(db).arg("--json");
+    c
+}
+
 /// Run a side of the benchmark; its stderr passes through, `result KEY VALUE` lines on stdout
 /// are collected.
 pub(super) fn results(cmd: &mut Command) -> Result<BTreeMap<String, f64>> {

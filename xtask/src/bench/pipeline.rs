@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use super::json_field;
+use super::{json_field, medley_index, results};
 use crate::Ctx;
 
 const STAGES: [&str; 13] = [
@@ -66,36 +66,15 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
 
     // Warm-up: medley embeds its label texts once and keeps them in the model folder; after
     // a fresh model export the first timed run would pay for that.
-    let warm_db = ctx.home.join("bench/pipeline-warm.lance");
-    let _ = std::fs::remove_dir_all(&warm_db);
-    let warm = Command::new(ctx.medley_bin())
-        .env("MEDLEY_HOME", &ctx.home)
-        .arg("index")
-        .arg(&dirs[0])
-        .arg("--db")
-        .arg(&warm_db)
-        .arg("--json")
-        .output()?;
-    if !warm.status.success() {
-        bail!("the warm-up run failed: {}", String::from_utf8_lossy(&warm.stderr));
-    }
+    results(&mut medley_index(ctx, &ctx.home.join("bench/pipeline-warm.lance"), &dirs[..1]))?;
 
     // The pipeline with one file at a time and with two in flight (decoding one while the
     // models run on another), or on CPU then CUDA; the busy seconds come from the second run.
     let mut runs = Vec::new();
     for (label, options) in variants {
-        let db = ctx.home.join("bench/pipeline.lance");
-        let _ = std::fs::remove_dir_all(&db);
+        let mut medley = medley_index(ctx, &ctx.home.join("bench/pipeline.lance"), &dirs);
         let t = Instant::now();
-        let out = Command::new(ctx.medley_bin())
-            .env("MEDLEY_HOME", &ctx.home)
-            .arg("index")
-            .args(&dirs)
-            .arg("--db")
-            .arg(&db)
-            .arg("--json")
-            .args(options)
-            .output()?;
+        let out = medley.args(options).output()?;
         let wall = t.elapsed().as_secs_f64();
         if !matches!(out.status.code(), Some(0 | 1)) {
             bail!("medley index failed with {}: {}", out.status, String::from_utf8_lossy(&out.stderr));

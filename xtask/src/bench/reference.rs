@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use super::{json_field, results};
+use super::{json_field, medley_index, results};
 use crate::Ctx;
 
 const REFERENCE_PY: &str = include_str!("reference.py");
@@ -97,16 +97,8 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
     let warm_db = dir.join("warm.lance");
     results(&mut reference(&warm_db, &files[..1]))?;
     let medley = |db: &Path, files: &[PathBuf]| {
-        let _ = std::fs::remove_dir_all(db);
-        let mut c = Command::new(ctx.medley_bin());
-        c.env("MEDLEY_HOME", &ctx.home)
-            .arg("index")
-            .args(files)
-            .arg("--pipeline")
-            .arg(&pipeline_file)
-            .arg("--db")
-            .arg(db)
-            .arg("--json");
+        let mut c = medley_index(ctx, db, files);
+        c.arg("--pipeline").arg(&pipeline_file);
         c
     };
     results(&mut medley(&dir.join("medley-warm.lance"), &files[..1]))?;
